@@ -1,0 +1,140 @@
+//! Command-line flags (clap): the raw first stage of configuration. Later
+//! stages turn these into the libraries' typed configs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Local AI, reachable from anywhere.
+#[derive(Debug, Parser)]
+#[command(name = "chorus", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve a GGUF model behind the OpenAI-compatible API.
+    Serve(ServeArgs),
+    /// Ask one question; the answer streams to stdout.
+    Ask(AskArgs),
+    /// Chat in a terminal (line editing, history; /help lists commands).
+    Chat(ChatArgs),
+    /// Check a server's health.
+    Health(ConnectArgs),
+}
+
+/// Which model to load and how (llama-server's flag names).
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ModelArgs {
+    /// Model to load: a GGUF path, or hf:OWNER/REPO/FILE.gguf from the Hugging Face hub
+    /// (default: hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf).
+    /// With a running server, `ask` and `chat` send it as the request's model id.
+    #[arg(short, long, env = "CHORUS_MODEL")]
+    pub(crate) model: Option<String>,
+    /// KV cache size in tokens, shared by all slots (0: the model's training context).
+    #[arg(short = 'c', long, default_value_t = 4096)]
+    pub(crate) ctx_size: u32,
+    /// Threads for generation (default: one per core).
+    #[arg(short, long)]
+    pub(crate) threads: Option<u32>,
+    /// Most tokens per decode step.
+    #[arg(short, long, default_value_t = 2048)]
+    pub(crate) batch_size: u32,
+    /// Most tokens computed at once inside a decode step.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) ubatch_size: u32,
+    /// Slots: the most sequences decoded at once.
+    #[arg(long, short = 'n', default_value_t = 4)]
+    pub(crate) parallel: u32,
+    /// Jinja chat template file that replaces the model's own.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) chat_template: Option<PathBuf>,
+    /// Model id for the API (default: the file stem).
+    #[arg(long)]
+    pub(crate) alias: Option<String>,
+    /// Layers to offload to a GPU (builds with GPU support only).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) n_gpu_layers: u32,
+    /// Hugging Face hub endpoint.
+    #[arg(long, env = "HF_ENDPOINT", default_value = chorus_hub::DEFAULT_ENDPOINT)]
+    pub(crate) hf_endpoint: String,
+    /// Never download; use cached models only.
+    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub(crate) offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Address to listen on; anything but loopback requires --api-key.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 4096)]
+    pub(crate) port: u16,
+    /// API key clients must send as `Authorization: Bearer KEY` (repeatable).
+    #[arg(long = "api-key", env = "CHORUS_API_KEY", value_delimiter = ',')]
+    pub(crate) api_keys: Vec<String>,
+    /// Seconds in-flight requests may run on after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) shutdown_timeout: u64,
+}
+
+/// Where the server is.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ConnectArgs {
+    /// Server URL (default http://127.0.0.1:4096). When given, it must answer.
+    #[arg(long, env = "CHORUS_URL")]
+    pub(crate) url: Option<String>,
+    /// API key for the server.
+    #[arg(long, env = "CHORUS_API_KEY", hide_env_values = true)]
+    pub(crate) api_key: Option<String>,
+    /// Seconds to wait for the server (connecting, and whole non-streamed answers).
+    #[arg(long, default_value_t = 600)]
+    pub(crate) timeout: u64,
+}
+
+/// How to generate.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct GenerateArgs {
+    /// Most tokens to generate.
+    #[arg(long)]
+    pub(crate) max_tokens: Option<i64>,
+    /// Sampling temperature (0: greedy).
+    #[arg(long)]
+    pub(crate) temperature: Option<f64>,
+    /// Seed for reproducible sampling.
+    #[arg(long)]
+    pub(crate) seed: Option<i64>,
+    /// System prompt.
+    #[arg(long)]
+    pub(crate) system: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AskArgs {
+    /// The question; read from stdin when omitted (and appended to it when stdin is piped).
+    pub(crate) prompt: Option<String>,
+    /// Print the whole answer at the end instead of streaming it.
+    #[arg(long)]
+    pub(crate) no_stream: bool,
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    #[command(flatten)]
+    pub(crate) generate: GenerateArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ChatArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    #[command(flatten)]
+    pub(crate) generate: GenerateArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}

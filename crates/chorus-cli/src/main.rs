@@ -1,0 +1,53 @@
+//! The `chorus` binary: parses flags, sets up logging, and hands each command
+//! to its module. Exit codes: 0 success, 1 error, 2 usage.
+
+mod args;
+mod ask;
+mod chat;
+mod health;
+mod model;
+mod serve;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server logs its work; client commands stay quiet unless RUST_LOG says otherwise.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,llama_cpp_2=warn",
+        _ => "warn,llama_cpp_2=error",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chorus: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(a) => serve::run(a).await.map(|()| true),
+            Command::Ask(a) => ask::run(a).await,
+            Command::Chat(a) => chat::run(a).await.map(|()| true),
+            Command::Health(a) => health::run(a).await.map(|()| true),
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("chorus: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Loading a model for `serve` and embedded mode: resolve the source (local
+//! file or Hugging Face hub download with a progress bar), then load it with
+//! llama.cpp off the async runtime.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chorus_engine::{Engine, Metrics};
+use chorus_hub::{DownloadProgress, HubConfig, ModelSource};
+use chorus_llama::{LlamaBackend, LlamaConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::args::ModelArgs;
+
+/// An indicatif bar on stderr for hub downloads.
+struct Bar(Option<ProgressBar>);
+
+impl DownloadProgress for Bar {
+    fn start(&mut self, file: &str, total: Option<u64>, already: u64) {
+        let bar = match total {
+            Some(t) => ProgressBar::new(t),
+            None => ProgressBar::no_length(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("downloading {file}"));
+        bar.set_position(already);
+        self.0 = Some(bar);
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Resolve and load the model the flags name, and build an engine over it.
+pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
+    let source = match &args.model {
+        Some(m) => m.parse::<ModelSource>()?,
+        None => ModelSource::default_model(),
+    };
+    let cache_dir = chorus_hub::default_cache_dir()
+        .context("no cache directory on this platform; pass a local GGUF file with --model PATH.gguf")?;
+    let hub = HubConfig {
+        endpoint: args.hf_endpoint.clone(),
+        cache_dir,
+        token: std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()),
+        offline: args.offline,
+    };
+    let path = chorus_hub::resolve(&source, &hub, &mut Bar(None)).await?;
+    let chat_template = match &args.chat_template {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the chat template {}", file.display()))?,
+        ),
+        None => None,
+    };
+    let mut config = LlamaConfig::new(path);
+    config.alias = args.alias.clone();
+    config.n_ctx = args.ctx_size;
+    config.n_batch = args.batch_size;
+    config.n_ubatch = args.ubatch_size;
+    config.n_parallel = args.parallel;
+    if let Some(t) = args.threads {
+        config.n_threads = t;
+        config.n_threads_batch = t;
+    }
+    config.n_gpu_layers = args.n_gpu_layers;
+    config.chat_template = chat_template;
+    let metrics = Arc::new(Metrics::new());
+    let backend = {
+        let metrics = Arc::clone(&metrics);
+        tokio::task::spawn_blocking(move || LlamaBackend::load(&config, metrics)).await??
+    };
+    Ok(Engine::new(Arc::new(backend), metrics))
+}

@@ -1,0 +1,122 @@
+//! The [`Backend`] trait between the engine and a model runtime (llama.cpp in
+//! `chorus-llama`), the facts a backend reports about its model
+//! ([`ModelInfo`]) and its scheduler ([`BackendStats`]), and its errors.
+
+use std::path::PathBuf;
+
+use crate::{GenerationStream, ValidGenerateRequest};
+
+/// What the server knows about a loaded model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// The id clients pass as `model` (the file stem unless an alias is set).
+    pub id: String,
+    /// Where the GGUF file is.
+    pub path: PathBuf,
+    /// Unix time in seconds when it was loaded.
+    pub created: u64,
+    /// GGUF `general.architecture`, such as `llama` or `qwen2`.
+    pub architecture: String,
+    /// Context size of the loaded context, in tokens, shared by all slots.
+    pub n_ctx: u32,
+    /// Context length the model was trained with.
+    pub n_ctx_train: u32,
+    /// Vocabulary size.
+    pub n_vocab: u32,
+    /// Slots: the most sequences decoded at once.
+    pub n_parallel: u32,
+    /// Parameter count.
+    pub n_params: u64,
+    /// File size in bytes.
+    pub size: u64,
+}
+
+impl ModelInfo {
+    /// A model description for unit tests that need no real model.
+    pub fn for_tests(id: &str, n_vocab: u32, n_ctx: u32) -> Self {
+        Self {
+            id: id.to_owned(),
+            path: PathBuf::from(format!("{id}.gguf")),
+            created: 0,
+            architecture: "llama".into(),
+            n_ctx,
+            n_ctx_train: n_ctx,
+            n_vocab,
+            n_parallel: 1,
+            n_params: 0,
+            size: 0,
+        }
+    }
+}
+
+/// A snapshot of a backend's scheduler.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackendStats {
+    /// Slots in all.
+    pub slots_total: u32,
+    /// Slots decoding a sequence.
+    pub slots_busy: u32,
+    /// Requests waiting for a slot.
+    pub queued: u32,
+    /// Sequences held by each of the most recent decode steps, oldest first.
+    pub last_steps_sequences: Vec<u32>,
+    /// The most sequences one decode step held since start.
+    pub max_sequences: u32,
+    /// Decode steps since start.
+    pub steps: u64,
+}
+
+/// A model runtime: takes validated requests, streams their text.
+///
+/// Implementations own their model on threads of their own; every method here
+/// returns promptly and never blocks on decoding.
+pub trait Backend: Send + Sync + 'static {
+    /// The loaded model.
+    fn info(&self) -> &ModelInfo;
+
+    /// Render and tokenize the prompt, check it fits, and queue it for
+    /// decoding. Dropping the returned stream cancels the generation.
+    ///
+    /// # Errors
+    /// [`BackendError::PromptTooLong`], [`BackendError::Template`] and
+    /// [`BackendError::InvalidPrompt`] are the client's fault;
+    /// [`BackendError::Unavailable`] means the model thread is gone.
+    fn generate(&self, request: ValidGenerateRequest) -> Result<GenerationStream, BackendError>;
+
+    /// What the scheduler is doing.
+    fn stats(&self) -> BackendStats;
+}
+
+/// What can go wrong in a backend.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    /// The prompt does not leave room for one generated token in the context.
+    #[error(
+        "the prompt has {n_prompt} tokens but the context holds {n_ctx}; shorten the messages or start the server with a larger --ctx-size"
+    )]
+    PromptTooLong {
+        /// Tokens in the prompt.
+        n_prompt: u32,
+        /// Context size.
+        n_ctx: u32,
+    },
+    /// The chat template refused the conversation (its own message).
+    #[error("{0}")]
+    Template(String),
+    /// The prompt cannot be used, such as an unsupported content part.
+    #[error("{0}")]
+    InvalidPrompt(String),
+    /// The model thread stopped.
+    #[error("the model is not running")]
+    Unavailable,
+    /// llama.cpp failed during decoding.
+    #[error("decoding failed: {0}")]
+    Decode(String),
+}
+
+impl BackendError {
+    /// True when the request was at fault (a 4xx), false for server faults.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, Self::PromptTooLong { .. } | Self::Template(_) | Self::InvalidPrompt(_))
+    }
+}

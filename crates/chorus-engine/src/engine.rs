@@ -1,0 +1,92 @@
+//! [`Engine`]: the handle every front end (HTTP server, embedded CLI) drives.
+//! It resolves the model a request names, validates the request, hands it to
+//! the model's [`Backend`] and reports health and metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::{
+    Backend, BackendError, BackendStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, ValidationError,
+};
+
+/// Cheap to clone; all clones share one backend.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("model", &self.inner.backend.info().id).finish()
+    }
+}
+
+/// Why the engine refused or failed a request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    /// The request names a model that is not loaded.
+    #[error("the model `{0}` does not exist")]
+    ModelNotFound(String),
+    /// A field is out of range.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The backend refused or failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl Engine {
+    /// An engine over one loaded model; `metrics` must be the registry its backend records into.
+    pub fn new(backend: Arc<dyn Backend>, metrics: Arc<Metrics>) -> Self {
+        Self { inner: Arc::new(Inner { backend, metrics, started: Instant::now() }) }
+    }
+
+    /// The loaded models.
+    pub fn models(&self) -> Vec<ModelInfo> {
+        vec![self.inner.backend.info().clone()]
+    }
+
+    /// The model a request names; `None` means the default (the loaded model).
+    ///
+    /// # Errors
+    /// [`EngineError::ModelNotFound`] when no loaded model has that id.
+    pub fn model(&self, id: Option<&str>) -> Result<&ModelInfo, EngineError> {
+        let info = self.inner.backend.info();
+        match id {
+            None => Ok(info),
+            Some(id) if id == info.id => Ok(info),
+            Some(id) => Err(EngineError::ModelNotFound(id.to_owned())),
+        }
+    }
+
+    /// Validate and schedule a request on the model named `model`.
+    ///
+    /// # Errors
+    /// [`EngineError`]: unknown model, invalid field, or the backend's refusal.
+    pub fn generate(&self, model: Option<&str>, request: GenerateRequest) -> Result<GenerationStream, EngineError> {
+        let info = self.model(model)?;
+        let valid = request.validate(info)?;
+        Ok(self.inner.backend.generate(valid)?)
+    }
+
+    /// Scheduler statistics of the loaded model.
+    pub fn stats(&self) -> BackendStats {
+        self.inner.backend.stats()
+    }
+
+    /// Seconds since the engine started.
+    pub fn uptime_s(&self) -> u64 {
+        self.inner.started.elapsed().as_secs()
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+}

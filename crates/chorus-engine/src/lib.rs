@@ -1,0 +1,20 @@
+//! The domain of chorus: the [`Engine`] handle that the server, the CLI's
+//! embedded mode and (later) sessions call; the [`Backend`] trait that model
+//! runtimes implement; the request stages ([`GenerateRequest`] →
+//! [`ValidGenerateRequest`]); streaming text handling ([`text`]); and metrics.
+//!
+//! This crate knows neither HTTP nor llama.cpp: both sit behind traits or
+//! plain types, so the domain can be tested and reused without either.
+
+pub mod backend;
+pub mod engine;
+pub mod metrics;
+pub mod request;
+pub mod stream;
+pub mod text;
+
+pub use backend::{Backend, BackendError, BackendStats, ModelInfo};
+pub use engine::{Engine, EngineError};
+pub use metrics::Metrics;
+pub use request::{ChatMessage, GenerateRequest, Prompt, SamplingParams, ValidGenerateRequest, ValidationError};
+pub use stream::{FinishReason, GenerationEvent, GenerationStream, Usage};

@@ -1,0 +1,240 @@
+//! The request stages of generation: [`GenerateRequest`] as converted from any
+//! wire format, and [`ValidGenerateRequest`], the only type a [`Backend`]
+//! accepts, produced by [`GenerateRequest::validate`].
+//!
+//! [`Backend`]: crate::Backend
+
+use crate::ModelInfo;
+
+/// Author of a chat message, as chat templates name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Instructions (`system`; OpenAI's `developer` maps here).
+    System,
+    /// The person.
+    User,
+    /// The model.
+    Assistant,
+    /// A tool's result.
+    Tool,
+}
+
+impl Role {
+    /// The role string chat templates expect.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    /// Who wrote it.
+    pub role: Role,
+    /// Its text.
+    pub content: String,
+    /// Optional participant name.
+    pub name: Option<String>,
+    /// For [`Role::Tool`]: the id of the call it answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// A message with just a role and text.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), name: None, tool_call_id: None }
+    }
+}
+
+/// What the model continues.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// A conversation, rendered by the model's chat template with the generation prompt added.
+    Chat(Vec<ChatMessage>),
+    /// Raw text, tokenized as is (special tokens in it are parsed).
+    Text(String),
+}
+
+/// Sampling parameters of one request. Defaults are llama-server's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// Temperature; 0 means greedy. Range 0 to 2.
+    pub temperature: f32,
+    /// Nucleus sampling threshold, 0 to 1 (1 disables).
+    pub top_p: f32,
+    /// Top-k; 0 disables.
+    pub top_k: i32,
+    /// Min-p, 0 to 1 (0 disables).
+    pub min_p: f32,
+    /// Seed of the sampler's RNG; `None` draws one at random.
+    pub seed: Option<u32>,
+    /// OpenAI presence penalty, -2 to 2.
+    pub presence_penalty: f32,
+    /// OpenAI frequency penalty, -2 to 2.
+    pub frequency_penalty: f32,
+    /// llama.cpp repeat penalty; 1 disables.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalties look at.
+    pub penalty_last_n: i32,
+    /// Logit biases: (token id, bias). Validated against the vocabulary.
+    pub logit_bias: Vec<(i32, f32)>,
+    /// Keep generating past end-of-generation tokens.
+    pub ignore_eos: bool,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_p: 0.95,
+            top_k: 40,
+            min_p: 0.05,
+            seed: None,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            repeat_penalty: 1.0,
+            penalty_last_n: 64,
+            logit_bias: Vec::new(),
+            ignore_eos: false,
+        }
+    }
+}
+
+/// A generation request in the engine's terms, not yet validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    /// What to continue.
+    pub prompt: Prompt,
+    /// How to sample.
+    pub sampling: SamplingParams,
+    /// Stop sequences: generation ends before the first one, which is never returned.
+    pub stop: Vec<String>,
+    /// The most tokens to generate; `None` means until the context is full.
+    pub max_tokens: Option<u32>,
+}
+
+impl GenerateRequest {
+    /// A request with default sampling and no limits.
+    pub fn new(prompt: Prompt) -> Self {
+        Self { prompt, sampling: SamplingParams::default(), stop: Vec::new(), max_tokens: None }
+    }
+
+    /// Check every field against its range and the model.
+    ///
+    /// # Errors
+    /// [`ValidationError`] naming the field (OpenAI's `param`) and the rule it breaks.
+    pub fn validate(self, model: &ModelInfo) -> Result<ValidGenerateRequest, ValidationError> {
+        let s = &self.sampling;
+        range("temperature", s.temperature, 0.0, 2.0)?;
+        range("top_p", s.top_p, 0.0, 1.0)?;
+        range("min_p", s.min_p, 0.0, 1.0)?;
+        range("presence_penalty", s.presence_penalty, -2.0, 2.0)?;
+        range("frequency_penalty", s.frequency_penalty, -2.0, 2.0)?;
+        range("repeat_penalty", s.repeat_penalty, 0.0, 10.0)?;
+        if s.top_k < 0 {
+            return Err(ValidationError::new("top_k", "top_k must be 0 or more"));
+        }
+        for &(token, bias) in &s.logit_bias {
+            if token < 0 || token as u32 >= model.n_vocab {
+                return Err(ValidationError::new(
+                    "logit_bias",
+                    format!("logit_bias token {token} is not in the vocabulary (0..{})", model.n_vocab),
+                ));
+            }
+            range("logit_bias", bias, -100.0, 100.0)?;
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return Err(ValidationError::new("stop", "stop sequences must not be empty"));
+        }
+        if self.max_tokens == Some(0) {
+            return Err(ValidationError::new("max_tokens", "max_tokens must be at least 1"));
+        }
+        match &self.prompt {
+            Prompt::Chat(messages) if messages.is_empty() => {
+                return Err(ValidationError::new("messages", "messages must hold at least one message"));
+            }
+            _ => {}
+        }
+        Ok(ValidGenerateRequest(self))
+    }
+}
+
+fn range(param: &'static str, value: f32, min: f32, max: f32) -> Result<(), ValidationError> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(param, format!("{param} must be between {min} and {max}, got {value}")))
+    }
+}
+
+/// A request whose fields passed [`GenerateRequest::validate`]; the only
+/// request type a backend takes. Checks that need the tokenizer (prompt length
+/// against `n_ctx`) are the backend's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidGenerateRequest(GenerateRequest);
+
+impl ValidGenerateRequest {
+    /// The validated request.
+    pub fn get(&self) -> &GenerateRequest {
+        &self.0
+    }
+
+    /// Take the request apart.
+    pub fn into_inner(self) -> GenerateRequest {
+        self.0
+    }
+}
+
+/// A request field out of its range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ValidationError {
+    /// The field at fault, as OpenAI's `param` names it.
+    pub param: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// An error about `param`.
+    pub fn new(param: &'static str, message: impl Into<String>) -> Self {
+        Self { param, message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> ModelInfo {
+        ModelInfo::for_tests("m", 100, 512)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let r = GenerateRequest::new(Prompt::Text("hi".into()));
+        assert!(r.validate(&model()).is_ok());
+    }
+
+    #[test]
+    fn out_of_range_fields_name_their_param() {
+        let mut r = GenerateRequest::new(Prompt::Text("hi".into()));
+        r.sampling.temperature = 3.0;
+        assert_eq!(r.clone().validate(&model()).unwrap_err().param, "temperature");
+        r.sampling.temperature = f32::NAN;
+        assert_eq!(r.validate(&model()).unwrap_err().param, "temperature");
+        let mut r = GenerateRequest::new(Prompt::Text("hi".into()));
+        r.sampling.logit_bias = vec![(100, 1.0)];
+        assert_eq!(r.validate(&model()).unwrap_err().param, "logit_bias");
+        let r = GenerateRequest::new(Prompt::Chat(vec![]));
+        assert_eq!(r.validate(&model()).unwrap_err().param, "messages");
+        let mut r = GenerateRequest::new(Prompt::Text("hi".into()));
+        r.stop = vec![String::new()];
+        assert_eq!(r.validate(&model()).unwrap_err().param, "stop");
+    }
+}

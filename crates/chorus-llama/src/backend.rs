@@ -1,0 +1,228 @@
+//! [`LlamaBackend`]: loads a GGUF model, starts its model thread, and
+//! implements the engine's [`Backend`] by tokenizing on the caller's thread
+//! and queueing the sequence for the model thread.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use chorus_engine::{Backend, BackendError, BackendStats, GenerationStream, Metrics, ModelInfo, ValidGenerateRequest};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend as LlamaRuntime;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+
+use crate::LlamaConfig;
+use crate::template::{ChatTemplate, TemplateError};
+use crate::worker::{self, Job, SharedStats};
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LlamaError {
+    /// The llama.cpp runtime failed to initialise.
+    #[error("llama.cpp failed to initialise: {0}")]
+    Init(String),
+    /// The file is missing or not a GGUF model llama.cpp can load.
+    #[error("cannot load the model {path}: {reason}")]
+    Load {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The context (KV cache) could not be created, usually for lack of memory.
+    #[error("cannot create a context of {n_ctx} tokens: {reason}; try a smaller --ctx-size")]
+    Context {
+        /// Requested context size.
+        n_ctx: u32,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The chat template (from the GGUF or `--chat-template`) does not compile.
+    #[error("the chat template does not compile: {0}")]
+    Template(#[from] TemplateError),
+    /// The model thread could not be started.
+    #[error("cannot start the model thread: {0}")]
+    Thread(String),
+}
+
+/// The process-wide llama.cpp runtime, initialised once.
+fn runtime() -> Result<&'static LlamaRuntime, LlamaError> {
+    static RUNTIME: OnceLock<Result<LlamaRuntime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaRuntime::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| LlamaError::Init(e.clone()))
+}
+
+/// A loaded model served by its own thread.
+pub struct LlamaBackend {
+    info: ModelInfo,
+    model: Arc<LlamaModel>,
+    template: ChatTemplate,
+    jobs: Option<mpsc::Sender<Job>>,
+    stats: Arc<Mutex<SharedStats>>,
+    metrics: Arc<Metrics>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LlamaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaBackend").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+impl LlamaBackend {
+    /// Load the model (memory-mapped), create its context and start its thread.
+    /// Blocking: call it from a blocking thread.
+    ///
+    /// # Errors
+    /// [`LlamaError`]: the file, the context or the chat template.
+    pub fn load(config: &LlamaConfig, metrics: Arc<Metrics>) -> Result<Self, LlamaError> {
+        let runtime = runtime()?;
+        let path = &config.model_path;
+        let load_err = |reason: String| LlamaError::Load { path: path.display().to_string(), reason };
+        if !path.is_file() {
+            return Err(load_err("no such file".into()));
+        }
+        let params = LlamaModelParams::default().with_n_gpu_layers(config.n_gpu_layers);
+        let model = LlamaModel::load_from_file(runtime, path, &params)
+            .map_err(|e| load_err(format!("{e} (is it a GGUF file?)")))?;
+        let model = Arc::new(model);
+        let template = load_template(&model, config)?;
+
+        let n_ctx_train = model.n_ctx_train();
+        let n_ctx = if config.n_ctx == 0 { n_ctx_train } else { config.n_ctx };
+        let n_parallel = config.n_parallel.clamp(1, 256);
+        let ctx_params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(config.n_batch.max(1))
+            .with_n_ubatch(config.n_ubatch.clamp(1, config.n_batch.max(1)))
+            .with_n_seq_max(n_parallel)
+            .with_kv_unified(true)
+            .with_n_threads(config.n_threads.max(1) as i32)
+            .with_n_threads_batch(config.n_threads_batch.max(1) as i32);
+
+        let stats = Arc::new(Mutex::new(SharedStats::new(n_parallel)));
+        let (jobs_tx, jobs_rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = {
+            let model = Arc::clone(&model);
+            let stats = Arc::clone(&stats);
+            let metrics = Arc::clone(&metrics);
+            std::thread::Builder::new()
+                .name("chorus-llama".into())
+                .spawn(move || {
+                    let ctx = match model.new_context(runtime, ctx_params) {
+                        Ok(ctx) => ctx,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(ctx.n_ctx()));
+                    worker::run(&model, ctx, n_parallel, jobs_rx, &stats, &metrics);
+                })
+                .map_err(|e| LlamaError::Thread(e.to_string()))?
+        };
+        let n_ctx = match ready_rx.recv() {
+            Ok(Ok(n)) => n,
+            Ok(Err(reason)) => return Err(LlamaError::Context { n_ctx, reason }),
+            Err(_) => return Err(LlamaError::Thread("the model thread ended while starting".into())),
+        };
+
+        let info = ModelInfo {
+            id: config.alias.clone().unwrap_or_else(|| file_stem(path)),
+            path: path.clone(),
+            created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
+            n_ctx,
+            n_ctx_train,
+            n_vocab: model.n_vocab().max(0) as u32,
+            n_parallel,
+            n_params: model.n_params(),
+            size: std::fs::metadata(path).map_or(0, |m| m.len()),
+        };
+        tracing::info!(model = %info.id, n_ctx, n_parallel, params = info.n_params, "model loaded");
+        Ok(Self { info, model, template, jobs: Some(jobs_tx), stats, metrics, thread: Some(thread) })
+    }
+
+    /// The chat template in use.
+    pub fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+}
+
+/// The template from `--chat-template`, else the GGUF's, else ChatML.
+fn load_template(model: &LlamaModel, config: &LlamaConfig) -> Result<ChatTemplate, LlamaError> {
+    let vocab = model.vocab();
+    let piece = |t: llama_cpp_2::token::LlamaToken| {
+        if t.0 < 0 { String::new() } else { String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned() }
+    };
+    let (bos, eos) = (piece(vocab.bos()), piece(vocab.eos()));
+    let source = match &config.chat_template {
+        Some(source) => Some(source.clone()),
+        None => model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
+    };
+    match source {
+        Some(source) => Ok(ChatTemplate::new(&source, &bos, &eos)?),
+        None => {
+            tracing::info!("the model has no chat template; using ChatML");
+            Ok(ChatTemplate::chatml())
+        }
+    }
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
+}
+
+impl Backend for LlamaBackend {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn generate(&self, request: ValidGenerateRequest) -> Result<GenerationStream, BackendError> {
+        let request = request.into_inner();
+        let tokens = crate::prompt::tokenize(&self.model, &self.template, &request.prompt)?;
+        let n_prompt = tokens.len() as u32;
+        if n_prompt >= self.info.n_ctx {
+            return Err(BackendError::PromptTooLong { n_prompt, n_ctx: self.info.n_ctx });
+        }
+        let (tx, stream) = GenerationStream::channel(n_prompt);
+        let job = Job {
+            tokens,
+            sampling: request.sampling,
+            stop: request.stop,
+            max_tokens: request.max_tokens,
+            tx,
+            queued_at: Instant::now(),
+        };
+        let jobs = self.jobs.as_ref().ok_or(BackendError::Unavailable)?;
+        jobs.send(job).map_err(|_| BackendError::Unavailable)?;
+        self.metrics.queue_depth.inc();
+        Ok(stream)
+    }
+
+    fn stats(&self) -> BackendStats {
+        match self.stats.lock() {
+            Ok(s) => s.snapshot(),
+            Err(poisoned) => poisoned.into_inner().snapshot(),
+        }
+    }
+}
+
+impl Drop for LlamaBackend {
+    fn drop(&mut self) {
+        // Closing the job channel ends the model thread after its current step.
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! [`LlamaConfig`]: how to load a model and size its context, named after
+//! llama-server's flags.
+
+use std::path::PathBuf;
+
+/// Load-time settings of one model. Defaults follow llama-server where it has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// The GGUF file.
+    pub model_path: PathBuf,
+    /// The id clients use (`model`); the file stem when `None`.
+    pub alias: Option<String>,
+    /// `--ctx-size`: KV cache size in tokens, shared by all slots; 0 takes the
+    /// model's training context.
+    pub n_ctx: u32,
+    /// `--batch-size`: the most tokens submitted to one decode step.
+    pub n_batch: u32,
+    /// `--ubatch-size`: the most tokens llama.cpp computes at once inside a step.
+    pub n_ubatch: u32,
+    /// `--parallel`: slots, the most sequences decoded at once.
+    pub n_parallel: u32,
+    /// `--threads`: threads for generation.
+    pub n_threads: u32,
+    /// Threads for prompt processing (llama.cpp's `n_threads_batch`).
+    pub n_threads_batch: u32,
+    /// Layers offloaded to a GPU when llama.cpp was built with one.
+    pub n_gpu_layers: u32,
+    /// `--chat-template FILE` contents: replaces the template in the GGUF.
+    pub chat_template: Option<String>,
+}
+
+impl LlamaConfig {
+    /// Defaults for a model file: 4096-token context, 4 slots, one thread per core.
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        let threads = std::thread::available_parallelism().map_or(4, |n| n.get() as u32);
+        Self {
+            model_path: model_path.into(),
+            alias: None,
+            n_ctx: 4096,
+            n_batch: 2048,
+            n_ubatch: 512,
+            n_parallel: 4,
+            n_threads: threads,
+            n_threads_batch: threads,
+            n_gpu_layers: 0,
+            chat_template: None,
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Builds a llama.cpp sampler chain from a request's [`SamplingParams`], in
+//! llama.cpp's common order: logit bias, penalties, top-k, top-p, min-p,
+//! temperature, then a seeded draw (or greedy at temperature 0).
+
+use chorus_engine::SamplingParams;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
+
+/// The sampler for one sequence, with the prompt already fed to the penalties.
+pub(crate) fn build(params: &SamplingParams, n_vocab: i32, prompt: &[LlamaToken]) -> LlamaSampler {
+    let mut chain = Vec::new();
+    if !params.logit_bias.is_empty() {
+        let biases: Vec<LlamaLogitBias> =
+            params.logit_bias.iter().map(|&(token, bias)| LlamaLogitBias::new(LlamaToken(token), bias)).collect();
+        chain.push(LlamaSampler::logit_bias(n_vocab, &biases));
+    }
+    let penalised = params.repeat_penalty != 1.0 || params.frequency_penalty != 0.0 || params.presence_penalty != 0.0;
+    if penalised {
+        chain.push(LlamaSampler::penalties(
+            n_vocab,
+            params.penalty_last_n,
+            params.repeat_penalty,
+            params.frequency_penalty,
+            params.presence_penalty,
+        ));
+    }
+    if params.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        if params.top_k > 0 {
+            chain.push(LlamaSampler::top_k(params.top_k));
+        }
+        if params.top_p < 1.0 {
+            chain.push(LlamaSampler::top_p(params.top_p, 1));
+        }
+        if params.min_p > 0.0 {
+            chain.push(LlamaSampler::min_p(params.min_p, 1));
+        }
+        chain.push(LlamaSampler::temp(params.temperature));
+        let seed = params.seed.unwrap_or_else(random_seed);
+        chain.push(LlamaSampler::dist(seed));
+    }
+    let mut sampler = LlamaSampler::chain_simple(chain);
+    if penalised {
+        // Penalties look back over the prompt too, as in llama-server.
+        sampler.accept_many(prompt);
+    }
+    sampler
+}
+
+/// A seed for requests that give none (llama.cpp's `LLAMA_DEFAULT_SEED` draws one too).
+fn random_seed() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish() as u32
+}

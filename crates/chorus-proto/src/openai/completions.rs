@@ -1,0 +1,84 @@
+//! `POST /v1/completions`: the legacy text completion API (OpenAI:
+//! `CreateCompletionRequest`, `CreateCompletionResponse`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{FinishReason, ObjectType, SamplingFields, Stop, StreamOptions, Usage};
+
+/// Body of `POST /v1/completions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    /// Model id from `GET /v1/models`; when absent the loaded model answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The prompt: a string, or an array of strings (one choice per string, decoded together).
+    pub prompt: Prompt,
+    /// The most tokens to generate (OpenAI's default is 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<i64>,
+    /// Sampling options.
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+    /// Stream the answer as server-sent events, ending with `data: [DONE]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Options of the stream; only with `stream: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    /// Echo the prompt before the completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<bool>,
+    /// Choices per prompt; only 1 is supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<i64>,
+    /// An end-user id; recorded in logs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// `prompt` of a [`CompletionRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    /// One prompt.
+    One(String),
+    /// Several prompts, answered as `choices[i]` in order.
+    Many(Vec<String>),
+}
+
+/// Body of a completion, and of each streamed completion event (OpenAI: `CreateCompletionResponse`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// `cmpl-…`, the same for every streamed event of one request.
+    pub id: String,
+    /// Always `"text_completion"`.
+    pub object: ObjectType,
+    /// Unix time in seconds when the request was received.
+    pub created: u64,
+    /// Id of the model that answered.
+    pub model: String,
+    /// One choice per prompt (streamed: the choices this event adds to).
+    pub choices: Vec<CompletionChoice>,
+    /// Token counts over all prompts; on streamed events only in the usage event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Identifies the backend configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+}
+
+/// One choice of a [`Completion`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionChoice {
+    /// The generated text (streamed: the text this event adds).
+    pub text: String,
+    /// Which prompt this choice answers.
+    pub index: u32,
+    /// Always `null`.
+    pub logprobs: Option<serde_json::Value>,
+    /// Why generation ended; `null` on streamed events before the last.
+    pub finish_reason: Option<FinishReason>,
+}

@@ -1,0 +1,27 @@
+//! `GET /v1/models` and `GET /v1/models/{id}` (OpenAI: `ListModelsResponse`, `Model`).
+
+use serde::{Deserialize, Serialize};
+
+use super::ObjectType;
+
+/// A model the server can answer with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// The id to pass as `model`.
+    pub id: String,
+    /// Always `"model"`.
+    pub object: ObjectType,
+    /// Unix time in seconds when the model was loaded.
+    pub created: u64,
+    /// Always `"chorus"`.
+    pub owned_by: String,
+}
+
+/// Body of `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    /// Always `"list"`.
+    pub object: ObjectType,
+    /// The models.
+    pub data: Vec<Model>,
+}

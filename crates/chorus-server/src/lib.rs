@@ -1,0 +1,165 @@
+//! The HTTP face of chorus and the only crate that knows HTTP: the
+//! OpenAI-compatible API under `/v1`, `GET /health` and `GET /metrics`, API-key
+//! authentication, request logging, and graceful shutdown.
+//!
+//! [`app`] builds the `Router` (tested in-process); [`run`] serves it on a
+//! listener the caller bound, until a shutdown future resolves.
+
+mod auth;
+mod error;
+mod extract;
+mod health;
+mod openai;
+mod sse;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use chorus_engine::Engine;
+use chorus_engine::metrics::RequestLabels;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+/// Server settings (flags and environment are read by the binary, not here).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Accepted API keys; empty means no authentication. Every endpoint but
+    /// `/health` then requires `Authorization: Bearer KEY`.
+    pub api_keys: Vec<String>,
+    /// Largest request body in bytes; larger ones get a 413.
+    pub body_limit: usize,
+    /// How long in-flight requests may run on after a shutdown signal before
+    /// their streams are ended.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { api_keys: Vec::new(), body_limit: 16 * 1024 * 1024, shutdown_timeout: Duration::from_secs(10) }
+    }
+}
+
+impl ServerConfig {
+    /// Refuse to serve a non-loopback address without an API key.
+    ///
+    /// # Errors
+    /// [`ServerError::UnprotectedBind`] naming the address.
+    pub fn check_bind(&self, addr: SocketAddr) -> Result<(), ServerError> {
+        if addr.ip().is_loopback() || !self.api_keys.is_empty() {
+            Ok(())
+        } else {
+            Err(ServerError::UnprotectedBind(addr))
+        }
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Binding beyond loopback would expose the models to the network unauthenticated.
+    #[error(
+        "refusing to listen on {0} without an API key: anyone who can reach this address could use the server; pass --api-key KEY (or set CHORUS_API_KEY), or bind 127.0.0.1"
+    )]
+    UnprotectedBind(SocketAddr),
+    /// The listener failed.
+    #[error("server i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    engine: Engine,
+    config: Arc<ServerConfig>,
+    /// Cancelled when in-flight streams must end (shutdown timeout passed).
+    abort: CancellationToken,
+}
+
+impl AppState {
+    /// State over an engine.
+    pub fn new(engine: Engine, config: ServerConfig) -> Self {
+        Self { engine, config: Arc::new(config), abort: CancellationToken::new() }
+    }
+}
+
+/// The whole HTTP API as a `Router`, ready for `axum::serve` or in-process tests.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.body_limit;
+    let protected = Router::new()
+        .merge(openai::routes())
+        .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    Router::new()
+        .route("/health", get(health::health))
+        .merge(protected)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .with_state(state)
+}
+
+/// `chorus_requests_total{endpoint,status}`.
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let endpoint =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = RequestLabels { endpoint, status: response.status().as_u16() };
+    state.engine.metrics().requests.get_or_create(&labels).inc();
+    response
+}
+
+/// Serve `app` on `listener` until `shutdown` resolves, then stop accepting,
+/// let in-flight requests finish for up to `shutdown_timeout`, end the streams
+/// still open (each gets an error event and `data: [DONE]`), and return.
+///
+/// # Errors
+/// [`ServerError::UnprotectedBind`] before serving; I/O errors of the listener.
+pub async fn run(
+    listener: TcpListener,
+    engine: Engine,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let addr = listener.local_addr()?;
+    config.check_bind(addr)?;
+    let timeout = config.shutdown_timeout;
+    let state = AppState::new(engine, config);
+    let abort = state.abort.clone();
+    let draining = CancellationToken::new();
+    let signal = {
+        let draining = draining.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections; finishing in-flight requests");
+            draining.cancel();
+        }
+    };
+    tokio::spawn({
+        let draining = draining.clone();
+        let abort = abort.clone();
+        async move {
+            draining.cancelled().await;
+            tokio::time::sleep(timeout).await;
+            tracing::warn!("shutdown timeout passed; ending open streams");
+            abort.cancel();
+        }
+    });
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, app(state)).with_graceful_shutdown(signal).await?;
+    abort.cancel();
+    tracing::info!("server stopped");
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! `POST /v1/chat/completions`, plain and streamed.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use chorus_engine::{FinishReason, GenerationEvent, GenerationStream, Usage};
+use chorus_proto::openai::{
+    self as wire, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
+    ChunkChoice, ChunkUsage, Delta, ObjectType, Role,
+};
+use futures::StreamExt;
+
+use super::{convert, fingerprint, new_id, unix_now};
+use crate::extract::AppJson;
+use crate::{ApiError, AppState, sse};
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let plan = convert::chat(req)?;
+    let model = state.engine.model(plan.model.as_deref())?.id.clone();
+    let generation = state.engine.generate(Some(&model), plan.request)?;
+    let meta = Meta { id: new_id("chatcmpl"), created: unix_now(), fingerprint: fingerprint(&model), model };
+    if plan.stream {
+        return Ok(stream(state, meta, generation, plan.include_usage));
+    }
+    let (text, finish_reason, usage) = tokio::select! {
+        result = generation.collect() => result?,
+        () = state.abort.cancelled() => return Err(sse::shutting_down()),
+    };
+    Ok(Json(ChatCompletion {
+        id: meta.id,
+        object: ObjectType::ChatCompletion,
+        created: meta.created,
+        model: meta.model,
+        choices: vec![ChatChoice {
+            index: 0,
+            message: AssistantMessage { role: Role::Assistant, content: Some(text), refusal: None },
+            finish_reason: finish(finish_reason),
+            logprobs: None,
+        }],
+        usage: usage_wire(usage),
+        system_fingerprint: Some(meta.fingerprint),
+    })
+    .into_response())
+}
+
+struct Meta {
+    id: String,
+    created: u64,
+    model: String,
+    fingerprint: String,
+}
+
+impl Meta {
+    fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>, include_usage: bool) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: ObjectType::ChatCompletionChunk,
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice { index: 0, delta, finish_reason: finish_reason.map(finish), logprobs: None }],
+            usage: if include_usage { ChunkUsage::Null } else { ChunkUsage::Absent },
+            system_fingerprint: Some(self.fingerprint.clone()),
+        }
+    }
+}
+
+fn stream(state: AppState, meta: Meta, mut generation: GenerationStream, include_usage: bool) -> Response {
+    let abort = state.abort.clone();
+    let events = async_stream::stream! {
+        let first = Delta { role: Some(Role::Assistant), content: Some(String::new()) };
+        yield sse::json(&meta.chunk(first, None, include_usage));
+        loop {
+            let event = tokio::select! {
+                event = generation.next() => event,
+                () = abort.cancelled() => {
+                    yield sse::error(&sse::shutting_down());
+                    break;
+                }
+            };
+            match event {
+                Some(GenerationEvent::Text(text)) => {
+                    let delta = Delta { role: None, content: Some(text) };
+                    yield sse::json(&meta.chunk(delta, None, include_usage));
+                }
+                Some(GenerationEvent::Done { finish_reason, usage }) => {
+                    yield sse::json(&meta.chunk(Delta::default(), Some(finish_reason), include_usage));
+                    if include_usage {
+                        let mut last = meta.chunk(Delta::default(), None, include_usage);
+                        last.choices.clear();
+                        last.usage = ChunkUsage::Counts(usage_wire(usage));
+                        yield sse::json(&last);
+                    }
+                    break;
+                }
+                Some(GenerationEvent::Error(e)) => {
+                    yield sse::error(&ApiError::from(e));
+                    break;
+                }
+                None => {
+                    yield sse::error(&ApiError::unavailable());
+                    break;
+                }
+            }
+        }
+        yield sse::done();
+    };
+    sse::response(events)
+}
+
+pub(super) fn finish(reason: FinishReason) -> wire::FinishReason {
+    match reason {
+        FinishReason::Stop => wire::FinishReason::Stop,
+        FinishReason::Length => wire::FinishReason::Length,
+    }
+}
+
+pub(super) fn usage_wire(u: Usage) -> wire::Usage {
+    wire::Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.prompt_tokens + u.completion_tokens,
+        prompt_tokens_details: Some(wire::PromptTokensDetails { cached_tokens: u.cached_tokens }),
+    }
+}

@@ -1,0 +1,142 @@
+//! `POST /v1/completions`: one choice per prompt, all prompts decoded
+//! together in the same batch; plain and streamed.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use chorus_engine::{GenerationEvent, GenerationStream, Usage};
+use chorus_proto::openai::{Completion, CompletionChoice, CompletionRequest, ObjectType, Prompt};
+use futures::StreamExt;
+use futures::stream::select_all;
+
+use super::chat::{finish, usage_wire};
+use super::{convert, fingerprint, new_id, unix_now};
+use crate::extract::AppJson;
+use crate::{ApiError, AppState, sse};
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    convert::check_n(req.n)?;
+    let (stream, include_usage) = convert::stream_flags(req.stream, req.stream_options.as_ref())?;
+    let prompts = match req.prompt {
+        Prompt::One(p) => vec![p],
+        Prompt::Many(ps) if ps.is_empty() => {
+            return Err(ApiError::invalid(Some("prompt".to_owned()), "prompt must hold at least one string"));
+        }
+        Prompt::Many(ps) => ps,
+    };
+    let model = state.engine.model(req.model.as_deref())?.id.clone();
+    let echo = req.echo.unwrap_or(false);
+    // Schedule every prompt before waiting on any, so they share decode steps.
+    let mut generations = Vec::with_capacity(prompts.len());
+    for prompt in &prompts {
+        let request = convert::completion(prompt.clone(), req.max_tokens, &req.sampling, req.stop.as_ref())?;
+        generations.push(state.engine.generate(Some(&model), request)?);
+    }
+    let echoes = if echo { prompts } else { vec![String::new(); generations.len()] };
+    let meta = Meta { id: new_id("cmpl"), created: unix_now(), fingerprint: fingerprint(&model), model };
+    if stream {
+        return Ok(streamed(state, meta, generations, echoes, include_usage));
+    }
+    let collected = tokio::select! {
+        all = futures::future::join_all(generations.into_iter().map(GenerationStream::collect)) => all,
+        () = state.abort.cancelled() => return Err(sse::shutting_down()),
+    };
+    let mut usage = Usage::default();
+    let mut choices = Vec::with_capacity(collected.len());
+    for (i, (result, echo)) in collected.into_iter().zip(echoes).enumerate() {
+        let (text, reason, u) = result?;
+        add(&mut usage, u);
+        choices.push(CompletionChoice {
+            text: echo + &text,
+            index: i as u32,
+            logprobs: None,
+            finish_reason: Some(finish(reason)),
+        });
+    }
+    Ok(Json(meta.body(choices, Some(usage))).into_response())
+}
+
+struct Meta {
+    id: String,
+    created: u64,
+    model: String,
+    fingerprint: String,
+}
+
+impl Meta {
+    fn body(&self, choices: Vec<CompletionChoice>, usage: Option<Usage>) -> Completion {
+        Completion {
+            id: self.id.clone(),
+            object: ObjectType::TextCompletion,
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage: usage.map(usage_wire),
+            system_fingerprint: Some(self.fingerprint.clone()),
+        }
+    }
+}
+
+fn add(total: &mut Usage, u: Usage) {
+    total.prompt_tokens += u.prompt_tokens;
+    total.completion_tokens += u.completion_tokens;
+    total.cached_tokens += u.cached_tokens;
+}
+
+fn streamed(
+    state: AppState,
+    meta: Meta,
+    generations: Vec<GenerationStream>,
+    echoes: Vec<String>,
+    include_usage: bool,
+) -> Response {
+    let abort = state.abort.clone();
+    let mut open = generations.len();
+    let mut merged = select_all(generations.into_iter().enumerate().map(|(i, g)| g.map(move |e| (i as u32, e))));
+    let events = async_stream::stream! {
+        let text = |index: u32, text: String, finish_reason| CompletionChoice { text, index, logprobs: None, finish_reason };
+        for (i, echo) in echoes.into_iter().enumerate() {
+            if !echo.is_empty() {
+                yield sse::json(&meta.body(vec![text(i as u32, echo, None)], None));
+            }
+        }
+        let mut usage = Usage::default();
+        let mut failed = false;
+        while open > 0 {
+            let event = tokio::select! {
+                event = merged.next() => event,
+                () = abort.cancelled() => {
+                    yield sse::error(&sse::shutting_down());
+                    failed = true;
+                    break;
+                }
+            };
+            match event {
+                Some((i, GenerationEvent::Text(t))) => yield sse::json(&meta.body(vec![text(i, t, None)], None)),
+                Some((i, GenerationEvent::Done { finish_reason, usage: u })) => {
+                    add(&mut usage, u);
+                    open -= 1;
+                    yield sse::json(&meta.body(vec![text(i, String::new(), Some(finish(finish_reason)))], None));
+                }
+                Some((_, GenerationEvent::Error(e))) => {
+                    yield sse::error(&ApiError::from(e));
+                    failed = true;
+                    break;
+                }
+                None => {
+                    yield sse::error(&ApiError::unavailable());
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if include_usage && !failed {
+            yield sse::json(&meta.body(Vec::new(), Some(usage)));
+        }
+        yield sse::done();
+    };
+    sse::response(events)
+}

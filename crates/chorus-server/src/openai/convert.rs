@@ -1,0 +1,170 @@
+//! Wire requests to engine requests: every OpenAI field is checked for what
+//! serde cannot check (ranges of integers, `n`, `stream_options` without
+//! `stream`, content parts) and mapped onto [`GenerateRequest`]. Range checks of
+//! sampling fields are the engine's ([`GenerateRequest::validate`]).
+
+use chorus_engine::request::{ChatMessage, Role};
+use chorus_engine::{GenerateRequest, Prompt, SamplingParams};
+use chorus_proto::openai::{
+    ChatCompletionRequest, ContentPart, MessageContent, Role as WireRole, SamplingFields, Stop, StreamOptions,
+};
+
+use crate::ApiError;
+
+/// What a route needs to answer besides the engine request.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) model: Option<String>,
+    pub(crate) request: GenerateRequest,
+    pub(crate) stream: bool,
+    pub(crate) include_usage: bool,
+}
+
+pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
+    check_n(req.n)?;
+    let (stream, include_usage) = stream_flags(req.stream, req.stream_options.as_ref())?;
+    let messages = req.messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
+    if messages.is_empty() {
+        return Err(ApiError::invalid(Some("messages".to_owned()), "messages must hold at least one message"));
+    }
+    let max_tokens = match req.max_completion_tokens {
+        Some(n) => Some(max_tokens("max_completion_tokens", n)?),
+        None => req.max_tokens.map(|n| max_tokens("max_tokens", n)).transpose()?,
+    };
+    Ok(Plan {
+        model: req.model,
+        request: GenerateRequest {
+            prompt: Prompt::Chat(messages),
+            sampling: sampling(req.sampling)?,
+            stop: stop(req.stop)?,
+            max_tokens,
+        },
+        stream,
+        include_usage,
+    })
+}
+
+/// One prompt of a completion request; `max_tokens` defaults to OpenAI's 16.
+pub(crate) fn completion(
+    prompt: String,
+    max: Option<i64>,
+    fields: &SamplingFields,
+    stops: Option<&Stop>,
+) -> Result<GenerateRequest, ApiError> {
+    Ok(GenerateRequest {
+        prompt: Prompt::Text(prompt),
+        sampling: sampling(fields.clone())?,
+        stop: stop(stops.cloned())?,
+        max_tokens: Some(max_tokens("max_tokens", max.unwrap_or(16))?),
+    })
+}
+
+pub(crate) fn check_n(n: Option<i64>) -> Result<(), ApiError> {
+    match n {
+        None | Some(1) => Ok(()),
+        Some(_) => Err(ApiError::invalid(Some("n".to_owned()), "only n = 1 is supported")),
+    }
+}
+
+pub(crate) fn stream_flags(stream: Option<bool>, options: Option<&StreamOptions>) -> Result<(bool, bool), ApiError> {
+    let stream = stream.unwrap_or(false);
+    if options.is_some() && !stream {
+        return Err(ApiError::invalid(
+            Some("stream_options".to_owned()),
+            "stream_options is only allowed when stream is true",
+        ));
+    }
+    Ok((stream, options.is_some_and(|o| o.include_usage)))
+}
+
+fn max_tokens(param: &str, n: i64) -> Result<u32, ApiError> {
+    if n < 1 {
+        return Err(ApiError::invalid(Some(param.to_owned()), format!("{param} must be at least 1, got {n}")));
+    }
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+fn message(i: usize, m: chorus_proto::openai::ChatMessage) -> Result<ChatMessage, ApiError> {
+    let role = match m.role {
+        WireRole::System | WireRole::Developer => Role::System,
+        WireRole::User => Role::User,
+        WireRole::Assistant => Role::Assistant,
+        WireRole::Tool => Role::Tool,
+    };
+    let content = match m.content {
+        Some(MessageContent::Text(t)) => t,
+        Some(MessageContent::Parts(parts)) => {
+            let mut text = String::new();
+            for part in parts {
+                match part {
+                    ContentPart::Text { text: t } => text.push_str(&t),
+                    ContentPart::ImageUrl { .. } => {
+                        return Err(ApiError::invalid(
+                            Some(format!("messages[{i}].content")),
+                            "this model reads text only; image_url content parts are not supported",
+                        ));
+                    }
+                }
+            }
+            text
+        }
+        None if role == Role::Assistant => String::new(),
+        None => {
+            return Err(ApiError::invalid(
+                Some(format!("messages[{i}].content")),
+                format!("messages[{i}].content is required for role {}", role.as_str()),
+            ));
+        }
+    };
+    Ok(ChatMessage { role, content, name: m.name, tool_call_id: m.tool_call_id })
+}
+
+fn sampling(f: SamplingFields) -> Result<SamplingParams, ApiError> {
+    let mut p = SamplingParams::default();
+    if let Some(t) = f.temperature {
+        p.temperature = t as f32;
+    }
+    if let Some(v) = f.top_p {
+        p.top_p = v as f32;
+    }
+    if let Some(v) = f.top_k {
+        p.top_k = i32::try_from(v).map_err(|_| ApiError::invalid(Some("top_k".to_owned()), "top_k is out of range"))?;
+    }
+    if let Some(v) = f.min_p {
+        p.min_p = v as f32;
+    }
+    // OpenAI seeds are 64-bit; llama.cpp's are 32-bit: keep the low bits.
+    p.seed = f.seed.map(|s| s as u32);
+    if let Some(v) = f.presence_penalty {
+        p.presence_penalty = v as f32;
+    }
+    if let Some(v) = f.frequency_penalty {
+        p.frequency_penalty = v as f32;
+    }
+    if let Some(v) = f.repeat_penalty {
+        p.repeat_penalty = v as f32;
+    }
+    if let Some(bias) = f.logit_bias {
+        p.logit_bias = bias
+            .into_iter()
+            .map(|(k, v)| {
+                k.parse::<i32>().map(|t| (t, v as f32)).map_err(|_| {
+                    ApiError::invalid(
+                        Some("logit_bias".to_owned()),
+                        format!("logit_bias keys must be token ids, got `{k}`"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    p.ignore_eos = f.ignore_eos.unwrap_or(false);
+    Ok(p)
+}
+
+fn stop(stop: Option<Stop>) -> Result<Vec<String>, ApiError> {
+    let stops = stop.map(Stop::into_vec).unwrap_or_default();
+    if stops.len() > 16 {
+        return Err(ApiError::invalid(Some("stop".to_owned()), "at most 16 stop sequences are supported"));
+    }
+    Ok(stops)
+}

@@ -1,0 +1,38 @@
+//! The OpenAI-compatible routes under `/v1`: chat completions, completions and
+//! models. Conversion from wire types to the engine's request type is in
+//! [`convert`]; response shaping is in each route's module.
+
+mod chat;
+mod completions;
+mod convert;
+mod models;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::create))
+        .route("/v1/completions", post(completions::create))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::retrieve))
+}
+
+/// Unix time in seconds, for `created`.
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `system_fingerprint`: changes when the server version or the model changes.
+fn fingerprint(model: &str) -> String {
+    format!("chorus-{}-{model}", env!("CARGO_PKG_VERSION"))
+}
+
+/// A fresh id with OpenAI's prefix (`chatcmpl`, `cmpl`).
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
