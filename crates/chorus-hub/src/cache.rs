@@ -32,10 +32,7 @@ impl RepoCache {
     /// `repo` must be a validated `OWNER/REPO`.
     pub(crate) fn new(cache_dir: &Path, repo: &str) -> Self {
         let folder = format!("models--{}", repo.replace('/', "--"));
-        RepoCache {
-            dir: cache_dir.join(&folder),
-            locks: cache_dir.join(".locks").join(folder),
-        }
+        RepoCache { dir: cache_dir.join(&folder), locks: cache_dir.join(".locks").join(folder) }
     }
 
     /// `blobs/{etag}`; `etag` must be a safe file name.
@@ -83,10 +80,7 @@ impl RepoCache {
         }
         candidates.push(self.snapshot(&file.revision, &file.file));
         for path in candidates {
-            if tokio::fs::metadata(&path)
-                .await
-                .is_ok_and(|meta| meta.is_file())
-            {
+            if tokio::fs::metadata(&path).await.is_ok_and(|meta| meta.is_file()) {
                 return Some(path);
             }
         }
@@ -101,28 +95,17 @@ impl RepoCache {
         let path = self.ref_file(revision);
         create_parent(&path).await?;
         let temp = unique_temp(&path);
-        tokio::fs::write(&temp, commit)
-            .await
-            .map_err(|e| HubError::io("write", &temp, e))?;
-        tokio::fs::rename(&temp, &path)
-            .await
-            .map_err(|e| HubError::io("rename into", &path, e))
+        tokio::fs::write(&temp, commit).await.map_err(|e| HubError::io("write", &temp, e))?;
+        tokio::fs::rename(&temp, &path).await.map_err(|e| HubError::io("rename into", &path, e))
     }
 
     /// Makes `snapshots/{commit}/{file}` point at `blobs/{etag}`, replacing
     /// whatever was there, and returns its path.
-    pub(crate) async fn link_snapshot(
-        &self,
-        commit: &str,
-        file: &str,
-        etag: &str,
-    ) -> Result<PathBuf, HubError> {
+    pub(crate) async fn link_snapshot(&self, commit: &str, file: &str, etag: &str) -> Result<PathBuf, HubError> {
         let link = self.snapshot(commit, file);
         create_parent(&link).await?;
         if tokio::fs::symlink_metadata(&link).await.is_ok() {
-            tokio::fs::remove_file(&link)
-                .await
-                .map_err(|e| HubError::io("remove", &link, e))?;
+            tokio::fs::remove_file(&link).await.map_err(|e| HubError::io("remove", &link, e))?;
         }
         let blob = self.blob(etag);
         place_link(&blob, &link, file, etag).await?;
@@ -138,9 +121,7 @@ async fn place_link(_blob: &Path, link: &Path, file: &str, etag: &str) -> Result
     target.extend(std::iter::repeat_n("..", depth));
     target.push("blobs");
     target.push(etag);
-    tokio::fs::symlink(&target, link)
-        .await
-        .map_err(|e| HubError::io("create symlink", link, e))
+    tokio::fs::symlink(&target, link).await.map_err(|e| HubError::io("create symlink", link, e))
 }
 
 #[cfg(not(unix))]
@@ -148,10 +129,7 @@ async fn place_link(blob: &Path, link: &Path, _file: &str, _etag: &str) -> Resul
     if tokio::fs::hard_link(blob, link).await.is_ok() {
         return Ok(());
     }
-    tokio::fs::copy(blob, link)
-        .await
-        .map(drop)
-        .map_err(|e| HubError::io("copy into", link, e))
+    tokio::fs::copy(blob, link).await.map(drop).map_err(|e| HubError::io("copy into", link, e))
 }
 
 /// A sibling of `path` named `{name}.{pid}.{n}.tmp`, unique within this
@@ -159,29 +137,23 @@ async fn place_link(blob: &Path, link: &Path, _file: &str, _etag: &str) -> Resul
 fn unique_temp(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!("{name}.{}.{n}.tmp", std::process::id()))
 }
 
 /// Creates the parent folder of `path` and its ancestors.
 pub(crate) async fn create_parent(path: &Path) -> Result<(), HubError> {
     match path.parent() {
-        Some(parent) => tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| HubError::io("create directory", parent, e)),
+        Some(parent) => {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| HubError::io("create directory", parent, e))
+        }
         None => Ok(()),
     }
 }
 
 /// A full git commit hash: 40 lower-case hex digits.
 pub(crate) fn is_commit_hash(revision: &str) -> bool {
-    revision.len() == 40
-        && revision
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -191,26 +163,14 @@ mod tests {
     #[test]
     fn layout_matches_huggingface_hub() {
         let cache = RepoCache::new(Path::new("/c"), "Qwen/Qwen2.5-GGUF");
-        assert_eq!(
-            cache.blob("abc"),
-            Path::new("/c/models--Qwen--Qwen2.5-GGUF/blobs/abc")
-        );
-        assert_eq!(
-            cache.incomplete("abc"),
-            Path::new("/c/models--Qwen--Qwen2.5-GGUF/blobs/abc.incomplete")
-        );
+        assert_eq!(cache.blob("abc"), Path::new("/c/models--Qwen--Qwen2.5-GGUF/blobs/abc"));
+        assert_eq!(cache.incomplete("abc"), Path::new("/c/models--Qwen--Qwen2.5-GGUF/blobs/abc.incomplete"));
         assert_eq!(
             cache.snapshot("c0ffee", "d/f.gguf"),
             Path::new("/c/models--Qwen--Qwen2.5-GGUF/snapshots/c0ffee/d/f.gguf")
         );
-        assert_eq!(
-            cache.ref_file("refs/pr/1"),
-            Path::new("/c/models--Qwen--Qwen2.5-GGUF/refs/refs/pr/1")
-        );
-        assert_eq!(
-            cache.lock_file("abc"),
-            Path::new("/c/.locks/models--Qwen--Qwen2.5-GGUF/abc.lock")
-        );
+        assert_eq!(cache.ref_file("refs/pr/1"), Path::new("/c/models--Qwen--Qwen2.5-GGUF/refs/refs/pr/1"));
+        assert_eq!(cache.lock_file("abc"), Path::new("/c/.locks/models--Qwen--Qwen2.5-GGUF/abc.lock"));
     }
 
     #[test]

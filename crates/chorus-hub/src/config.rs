@@ -30,12 +30,7 @@ impl HubConfig {
     /// Settings for the public hub with the given cache directory, no token,
     /// online.
     pub fn new(cache_dir: PathBuf) -> Self {
-        HubConfig {
-            endpoint: DEFAULT_ENDPOINT.to_owned(),
-            cache_dir,
-            token: None,
-            offline: false,
-        }
+        HubConfig { endpoint: DEFAULT_ENDPOINT.to_owned(), cache_dir, token: None, offline: false }
     }
 }
 

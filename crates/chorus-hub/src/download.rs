@@ -44,9 +44,7 @@ pub(crate) async fn ensure_blob(
             return Ok(blob);
         }
         tracing::warn!(blob = %blob.display(), found = meta.len(), expected = ?req.metadata.size, "cached blob has the wrong size; downloading again");
-        tokio::fs::remove_file(&blob)
-            .await
-            .map_err(|e| HubError::io("remove", &blob, e))?;
+        tokio::fs::remove_file(&blob).await.map_err(|e| HubError::io("remove", &blob, e))?;
     }
     let incomplete = req.cache.incomplete(etag);
     create_parent(&incomplete).await?;
@@ -56,9 +54,7 @@ pub(crate) async fn ensure_blob(
         progress.finish();
     }
     result?;
-    tokio::fs::rename(&incomplete, &blob)
-        .await
-        .map_err(|e| HubError::io("rename into", &blob, e))?;
+    tokio::fs::rename(&incomplete, &blob).await.map_err(|e| HubError::io("rename into", &blob, e))?;
     Ok(blob)
 }
 
@@ -69,11 +65,7 @@ pub(crate) async fn lock(path: &Path) -> Result<std::fs::File, HubError> {
     create_parent(path).await?;
     let owned = path.to_path_buf();
     let locked = tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&owned)?;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&owned)?;
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => {}
             Err(fs4::TryLockError::WouldBlock) => {
@@ -87,11 +79,7 @@ pub(crate) async fn lock(path: &Path) -> Result<std::fs::File, HubError> {
     .await;
     match locked {
         Ok(result) => result.map_err(|e| HubError::io("lock", path, e)),
-        Err(join) => Err(HubError::io(
-            "lock",
-            path,
-            std::io::Error::other(join.to_string()),
-        )),
+        Err(join) => Err(HubError::io("lock", path, std::io::Error::other(join.to_string()))),
     }
 }
 
@@ -115,11 +103,7 @@ async fn transfer(
         .open(incomplete)
         .await
         .map_err(|e| HubError::io("open", incomplete, e))?;
-    let mut offset = out
-        .metadata()
-        .await
-        .map_err(|e| HubError::io("read metadata of", incomplete, e))?
-        .len();
+    let mut offset = out.metadata().await.map_err(|e| HubError::io("read metadata of", incomplete, e))?.len();
     if expected_size.is_some_and(|size| offset > size) {
         offset = truncate(&mut out, incomplete).await?;
     }
@@ -131,10 +115,8 @@ async fn transfer(
     if expected_size != Some(offset) || offset == 0 {
         let mut response = get(req, &model, offset).await?;
         let status = response.status();
-        let restart = matches!(
-            status,
-            StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE
-        );
+        let restart =
+            matches!(status, StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE);
         if offset > 0 && restart && !resumes_at(&response, offset) {
             // 200 (range ignored), 416, or a 206 for another range: start over.
             tracing::info!(%status, "server did not resume at byte {offset}; downloading from the start");
@@ -146,9 +128,7 @@ async fn transfer(
         }
         check_status(req, &response)?;
         tracing::info!(%model, size = ?expected_size, resume_at = offset, "downloading");
-        out.seek(SeekFrom::Start(offset))
-            .await
-            .map_err(|e| HubError::io("seek in", incomplete, e))?;
+        out.seek(SeekFrom::Start(offset)).await.map_err(|e| HubError::io("seek in", incomplete, e))?;
         progress.start(&req.file.file, expected_size, offset);
         *started = true;
 
@@ -159,101 +139,63 @@ async fn transfer(
                 Ok(chunk) => chunk,
                 Err(e) => {
                     // Keep what arrived so the next attempt resumes from it.
-                    out.flush()
-                        .await
-                        .map_err(|e| HubError::io("write", incomplete, e))?;
-                    return Err(HubError::Unreachable {
-                        model,
-                        cause: transport_cause(e),
-                    });
+                    out.flush().await.map_err(|e| HubError::io("write", incomplete, e))?;
+                    return Err(HubError::Unreachable { model, cause: transport_cause(e) });
                 }
             };
             written += chunk.len() as u64;
             if let Some(expected) = expected_size.filter(|&size| written > size) {
                 drop(out);
                 remove(incomplete).await?;
-                return Err(HubError::SizeMismatch {
-                    model,
-                    expected,
-                    actual: written,
-                });
+                return Err(HubError::SizeMismatch { model, expected, actual: written });
             }
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| HubError::io("write", incomplete, e))?;
+            out.write_all(&chunk).await.map_err(|e| HubError::io("write", incomplete, e))?;
             if let Some(hasher) = hasher.as_mut() {
                 hasher.update(&chunk);
             }
             progress.advance(chunk.len() as u64);
         }
-        out.flush()
-            .await
-            .map_err(|e| HubError::io("write", incomplete, e))?;
+        out.flush().await.map_err(|e| HubError::io("write", incomplete, e))?;
     } else {
         // A previous run received every byte but stopped before the rename.
         progress.start(&req.file.file, expected_size, offset);
         *started = true;
     }
-    out.sync_all()
-        .await
-        .map_err(|e| HubError::io("sync", incomplete, e))?;
-    let actual = out
-        .metadata()
-        .await
-        .map_err(|e| HubError::io("read metadata of", incomplete, e))?
-        .len();
+    out.sync_all().await.map_err(|e| HubError::io("sync", incomplete, e))?;
+    let actual = out.metadata().await.map_err(|e| HubError::io("read metadata of", incomplete, e))?.len();
     drop(out);
 
     if let Some(expected) = expected_size.filter(|&size| size != actual) {
         remove(incomplete).await?;
-        return Err(HubError::SizeMismatch {
-            model,
-            expected,
-            actual,
-        });
+        return Err(HubError::SizeMismatch { model, expected, actual });
     }
     if let (Some(expected), Some(hasher)) = (expected_sha, hasher) {
         let actual = hex(&hasher.finalize());
         if actual != expected {
             remove(incomplete).await?;
-            return Err(HubError::HashMismatch {
-                model,
-                expected,
-                actual,
-            });
+            return Err(HubError::HashMismatch { model, expected, actual });
         }
     }
     Ok(())
 }
 
 /// Sends the content request, with `Range: bytes={offset}-` when resuming.
-async fn get(
-    req: &BlobRequest<'_>,
-    model: &str,
-    offset: u64,
-) -> Result<reqwest::Response, HubError> {
+async fn get(req: &BlobRequest<'_>, model: &str, offset: u64) -> Result<reqwest::Response, HubError> {
     let url: &Url = &req.metadata.location;
-    let mut request = req
-        .client
-        .get(url.clone())
-        .header(header::ACCEPT_ENCODING, "identity");
+    let mut request = req.client.get(url.clone()).header(header::ACCEPT_ENCODING, "identity");
     if offset > 0 {
         request = request.header(header::RANGE, format!("bytes={offset}-"));
     }
     with_token(request, req.token)
         .send()
         .await
-        .map_err(|e| HubError::Unreachable {
-            model: model.to_owned(),
-            cause: transport_cause(e),
-        })
+        .map_err(|e| HubError::Unreachable { model: model.to_owned(), cause: transport_cause(e) })
 }
 
 /// Whether a response continues the file at `offset`: a 206 whose
 /// `Content-Range` starts there.
 fn resumes_at(response: &reqwest::Response, offset: u64) -> bool {
-    response.status() == StatusCode::PARTIAL_CONTENT
-        && content_range_start(response.headers()) == Some(offset)
+    response.status() == StatusCode::PARTIAL_CONTENT && content_range_start(response.headers()) == Some(offset)
 }
 
 /// The first byte of `Content-Range: bytes START-END/TOTAL`.
@@ -269,19 +211,11 @@ fn check_status(req: &BlobRequest<'_>, response: &reqwest::Response) -> Result<(
     if status.is_success() {
         return Ok(());
     }
-    Err(status_error(
-        req.file,
-        response.url(),
-        status,
-        response.headers(),
-        req.token.is_some(),
-    ))
+    Err(status_error(req.file, response.url(), status, response.headers(), req.token.is_some()))
 }
 
 async fn truncate(out: &mut File, path: &Path) -> Result<u64, HubError> {
-    out.set_len(0)
-        .await
-        .map_err(|e| HubError::io("truncate", path, e))?;
+    out.set_len(0).await.map_err(|e| HubError::io("truncate", path, e))?;
     Ok(0)
 }
 
@@ -299,17 +233,12 @@ async fn hash_prefix(out: &mut File, path: &Path, len: u64) -> Result<Sha256, Hu
     if len == 0 {
         return Ok(hasher);
     }
-    out.seek(SeekFrom::Start(0))
-        .await
-        .map_err(|e| HubError::io("seek in", path, e))?;
+    out.seek(SeekFrom::Start(0)).await.map_err(|e| HubError::io("seek in", path, e))?;
     let mut buffer = vec![0u8; 256 * 1024];
     let mut left = len;
     while left > 0 {
         let want = usize::try_from(left).map_or(buffer.len(), |left| left.min(buffer.len()));
-        let read = out
-            .read(&mut buffer[..want])
-            .await
-            .map_err(|e| HubError::io("read", path, e))?;
+        let read = out.read(&mut buffer[..want]).await.map_err(|e| HubError::io("read", path, e))?;
         if read == 0 {
             break;
         }
@@ -322,8 +251,7 @@ async fn hash_prefix(out: &mut File, path: &Path, len: u64) -> Result<Sha256, Hu
 /// The expected SHA-256 when the ETag is one: 64 hex digits (LFS files on the
 /// hub), lower-cased.
 fn sha256_etag(etag: &str) -> Option<String> {
-    (etag.len() == 64 && etag.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| etag.to_ascii_lowercase())
+    (etag.len() == 64 && etag.bytes().all(|b| b.is_ascii_hexdigit())).then(|| etag.to_ascii_lowercase())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -341,15 +269,9 @@ mod tests {
     #[test]
     fn content_range_start_is_parsed() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_RANGE,
-            header::HeaderValue::from_static("bytes 100-199/200"),
-        );
+        headers.insert(header::CONTENT_RANGE, header::HeaderValue::from_static("bytes 100-199/200"));
         assert_eq!(content_range_start(&headers), Some(100));
-        headers.insert(
-            header::CONTENT_RANGE,
-            header::HeaderValue::from_static("bytes */200"),
-        );
+        headers.insert(header::CONTENT_RANGE, header::HeaderValue::from_static("bytes */200"));
         assert_eq!(content_range_start(&headers), None);
     }
 
@@ -364,9 +286,6 @@ mod tests {
     #[test]
     fn hex_of_sha256_matches_known_digest() {
         let digest = Sha256::digest(b"abc");
-        assert_eq!(
-            hex(&digest),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hex(&digest), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

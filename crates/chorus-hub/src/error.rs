@@ -82,9 +82,7 @@ pub enum HubError {
     },
 
     /// HTTP 403 without a more specific error code from the hub.
-    #[error(
-        "access to {model} is forbidden: set HF_TOKEN to an access token with read access to {repo}"
-    )]
+    #[error("access to {model} is forbidden: set HF_TOKEN to an access token with read access to {repo}")]
     Forbidden {
         /// The source, written as `hf:OWNER/REPO/FILE[@REVISION]`.
         model: String,
@@ -143,9 +141,7 @@ pub enum HubError {
 
     /// The downloaded file's SHA-256 differs from the hub's ETag (LFS files
     /// have the SHA-256 of their content as ETag); the file was removed.
-    #[error(
-        "downloaded {model} has sha256 {actual}, expected {expected}; the bad file was removed"
-    )]
+    #[error("downloaded {model} has sha256 {actual}, expected {expected}; the bad file was removed")]
     HashMismatch {
         /// The source, written as `hf:OWNER/REPO/FILE[@REVISION]`.
         model: String,
@@ -175,28 +171,16 @@ pub enum HubError {
 }
 
 impl HubError {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        cause: std::io::Error,
-    ) -> Self {
-        HubError::Io {
-            action,
-            path: path.into(),
-            cause,
-        }
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
+        HubError::Io { action, path: path.into(), cause }
     }
 }
 
 fn unauthorized_message(model: &str, token_sent: bool) -> String {
     if token_sent {
-        format!(
-            "the hub rejected HF_TOKEN for {model}: check that the token is valid and has read access"
-        )
+        format!("the hub rejected HF_TOKEN for {model}: check that the token is valid and has read access")
     } else {
-        format!(
-            "the hub requires authentication for {model}: set HF_TOKEN to a Hugging Face access token"
-        )
+        format!("the hub requires authentication for {model}: set HF_TOKEN to a Hugging Face access token")
     }
 }
 
@@ -212,11 +196,7 @@ pub(crate) fn transport_cause(err: reqwest::Error) -> String {
             None => format!("{host}: "),
         })
     });
-    format!(
-        "{}{}",
-        host.unwrap_or_default(),
-        error_chain(&err.without_url())
-    )
+    format!("{}{}", host.unwrap_or_default(), error_chain(&err.without_url()))
 }
 
 /// Writes an error and its chain of sources as `outer: inner: innermost`

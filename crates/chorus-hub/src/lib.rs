@@ -72,12 +72,8 @@ pub async fn resolve(
 async fn check_local(path: &Path) -> Result<PathBuf, HubError> {
     match tokio::fs::metadata(path).await {
         Ok(meta) if meta.is_file() => Ok(path.to_path_buf()),
-        Ok(_) => Err(HubError::LocalNotFile {
-            path: path.to_path_buf(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(HubError::LocalMissing {
-            path: path.to_path_buf(),
-        }),
+        Ok(_) => Err(HubError::LocalNotFile { path: path.to_path_buf() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(HubError::LocalMissing { path: path.to_path_buf() }),
         Err(e) => Err(HubError::io("read metadata of", path, e)),
     }
 }
@@ -87,45 +83,29 @@ async fn resolve_hub(
     config: &HubConfig,
     progress: &mut dyn DownloadProgress,
 ) -> Result<PathBuf, HubError> {
-    file.validate().map_err(|reason| HubError::InvalidSource {
-        input: file.to_string(),
-        reason,
-    })?;
+    file.validate().map_err(|reason| HubError::InvalidSource { input: file.to_string(), reason })?;
     let cache = RepoCache::new(&config.cache_dir, &file.repo);
     if let Some(path) = cache.cached(file).await {
         tracing::debug!(model = %file, path = %path.display(), "model found in the cache");
         return Ok(path);
     }
     if config.offline {
-        return Err(HubError::OfflineNotCached {
-            model: file.to_string(),
-        });
+        return Err(HubError::OfflineNotCached { model: file.to_string() });
     }
 
     let url = resolve_url(&config.endpoint, file)?;
     let clients = Clients::new()?;
     let metadata = file_metadata(&clients.metadata, config, file, url.clone()).await?;
     // huggingface_hub: a token goes to the hub, never to a CDN on another host.
-    let token = config
-        .token
-        .as_deref()
-        .filter(|_| same_host(&url, &metadata.location));
-    let request = BlobRequest {
-        client: &clients.download,
-        cache: &cache,
-        file,
-        metadata: &metadata,
-        token,
-    };
+    let token = config.token.as_deref().filter(|_| same_host(&url, &metadata.location));
+    let request = BlobRequest { client: &clients.download, cache: &cache, file, metadata: &metadata, token };
     // Held until the snapshot link and ref are written: a concurrent resolve
     // of the same file waits, then finds the blob and relinks it.
     let _lock = download::lock(&cache.lock_file(&metadata.etag)).await?;
     ensure_blob(&request, progress).await?;
 
     let commit = metadata.commit.as_deref().unwrap_or(&file.revision);
-    let path = cache
-        .link_snapshot(commit, &file.file, &metadata.etag)
-        .await?;
+    let path = cache.link_snapshot(commit, &file.file, &metadata.etag).await?;
     cache.write_ref(&file.revision, commit).await?;
     Ok(path)
 }

@@ -25,11 +25,7 @@ const MAX_RELATIVE_REDIRECTS: usize = 10;
 
 /// Python's `urllib.parse.quote` with `safe=""`: everything but letters,
 /// digits and `-._~` is percent-encoded.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// What the hub says about a file before it is downloaded.
 #[derive(Debug)]
@@ -62,14 +58,9 @@ impl Clients {
                 .read_timeout(READ_TIMEOUT)
                 .redirect(policy)
                 .build()
-                .map_err(|e| HubError::Client {
-                    cause: error_chain(&e),
-                })
+                .map_err(|e| HubError::Client { cause: error_chain(&e) })
         };
-        Ok(Clients {
-            metadata: build(redirect::Policy::none())?,
-            download: build(redirect::Policy::limited(10))?,
-        })
+        Ok(Clients { metadata: build(redirect::Policy::none())?, download: build(redirect::Policy::limited(10))? })
     }
 }
 
@@ -77,21 +68,10 @@ impl Clients {
 /// file segment percent-encoded as huggingface_hub's `hf_hub_url` does.
 pub(crate) fn resolve_url(endpoint: &str, file: &HubFile) -> Result<Url, HubError> {
     let revision = utf8_percent_encode(&file.revision, SEGMENT).to_string();
-    let path: Vec<String> = file
-        .file
-        .split('/')
-        .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
-        .collect();
-    let text = format!(
-        "{}/{}/resolve/{revision}/{}",
-        endpoint.trim_end_matches('/'),
-        file.repo,
-        path.join("/")
-    );
-    let url = Url::parse(&text).map_err(|e| HubError::InvalidEndpoint {
-        endpoint: endpoint.to_owned(),
-        cause: e.to_string(),
-    })?;
+    let path: Vec<String> = file.file.split('/').map(|s| utf8_percent_encode(s, SEGMENT).to_string()).collect();
+    let text = format!("{}/{}/resolve/{revision}/{}", endpoint.trim_end_matches('/'), file.repo, path.join("/"));
+    let url = Url::parse(&text)
+        .map_err(|e| HubError::InvalidEndpoint { endpoint: endpoint.to_owned(), cause: e.to_string() })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(HubError::InvalidEndpoint {
             endpoint: endpoint.to_owned(),
@@ -108,10 +88,7 @@ pub(crate) fn same_host(a: &Url, b: &Url) -> bool {
 }
 
 /// Adds `Authorization: Bearer TOKEN` when a token is configured.
-pub(crate) fn with_token(
-    request: reqwest::RequestBuilder,
-    token: Option<&str>,
-) -> reqwest::RequestBuilder {
+pub(crate) fn with_token(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
     match token {
         Some(token) => request.bearer_auth(token),
         None => request,
@@ -131,33 +108,21 @@ pub(crate) async fn file_metadata(
     let token = config.token.as_deref();
     let mut url = url;
     for _ in 0..=MAX_RELATIVE_REDIRECTS {
-        let request = client
-            .head(url.clone())
-            .header(header::ACCEPT_ENCODING, "identity")
-            .timeout(HEAD_TIMEOUT);
-        let response =
-            with_token(request, token)
-                .send()
-                .await
-                .map_err(|e| HubError::Unreachable {
-                    model: model.clone(),
-                    cause: transport_cause(e),
-                })?;
+        let request = client.head(url.clone()).header(header::ACCEPT_ENCODING, "identity").timeout(HEAD_TIMEOUT);
+        let response = with_token(request, token)
+            .send()
+            .await
+            .map_err(|e| HubError::Unreachable { model: model.clone(), cause: transport_cause(e) })?;
         let status = response.status();
         let headers = response.headers();
         if status.is_redirection() {
             let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
-                return Err(bad(
-                    &model,
-                    format!("HTTP {status} without a Location header"),
-                ));
+                return Err(bad(&model, format!("HTTP {status} without a Location header")));
             };
             match Url::parse(location) {
                 Ok(target) => return metadata_from(&model, headers, target),
                 Err(_) => {
-                    url = url
-                        .join(location)
-                        .map_err(|e| bad(&model, format!("bad Location `{location}`: {e}")))?;
+                    url = url.join(location).map_err(|e| bad(&model, format!("bad Location `{location}`: {e}")))?;
                     tracing::debug!(%url, "hub redirected to another path");
                     continue;
                 }
@@ -168,56 +133,30 @@ pub(crate) async fn file_metadata(
         }
         return Err(status_error(file, &url, status, headers, token.is_some()));
     }
-    Err(bad(
-        &model,
-        format!("more than {MAX_RELATIVE_REDIRECTS} redirects"),
-    ))
+    Err(bad(&model, format!("more than {MAX_RELATIVE_REDIRECTS} redirects")))
 }
 
-fn metadata_from(
-    model: &str,
-    headers: &HeaderMap,
-    location: Url,
-) -> Result<FileMetadata, HubError> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+fn metadata_from(model: &str, headers: &HeaderMap, location: Url) -> Result<FileMetadata, HubError> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let raw_etag = text("x-linked-etag")
         .or_else(|| text(header::ETAG.as_str()))
         .ok_or_else(|| bad(model, "no ETag header".to_owned()))?;
     let etag = normalize_etag(raw_etag);
     if !is_safe_name(etag) {
-        return Err(bad(
-            model,
-            format!("ETag `{raw_etag}` is not a usable file name"),
-        ));
+        return Err(bad(model, format!("ETag `{raw_etag}` is not a usable file name")));
     }
     let size = match text("x-linked-size").or_else(|| text(header::CONTENT_LENGTH.as_str())) {
-        Some(size) => Some(
-            size.parse::<u64>()
-                .map_err(|_| bad(model, format!("size `{size}` is not a number")))?,
-        ),
+        Some(size) => Some(size.parse::<u64>().map_err(|_| bad(model, format!("size `{size}` is not a number")))?),
         None => None,
     };
     let commit = match text("x-repo-commit") {
         Some(commit) if is_safe_name(commit) => Some(commit.to_owned()),
         Some(commit) => {
-            return Err(bad(
-                model,
-                format!("commit `{commit}` is not a usable folder name"),
-            ));
+            return Err(bad(model, format!("commit `{commit}` is not a usable folder name")));
         }
         None => None,
     };
-    Ok(FileMetadata {
-        etag: etag.to_owned(),
-        size,
-        commit,
-        location,
-    })
+    Ok(FileMetadata { etag: etag.to_owned(), size, commit, location })
 }
 
 /// Strips a weak-validator prefix and the quotes: `W/"abc"` → `abc`.
@@ -227,10 +166,7 @@ fn normalize_etag(etag: &str) -> &str {
 }
 
 fn bad(model: &str, reason: String) -> HubError {
-    HubError::BadMetadata {
-        model: model.to_owned(),
-        reason,
-    }
+    HubError::BadMetadata { model: model.to_owned(), reason }
 }
 
 /// Maps an unsuccessful answer to an error, using the hub's `X-Error-Code`
@@ -245,28 +181,16 @@ pub(crate) fn status_error(
 ) -> HubError {
     let model = file.to_string();
     let code = headers.get("x-error-code").and_then(|v| v.to_str().ok());
-    let not_found = |what: String| HubError::NotFound {
-        model: model.clone(),
-        what,
-    };
+    let not_found = |what: String| HubError::NotFound { model: model.clone(), what };
     match (status, code) {
         (_, Some("GatedRepo")) => HubError::Gated { model },
-        (_, Some("RepoNotFound")) => not_found(format!(
-            "repository {} (set HF_TOKEN if it is private)",
-            file.repo
-        )),
-        (_, Some("RevisionNotFound")) => {
-            not_found(format!("revision {} in {}", file.revision, file.repo))
+        (_, Some("RepoNotFound")) => not_found(format!("repository {} (set HF_TOKEN if it is private)", file.repo)),
+        (_, Some("RevisionNotFound")) => not_found(format!("revision {} in {}", file.revision, file.repo)),
+        (_, Some("EntryNotFound")) | (StatusCode::NOT_FOUND, _) => {
+            not_found(format!("file {} in {} at revision {}", file.file, file.repo, file.revision))
         }
-        (_, Some("EntryNotFound")) | (StatusCode::NOT_FOUND, _) => not_found(format!(
-            "file {} in {} at revision {}",
-            file.file, file.repo, file.revision
-        )),
         (StatusCode::UNAUTHORIZED, _) => HubError::Unauthorized { model, token_sent },
-        (StatusCode::FORBIDDEN, _) => HubError::Forbidden {
-            model,
-            repo: file.repo.clone(),
-        },
+        (StatusCode::FORBIDDEN, _) => HubError::Forbidden { model, repo: file.repo.clone() },
         _ => {
             let detail = headers
                 .get("x-error-message")
@@ -275,12 +199,7 @@ pub(crate) fn status_error(
                 .unwrap_or_default();
             let mut shown = url.clone();
             shown.set_query(None);
-            HubError::Http {
-                model,
-                url: shown.to_string(),
-                status: status.as_u16(),
-                detail,
-            }
+            HubError::Http { model, url: shown.to_string(), status: status.as_u16(), detail }
         }
     }
 }
@@ -290,20 +209,12 @@ mod tests {
     use super::*;
 
     fn file(repo: &str, path: &str, revision: &str) -> HubFile {
-        HubFile {
-            repo: repo.into(),
-            file: path.into(),
-            revision: revision.into(),
-        }
+        HubFile { repo: repo.into(), file: path.into(), revision: revision.into() }
     }
 
     #[test]
     fn resolve_url_encodes_like_hf_hub_url() {
-        let url = resolve_url(
-            "https://hf.example/",
-            &file("o/r", "dir/a b+c.gguf", "refs/pr/1"),
-        )
-        .ok();
+        let url = resolve_url("https://hf.example/", &file("o/r", "dir/a b+c.gguf", "refs/pr/1")).ok();
         assert_eq!(
             url.map(String::from).as_deref(),
             Some("https://hf.example/o/r/resolve/refs%2Fpr%2F1/dir/a%20b%2Bc.gguf")
@@ -331,22 +242,11 @@ mod tests {
     fn hub_error_codes_win_over_status() {
         let f = file("o/r", "f.gguf", "main");
         let url = Url::parse("https://hf.example/o/r/resolve/main/f.gguf").ok();
-        let Some(url) = url else {
-            panic!("bad test url")
-        };
+        let Some(url) = url else { panic!("bad test url") };
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-error-code",
-            header::HeaderValue::from_static("GatedRepo"),
-        );
-        assert!(matches!(
-            status_error(&f, &url, StatusCode::UNAUTHORIZED, &headers, false),
-            HubError::Gated { .. }
-        ));
-        headers.insert(
-            "x-error-code",
-            header::HeaderValue::from_static("RepoNotFound"),
-        );
+        headers.insert("x-error-code", header::HeaderValue::from_static("GatedRepo"));
+        assert!(matches!(status_error(&f, &url, StatusCode::UNAUTHORIZED, &headers, false), HubError::Gated { .. }));
+        headers.insert("x-error-code", header::HeaderValue::from_static("RepoNotFound"));
         assert!(matches!(
             status_error(&f, &url, StatusCode::UNAUTHORIZED, &headers, false),
             HubError::NotFound { what, .. } if what.starts_with("repository o/r")
@@ -354,15 +254,9 @@ mod tests {
         let empty = HeaderMap::new();
         assert!(matches!(
             status_error(&f, &url, StatusCode::UNAUTHORIZED, &empty, true),
-            HubError::Unauthorized {
-                token_sent: true,
-                ..
-            }
+            HubError::Unauthorized { token_sent: true, .. }
         ));
-        assert!(matches!(
-            status_error(&f, &url, StatusCode::FORBIDDEN, &empty, true),
-            HubError::Forbidden { .. }
-        ));
+        assert!(matches!(status_error(&f, &url, StatusCode::FORBIDDEN, &empty, true), HubError::Forbidden { .. }));
         assert!(matches!(
             status_error(&f, &url, StatusCode::BAD_GATEWAY, &empty, false),
             HubError::Http { status: 502, .. }

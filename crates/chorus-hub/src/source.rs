@@ -70,18 +70,10 @@ impl FromStr for ModelSource {
             None => (rest, DEFAULT_REVISION),
         };
         let mut parts = path.splitn(3, '/');
-        let (Some(owner), Some(name), Some(file)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(invalid(
-                input,
-                "expected hf:OWNER/REPO/FILE.gguf[@REVISION]",
-            ));
+        let (Some(owner), Some(name), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid(input, "expected hf:OWNER/REPO/FILE.gguf[@REVISION]"));
         };
-        let hub = HubFile {
-            repo: format!("{owner}/{name}"),
-            file: file.to_owned(),
-            revision: revision.to_owned(),
-        };
+        let hub = HubFile { repo: format!("{owner}/{name}"), file: file.to_owned(), revision: revision.to_owned() };
         hub.validate().map_err(|reason| invalid(input, reason))?;
         Ok(ModelSource::Hub(hub))
     }
@@ -115,9 +107,7 @@ impl HubFile {
     /// segments, none empty, `.` or `..`, without `\` or control characters.
     pub(crate) fn validate(&self) -> Result<(), String> {
         let mut repo_parts = self.repo.split('/');
-        let (Some(owner), Some(name), None) =
-            (repo_parts.next(), repo_parts.next(), repo_parts.next())
-        else {
+        let (Some(owner), Some(name), None) = (repo_parts.next(), repo_parts.next(), repo_parts.next()) else {
             return Err(format!("repository `{}` is not OWNER/REPO", self.repo));
         };
         for part in [owner, name] {
@@ -140,9 +130,7 @@ pub(crate) fn is_safe_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn check_segments(what: &str, value: &str) -> Result<(), String> {
@@ -150,26 +138,16 @@ fn check_segments(what: &str, value: &str) -> Result<(), String> {
         return Err(format!("the {what} is empty"));
     }
     if value.contains('\\') || value.chars().any(char::is_control) {
-        return Err(format!(
-            "the {what} `{value}` contains `\\` or control characters"
-        ));
+        return Err(format!("the {what} `{value}` contains `\\` or control characters"));
     }
-    if value
-        .split('/')
-        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
-    {
-        return Err(format!(
-            "the {what} `{value}` has an empty, `.` or `..` segment"
-        ));
+    if value.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        return Err(format!("the {what} `{value}` has an empty, `.` or `..` segment"));
     }
     Ok(())
 }
 
 fn invalid(input: &str, reason: impl Into<String>) -> HubError {
-    HubError::InvalidSource {
-        input: input.to_owned(),
-        reason: reason.into(),
-    }
+    HubError::InvalidSource { input: input.to_owned(), reason: reason.into() }
 }
 
 #[cfg(test)]
@@ -177,11 +155,7 @@ mod tests {
     use super::*;
 
     fn hub(repo: &str, file: &str, revision: &str) -> ModelSource {
-        ModelSource::Hub(HubFile {
-            repo: repo.into(),
-            file: file.into(),
-            revision: revision.into(),
-        })
+        ModelSource::Hub(HubFile { repo: repo.into(), file: file.into(), revision: revision.into() })
     }
 
     fn parse(input: &str) -> Result<ModelSource, HubError> {
@@ -190,42 +164,25 @@ mod tests {
 
     #[test]
     fn hub_file_with_default_revision() {
-        let parsed =
-            parse("hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf").ok();
+        let parsed = parse("hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf").ok();
         assert_eq!(parsed, Some(ModelSource::default_model()));
     }
 
     #[test]
     fn hub_file_in_subdirectory_with_revision() {
         let parsed = parse("hf:owner/repo/sub/dir/model.Q4_K_M.gguf@v1.2").ok();
-        assert_eq!(
-            parsed,
-            Some(hub("owner/repo", "sub/dir/model.Q4_K_M.gguf", "v1.2"))
-        );
+        assert_eq!(parsed, Some(hub("owner/repo", "sub/dir/model.Q4_K_M.gguf", "v1.2")));
     }
 
     #[test]
     fn revision_is_split_at_last_at_sign_and_may_contain_slashes() {
-        assert_eq!(
-            parse("hf:o/r/a@b.gguf@refs/pr/1").ok(),
-            Some(hub("o/r", "a@b.gguf", "refs/pr/1"))
-        );
+        assert_eq!(parse("hf:o/r/a@b.gguf@refs/pr/1").ok(), Some(hub("o/r", "a@b.gguf", "refs/pr/1")));
     }
 
     #[test]
     fn anything_else_is_a_local_path() {
-        for input in [
-            "model.gguf",
-            "/models/x.gguf",
-            "./hf:odd.gguf",
-            "C:\\models\\x.gguf",
-            "hf/o/r/f.gguf",
-        ] {
-            assert_eq!(
-                parse(input).ok(),
-                Some(ModelSource::Local(PathBuf::from(input))),
-                "{input}"
-            );
+        for input in ["model.gguf", "/models/x.gguf", "./hf:odd.gguf", "C:\\models\\x.gguf", "hf/o/r/f.gguf"] {
+            assert_eq!(parse(input).ok(), Some(ModelSource::Local(PathBuf::from(input))), "{input}");
         }
     }
 
@@ -259,12 +216,6 @@ mod tests {
             let parsed = parse(input).ok();
             assert_eq!(parsed.map(|s| s.to_string()).as_deref(), Some(input));
         }
-        assert_eq!(
-            parse("hf:o/r/f.gguf@main")
-                .ok()
-                .map(|s| s.to_string())
-                .as_deref(),
-            Some("hf:o/r/f.gguf")
-        );
+        assert_eq!(parse("hf:o/r/f.gguf@main").ok().map(|s| s.to_string()).as_deref(), Some("hf:o/r/f.gguf"));
     }
 }

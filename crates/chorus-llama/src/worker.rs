@@ -180,31 +180,35 @@ pub(crate) fn run(
                 }
             }
         }
-        worker.step();
+        let decoded = worker.step();
+        // Once per iteration, after sequences finished, so an idle thread never
+        // leaves a stale busy count behind.
+        worker.publish_stats(decoded);
     }
 }
 
 impl Worker<'_, '_> {
-    fn step(&mut self) {
+    /// One scheduling step; returns how many sequences the decode step held, if one ran.
+    fn step(&mut self) -> Option<u32> {
         self.drop_cancelled();
         self.assign_slots();
-        self.publish_stats(None);
         if self.slots.iter().all(|s| s.active.is_none()) {
-            return;
+            return None;
         }
         loop {
             let plan = self.plan_batch();
             if plan.is_empty() {
-                return;
+                return None;
             }
             match self.ctx.decode(&mut self.batch) {
                 Ok(()) => {
+                    let sequences = plan.len() as u32;
                     self.after_decode(plan);
-                    return;
+                    return Some(sequences);
                 }
                 Err(DecodeError::NoKvCacheSlot) => {
                     if !self.make_room() {
-                        return;
+                        return None;
                     }
                 }
                 Err(e) => {
@@ -213,7 +217,7 @@ impl Worker<'_, '_> {
                     for i in slots {
                         self.fail(i, BackendError::Decode(e.to_string()));
                     }
-                    return;
+                    return None;
                 }
             }
         }
@@ -365,7 +369,6 @@ impl Worker<'_, '_> {
         self.step += 1;
         let sequences = plan.len() as u32;
         self.metrics.decode_step_sequences.observe(f64::from(sequences));
-        self.publish_stats(Some(sequences));
         let now = Instant::now();
         for p in plan {
             let n = p.tokens.len();
@@ -428,40 +431,40 @@ impl Worker<'_, '_> {
         None
     }
 
-    /// End a sequence normally: flush held text, report usage, free the slot.
+    /// End a sequence normally: free the slot, then flush held text and report
+    /// usage, so a client that sees `Done` never sees its slot still busy.
     fn finish(&mut self, i: usize, reason: FinishReason) {
-        if let Some(active) = self.slots[i].active.as_mut() {
-            let mut tail = active.utf8.finish();
-            if !tail.is_empty() {
-                // Bytes left at the end can still complete a stop sequence.
-                match active.stop.push(&tail) {
-                    StopOutcome::Continue(t) => tail = t,
-                    StopOutcome::Stopped(t) => tail = t,
-                }
+        let Some(mut active) = self.release(i) else { return };
+        let mut tail = active.utf8.finish();
+        if !tail.is_empty() {
+            // Bytes left at the end can still complete a stop sequence.
+            match active.stop.push(&tail) {
+                StopOutcome::Continue(t) | StopOutcome::Stopped(t) => tail = t,
             }
-            tail.push_str(&active.stop.finish());
-            if !tail.is_empty() {
-                active.tx.send(GenerationEvent::Text(tail));
-            }
-            active.tx.send(GenerationEvent::Done { finish_reason: reason, usage: active.usage() });
         }
-        self.release(i);
+        tail.push_str(&active.stop.finish());
+        if !tail.is_empty() {
+            active.tx.send(GenerationEvent::Text(tail));
+        }
+        active.tx.send(GenerationEvent::Done { finish_reason: reason, usage: active.usage() });
     }
 
     fn fail(&mut self, i: usize, error: BackendError) {
-        if let Some(active) = self.slots[i].active.as_ref() {
-            active.tx.send(GenerationEvent::Error(error));
-        }
         let seq = self.slots[i].seq;
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
         self.slots[i].cache.clear();
-        self.release(i);
+        if let Some(active) = self.release(i) {
+            active.tx.send(GenerationEvent::Error(error));
+        }
     }
 
-    /// The slot takes new work from the next step on; its cells stay as a prefix cache.
-    fn release(&mut self, i: usize) {
-        self.slots[i].active = None;
+    /// The slot takes new work from the next step on; its cells stay as a
+    /// prefix cache. The busy count is published at once.
+    fn release(&mut self, i: usize) -> Option<Active> {
+        let active = self.slots[i].active.take();
         self.slots[i].released_at = self.step;
+        self.publish_stats(None);
+        active
     }
 
     /// The backend is going away: every waiting and running request ends with an error.

@@ -28,9 +28,7 @@ fn load(template: &str, bos: &str, eos: &str) -> ChatTemplate {
 }
 
 fn str_field<'a>(case: &'a Value, key: &str) -> &'a str {
-    case.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("case field {key} missing: {case}"))
+    case.get(key).and_then(Value::as_str).unwrap_or_else(|| panic!("case field {key} missing: {case}"))
 }
 
 /// Describes where two renderings first differ, with some context.
@@ -41,17 +39,11 @@ fn first_difference(expected: &str, actual: &str) -> String {
         .find(|((_, a), b)| a != b)
         .map(|((i, _), _)| i)
         .unwrap_or(expected.len().min(actual.len()));
-    let from = expected[..at]
-        .char_indices()
-        .rev()
-        .nth(40)
-        .map_or(0, |(i, _)| i);
+    let from = expected[..at].char_indices().rev().nth(40).map_or(0, |(i, _)| i);
     format!(
         "first difference at byte {at}\n  expected: {:?}\n  actual:   {:?}",
         &expected[from..(at + 60).min(expected.len())],
-        actual
-            .get(from..(at + 60).min(actual.len()))
-            .unwrap_or(&actual[from.min(actual.len())..])
+        actual.get(from..(at + 60).min(actual.len())).unwrap_or(&actual[from.min(actual.len())..])
     )
 }
 
@@ -63,32 +55,16 @@ fn real_templates_render_like_python_jinja2() {
         Err(e) => panic!("cases.json: {e}"),
     };
     let cases = cases.as_array().map(Vec::as_slice).unwrap_or_default();
-    assert!(
-        cases.len() >= 10,
-        "expected the case list, got {} cases",
-        cases.len()
-    );
+    assert!(cases.len() >= 10, "expected the case list, got {} cases", cases.len());
 
     let mut failures = Vec::new();
     let empty = serde_json::Map::new();
     for case in cases {
         let name = str_field(case, "name");
-        let template = load(
-            str_field(case, "template"),
-            str_field(case, "bos_token"),
-            str_field(case, "eos_token"),
-        );
+        let template = load(str_field(case, "template"), str_field(case, "bos_token"), str_field(case, "eos_token"));
         let add_generation_prompt = case["add_generation_prompt"].as_bool().unwrap_or(false);
-        let extra = case
-            .get("extra")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let result = template.render_with(
-            &case["messages"],
-            case.get("tools"),
-            add_generation_prompt,
-            extra,
-        );
+        let extra = case.get("extra").and_then(Value::as_object).unwrap_or(&empty);
+        let result = template.render_with(&case["messages"], case.get("tools"), add_generation_prompt, extra);
 
         let expected_ok = dir.join("expected").join(format!("{name}.txt"));
         let expected_err = dir.join("expected").join(format!("{name}.error.txt"));
@@ -105,19 +81,12 @@ fn real_templates_render_like_python_jinja2() {
                     failures.push(format!("{name}: raised {message:?}, expected {expected:?}"));
                 }
             }
-            (Ok(actual), false) => failures.push(format!(
-                "{name}: rendered {actual:?}, expected raise_exception({:?})",
-                read(&expected_err)
-            )),
+            (Ok(actual), false) => failures
+                .push(format!("{name}: rendered {actual:?}, expected raise_exception({:?})", read(&expected_err))),
             (Err(e), _) => failures.push(format!("{name}: unexpected error {e:?}")),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} case(s) differ:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -146,31 +115,17 @@ fn mistral_rejects_non_alternating_roles_with_its_message() {
 
 #[test]
 fn llama_without_date_string_uses_strftime_now() {
-    let template = load(
-        "meta-llama-Llama-3.2-3B-Instruct.jinja",
-        "<|begin_of_text|>",
-        "<|eot_id|>",
-    );
+    let template = load("meta-llama-Llama-3.2-3B-Instruct.jinja", "<|begin_of_text|>", "<|eot_id|>");
     let rendered = match template.render(&json!([{"role": "user", "content": "Hi"}]), None, true) {
         Ok(text) => text,
         Err(e) => panic!("{e}"),
     };
     // strftime_now("%d %b %Y"), e.g. "21 Nov 2026".
-    let date = rendered
-        .split("Today Date: ")
-        .nth(1)
-        .and_then(|rest| rest.split('\n').next())
-        .unwrap_or_default();
+    let date = rendered.split("Today Date: ").nth(1).and_then(|rest| rest.split('\n').next()).unwrap_or_default();
     let parts: Vec<&str> = date.split(' ').collect();
     assert_eq!(parts.len(), 3, "{rendered}");
-    assert!(
-        parts[0].len() == 2 && parts[0].bytes().all(|b| b.is_ascii_digit()),
-        "{date}"
-    );
-    assert!(
-        parts[1].len() == 3 && parts[1].bytes().all(|b| b.is_ascii_alphabetic()),
-        "{date}"
-    );
+    assert!(parts[0].len() == 2 && parts[0].bytes().all(|b| b.is_ascii_digit()), "{date}");
+    assert!(parts[1].len() == 3 && parts[1].bytes().all(|b| b.is_ascii_alphabetic()), "{date}");
     assert!(parts[2].parse::<u32>().is_ok_and(|y| y >= 2024), "{date}");
     assert_ne!(date, "26 Jul 2024");
 }
@@ -208,16 +163,8 @@ fn qwen_renders_tool_calls_from_openai_argument_strings() {
 fn real_templates_want_object_tool_arguments() {
     for (file, bos, eos) in [
         ("Qwen-Qwen2.5-7B-Instruct.jinja", "", "<|im_end|>"),
-        (
-            "meta-llama-Llama-3.2-3B-Instruct.jinja",
-            "<|begin_of_text|>",
-            "<|eot_id|>",
-        ),
-        (
-            "meta-llama-Llama-3.3-70B-Instruct.jinja",
-            "<|begin_of_text|>",
-            "<|eot_id|>",
-        ),
+        ("meta-llama-Llama-3.2-3B-Instruct.jinja", "<|begin_of_text|>", "<|eot_id|>"),
+        ("meta-llama-Llama-3.3-70B-Instruct.jinja", "<|begin_of_text|>", "<|eot_id|>"),
         ("mistralai-Mistral-Nemo-Instruct-2407.jinja", "<s>", "</s>"),
     ] {
         let template = load(file, bos, eos);

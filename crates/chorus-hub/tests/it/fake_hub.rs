@@ -33,21 +33,13 @@ pub(crate) struct Seen {
 pub(crate) enum Entry {
     /// An LFS file: 302 to the CDN. `linked_size` and `etag` are what the hub
     /// announces; `content` what the CDN serves.
-    Lfs {
-        content: Vec<u8>,
-        etag: String,
-        linked_size: u64,
-        honor_range: bool,
-    },
+    Lfs { content: Vec<u8>, etag: String, linked_size: u64, honor_range: bool },
     /// A plain git file served directly with a git-style ETag.
     Plain { content: Vec<u8>, etag: String },
     /// A relative redirect, as for a renamed repository.
     Moved { location: String },
     /// An error answer with an optional `X-Error-Code`.
-    Error {
-        status: StatusCode,
-        code: Option<&'static str>,
-    },
+    Error { status: StatusCode, code: Option<&'static str> },
 }
 
 impl Entry {
@@ -63,10 +55,7 @@ impl Entry {
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Default)]
@@ -87,12 +76,7 @@ impl Shared {
     }
 
     fn record(&self, method: &Method, path: String, headers: &HeaderMap) {
-        let text = |name| {
-            headers
-                .get(name)
-                .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let text = |name| headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok()).map(str::to_owned);
         let seen = Seen {
             method: method.clone(),
             path,
@@ -115,16 +99,10 @@ impl FakeHub {
         let cdn_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind cdn");
         let endpoint = format!("http://{}", hub_listener.local_addr().expect("hub addr"));
         let cdn_base = format!("http://{}", cdn_listener.local_addr().expect("cdn addr"));
-        let shared = Shared {
-            inner: Arc::default(),
-            cdn_base,
-        };
-        let hub = Router::new()
-            .route("/{owner}/{repo}/resolve/{revision}/{*file}", get(resolve))
-            .with_state(shared.clone());
-        let cdn = Router::new()
-            .route("/cdn/{etag}", get(cdn))
-            .with_state(shared.clone());
+        let shared = Shared { inner: Arc::default(), cdn_base };
+        let hub =
+            Router::new().route("/{owner}/{repo}/resolve/{revision}/{*file}", get(resolve)).with_state(shared.clone());
+        let cdn = Router::new().route("/cdn/{etag}", get(cdn)).with_state(shared.clone());
         tokio::spawn(async move { axum::serve(hub_listener, hub).await });
         tokio::spawn(async move { axum::serve(cdn_listener, cdn).await });
         FakeHub { endpoint, shared }
@@ -132,10 +110,7 @@ impl FakeHub {
 
     /// Serves `entry` at `OWNER/REPO`, `revision`, `file`.
     pub(crate) fn add(&self, repo: &str, revision: &str, file: &str, entry: Entry) {
-        self.shared
-            .lock()
-            .entries
-            .insert(format!("{repo}/{revision}/{file}"), entry);
+        self.shared.lock().entries.insert(format!("{repo}/{revision}/{file}"), entry);
     }
 
     pub(crate) fn seen(&self) -> Vec<Seen> {
@@ -147,10 +122,7 @@ impl FakeHub {
     }
 
     pub(crate) fn cdn_gets(&self) -> Vec<Seen> {
-        self.seen()
-            .into_iter()
-            .filter(|s| s.path.starts_with("/cdn/") && s.method == Method::GET)
-            .collect()
+        self.seen().into_iter().filter(|s| s.path.starts_with("/cdn/") && s.method == Method::GET).collect()
     }
 }
 
@@ -160,16 +132,8 @@ async fn resolve(
     Path((owner, repo, revision, file)): Path<(String, String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    shared.record(
-        &method,
-        format!("/{owner}/{repo}/resolve/{revision}/{file}"),
-        &headers,
-    );
-    let entry = shared
-        .lock()
-        .entries
-        .get(&format!("{owner}/{repo}/{revision}/{file}"))
-        .cloned();
+    shared.record(&method, format!("/{owner}/{repo}/resolve/{revision}/{file}"), &headers);
+    let entry = shared.lock().entries.get(&format!("{owner}/{repo}/{revision}/{file}")).cloned();
     let builder = Response::builder();
     let response = match entry {
         None => builder
@@ -185,13 +149,10 @@ async fn resolve(
             };
             builder.body(Body::empty())
         }
-        Some(Entry::Moved { location }) => builder
-            .status(StatusCode::TEMPORARY_REDIRECT)
-            .header(header::LOCATION, location)
-            .body(Body::empty()),
-        Some(Entry::Lfs {
-            etag, linked_size, ..
-        }) => builder
+        Some(Entry::Moved { location }) => {
+            builder.status(StatusCode::TEMPORARY_REDIRECT).header(header::LOCATION, location).body(Body::empty())
+        }
+        Some(Entry::Lfs { etag, linked_size, .. }) => builder
             .status(StatusCode::FOUND)
             .header(header::LOCATION, format!("{}/cdn/{etag}", shared.cdn_base))
             .header("x-repo-commit", COMMIT)
@@ -205,40 +166,19 @@ async fn resolve(
             .header("x-repo-commit", COMMIT)
             .header(header::ETAG, format!("\"{etag}\""))
             .header(header::CONTENT_LENGTH, content.len().to_string())
-            .body(if method == Method::HEAD {
-                Body::empty()
-            } else {
-                Body::from(content)
-            }),
+            .body(if method == Method::HEAD { Body::empty() } else { Body::from(content) }),
     };
     response.unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-async fn cdn(
-    State(shared): State<Shared>,
-    method: Method,
-    Path(etag): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn cdn(State(shared): State<Shared>, method: Method, Path(etag): Path<String>, headers: HeaderMap) -> Response {
     shared.record(&method, format!("/cdn/{etag}"), &headers);
-    let found = shared
-        .lock()
-        .entries
-        .values()
-        .find_map(|entry| match entry {
-            Entry::Lfs {
-                content,
-                etag: e,
-                honor_range,
-                ..
-            } if *e == etag => Some((content.clone(), *honor_range)),
-            _ => None,
-        });
+    let found = shared.lock().entries.values().find_map(|entry| match entry {
+        Entry::Lfs { content, etag: e, honor_range, .. } if *e == etag => Some((content.clone(), *honor_range)),
+        _ => None,
+    });
     let Some((content, honor_range)) = found else {
-        return Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .body(Body::empty())
-            .unwrap_or_default();
+        return Response::builder().status(StatusCode::NOT_FOUND).body(Body::empty()).unwrap_or_default();
     };
     let start = headers
         .get(header::RANGE)
@@ -254,14 +194,9 @@ async fn cdn(
             .body(Body::empty()),
         Some(start) => Response::builder()
             .status(StatusCode::PARTIAL_CONTENT)
-            .header(
-                header::CONTENT_RANGE,
-                format!("bytes {start}-{}/{}", content.len() - 1, content.len()),
-            )
+            .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", content.len() - 1, content.len()))
             .body(Body::from(content[start..].to_vec())),
-        None => Response::builder()
-            .status(StatusCode::OK)
-            .body(Body::from(content)),
+        None => Response::builder().status(StatusCode::OK).body(Body::from(content)),
     };
     response.unwrap_or_default()
 }

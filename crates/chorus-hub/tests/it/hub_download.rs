@@ -20,32 +20,19 @@ async fn downloads_through_the_cdn_into_the_cache_layout() {
     let config = config(&hub.endpoint, dir.path());
     let mut progress = Recorder::default();
 
-    let path = resolve(&hub_source(REPO, FILE, "main"), &config, &mut progress)
-        .await
-        .expect("resolve");
+    let path = resolve(&hub_source(REPO, FILE, "main"), &config, &mut progress).await.expect("resolve");
 
     let repo_dir = config.cache_dir.join("models--acme--tiny-GGUF");
     assert_eq!(path, repo_dir.join("snapshots").join(COMMIT).join(FILE));
     assert_eq!(std::fs::read(&path).expect("read snapshot"), bytes);
-    assert_eq!(
-        std::fs::read(repo_dir.join("blobs").join(&etag)).expect("read blob"),
-        bytes
-    );
-    assert_eq!(
-        std::fs::read_to_string(repo_dir.join("refs/main")).expect("read ref"),
-        COMMIT
-    );
+    assert_eq!(std::fs::read(repo_dir.join("blobs").join(&etag)).expect("read blob"), bytes);
+    assert_eq!(std::fs::read_to_string(repo_dir.join("refs/main")).expect("read ref"), COMMIT);
     #[cfg(unix)]
     assert_eq!(
         std::fs::read_link(&path).expect("snapshot is a symlink"),
         std::path::Path::new("../../blobs").join(&etag)
     );
-    assert!(
-        !repo_dir
-            .join("blobs")
-            .join(format!("{etag}.incomplete"))
-            .exists()
-    );
+    assert!(!repo_dir.join("blobs").join(format!("{etag}.incomplete")).exists());
 
     let seen = hub.seen();
     assert_eq!(seen.len(), 2, "{seen:?}");
@@ -55,10 +42,7 @@ async fn downloads_through_the_cdn_into_the_cache_layout() {
     assert_eq!(seen[1].path, format!("/cdn/{etag}"));
     assert_eq!(seen[1].range, None);
 
-    assert_eq!(
-        progress.starts,
-        vec![(FILE.to_owned(), Some(bytes.len() as u64), 0)]
-    );
+    assert_eq!(progress.starts, vec![(FILE.to_owned(), Some(bytes.len() as u64), 0)]);
     assert_eq!(progress.advanced, bytes.len() as u64);
     assert_eq!(progress.finishes, 1);
 }
@@ -72,15 +56,11 @@ async fn second_resolve_makes_no_request() {
     let config = config(&hub.endpoint, dir.path());
     let source = hub_source(REPO, FILE, "main");
 
-    let first = resolve(&source, &config, &mut NoProgress)
-        .await
-        .expect("first resolve");
+    let first = resolve(&source, &config, &mut NoProgress).await.expect("first resolve");
     let after_first = hub.requests();
     assert!(after_first > 0);
     let mut progress = Recorder::default();
-    let second = resolve(&source, &config, &mut progress)
-        .await
-        .expect("second resolve");
+    let second = resolve(&source, &config, &mut progress).await.expect("second resolve");
 
     assert_eq!(second, first);
     assert_eq!(hub.requests(), after_first, "{:?}", hub.seen());
@@ -99,25 +79,16 @@ async fn resumes_a_partial_download_with_a_range_request() {
     let blobs = blobs_dir(&config, REPO);
     std::fs::create_dir_all(&blobs).expect("mkdir");
     let kept = 73_421;
-    std::fs::write(blobs.join(format!("{etag}.incomplete")), &bytes[..kept])
-        .expect("write partial");
+    std::fs::write(blobs.join(format!("{etag}.incomplete")), &bytes[..kept]).expect("write partial");
     let mut progress = Recorder::default();
 
-    let path = resolve(&hub_source(REPO, FILE, "main"), &config, &mut progress)
-        .await
-        .expect("resolve");
+    let path = resolve(&hub_source(REPO, FILE, "main"), &config, &mut progress).await.expect("resolve");
 
     let gets = hub.cdn_gets();
     assert_eq!(gets.len(), 1, "{gets:?}");
-    assert_eq!(
-        gets[0].range.as_deref(),
-        Some(format!("bytes={kept}-").as_str())
-    );
+    assert_eq!(gets[0].range.as_deref(), Some(format!("bytes={kept}-").as_str()));
     assert_eq!(std::fs::read(&path).expect("read"), bytes);
-    assert_eq!(
-        progress.starts,
-        vec![(FILE.to_owned(), Some(bytes.len() as u64), kept as u64)]
-    );
+    assert_eq!(progress.starts, vec![(FILE.to_owned(), Some(bytes.len() as u64), kept as u64)]);
     assert_eq!(progress.advanced, (bytes.len() - kept) as u64);
 }
 
@@ -134,9 +105,7 @@ async fn complete_incomplete_file_is_verified_and_kept_without_download() {
     // A previous run received every byte but stopped before the rename.
     std::fs::write(blobs.join(format!("{etag}.incomplete")), &bytes).expect("write partial");
 
-    let path = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress)
-        .await
-        .expect("resolve");
+    let path = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress).await.expect("resolve");
 
     assert!(hub.cdn_gets().is_empty(), "{:?}", hub.seen());
     assert_eq!(std::fs::read(&path).expect("read"), bytes);
@@ -171,24 +140,16 @@ async fn restarts_from_zero_when_the_server_ignores_range() {
     let hub = FakeHub::start().await;
     let bytes = content(50_000);
     let etag = sha256_hex(&bytes);
-    let entry = Entry::Lfs {
-        content: bytes.clone(),
-        etag: etag.clone(),
-        linked_size: 50_000,
-        honor_range: false,
-    };
+    let entry = Entry::Lfs { content: bytes.clone(), etag: etag.clone(), linked_size: 50_000, honor_range: false };
     hub.add(REPO, "main", FILE, entry);
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&hub.endpoint, dir.path());
     let blobs = blobs_dir(&config, REPO);
     std::fs::create_dir_all(&blobs).expect("mkdir");
     // Garbage that would corrupt the file if it were kept.
-    std::fs::write(blobs.join(format!("{etag}.incomplete")), vec![0xAA; 20_000])
-        .expect("write partial");
+    std::fs::write(blobs.join(format!("{etag}.incomplete")), vec![0xAA; 20_000]).expect("write partial");
 
-    let path = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress)
-        .await
-        .expect("resolve");
+    let path = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress).await.expect("resolve");
 
     let gets = hub.cdn_gets();
     assert_eq!(gets.len(), 1, "{gets:?}");
@@ -205,26 +166,13 @@ async fn existing_blob_of_the_right_size_is_linked_without_download() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&hub.endpoint, dir.path());
 
-    resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress)
-        .await
-        .expect("resolve main");
+    resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress).await.expect("resolve main");
     assert_eq!(hub.cdn_gets().len(), 1);
     let mut progress = Recorder::default();
-    let path = resolve(&hub_source(REPO, FILE, "v1"), &config, &mut progress)
-        .await
-        .expect("resolve v1");
+    let path = resolve(&hub_source(REPO, FILE, "v1"), &config, &mut progress).await.expect("resolve v1");
 
-    assert_eq!(
-        hub.cdn_gets().len(),
-        1,
-        "the blob was downloaded again: {:?}",
-        hub.seen()
-    );
-    assert!(
-        hub.seen()
-            .iter()
-            .any(|s| s.method == Method::HEAD && s.path.contains("/resolve/v1/"))
-    );
+    assert_eq!(hub.cdn_gets().len(), 1, "the blob was downloaded again: {:?}", hub.seen());
+    assert!(hub.seen().iter().any(|s| s.method == Method::HEAD && s.path.contains("/resolve/v1/")));
     assert!(progress.starts.is_empty());
     assert_eq!(std::fs::read(&path).expect("read"), bytes);
 }
@@ -234,25 +182,11 @@ async fn plain_file_is_fetched_from_the_hub_itself() {
     let hub = FakeHub::start().await;
     let bytes = b"{\"architectures\": [\"Qwen2\"]}".to_vec();
     let git_etag = "a".repeat(40);
-    hub.add(
-        REPO,
-        "main",
-        "sub/config.json",
-        Entry::Plain {
-            content: bytes.clone(),
-            etag: git_etag.clone(),
-        },
-    );
+    hub.add(REPO, "main", "sub/config.json", Entry::Plain { content: bytes.clone(), etag: git_etag.clone() });
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&hub.endpoint, dir.path());
 
-    let path = resolve(
-        &hub_source(REPO, "sub/config.json", "main"),
-        &config,
-        &mut NoProgress,
-    )
-    .await
-    .expect("resolve");
+    let path = resolve(&hub_source(REPO, "sub/config.json", "main"), &config, &mut NoProgress).await.expect("resolve");
 
     assert_eq!(std::fs::read(&path).expect("read"), bytes);
     assert!(blobs_dir(&config, REPO).join(&git_etag).is_file());
@@ -264,25 +198,12 @@ async fn plain_file_is_fetched_from_the_hub_itself() {
 async fn relative_redirect_of_a_renamed_repo_is_followed() {
     let hub = FakeHub::start().await;
     let bytes = content(1_000);
-    hub.add(
-        "acme/old-name",
-        "main",
-        FILE,
-        Entry::Moved {
-            location: format!("/{REPO}/resolve/main/{FILE}"),
-        },
-    );
+    hub.add("acme/old-name", "main", FILE, Entry::Moved { location: format!("/{REPO}/resolve/main/{FILE}") });
     hub.add(REPO, "main", FILE, Entry::lfs(&bytes));
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&hub.endpoint, dir.path());
 
-    let path = resolve(
-        &hub_source("acme/old-name", FILE, "main"),
-        &config,
-        &mut NoProgress,
-    )
-    .await
-    .expect("resolve");
+    let path = resolve(&hub_source("acme/old-name", FILE, "main"), &config, &mut NoProgress).await.expect("resolve");
 
     assert_eq!(std::fs::read(&path).expect("read"), bytes);
     assert!(path.starts_with(config.cache_dir.join("models--acme--old-name")));
@@ -296,9 +217,7 @@ async fn token_goes_to_the_hub_but_not_to_the_cdn() {
     let mut config = config(&hub.endpoint, dir.path());
     config.token = Some("hf_secret".to_owned());
 
-    resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress)
-        .await
-        .expect("resolve");
+    resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress).await.expect("resolve");
 
     let seen = hub.seen();
     assert_eq!(seen[0].authorization.as_deref(), Some("Bearer hf_secret"));
@@ -313,18 +232,11 @@ async fn offline_with_a_cached_copy_returns_it_without_network() {
     let dir = tempfile::tempdir().expect("tempdir");
     let online = config(&hub.endpoint, dir.path());
     let source = hub_source(REPO, FILE, "main");
-    let cached = resolve(&source, &online, &mut NoProgress)
-        .await
-        .expect("download");
+    let cached = resolve(&source, &online, &mut NoProgress).await.expect("download");
     let before = hub.requests();
 
-    let offline = chorus_hub::HubConfig {
-        offline: true,
-        ..online.clone()
-    };
-    let got = resolve(&source, &offline, &mut NoProgress)
-        .await
-        .expect("offline resolve");
+    let offline = chorus_hub::HubConfig { offline: true, ..online.clone() };
+    let got = resolve(&source, &offline, &mut NoProgress).await.expect("offline resolve");
 
     assert_eq!(got, cached);
     assert_eq!(hub.requests(), before);
@@ -332,10 +244,7 @@ async fn offline_with_a_cached_copy_returns_it_without_network() {
 
     // The same revision pinned by its commit hash is found too.
     let by_commit = hub_source(REPO, FILE, COMMIT);
-    assert_eq!(
-        resolve(&by_commit, &offline, &mut NoProgress).await.ok(),
-        Some(cached)
-    );
+    assert_eq!(resolve(&by_commit, &offline, &mut NoProgress).await.ok(), Some(cached));
 }
 
 #[tokio::test]
@@ -343,23 +252,11 @@ async fn offline_without_a_cached_copy_fails_with_a_hint() {
     let hub = FakeHub::start().await;
     hub.add(REPO, "main", FILE, Entry::lfs(&content(100)));
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = chorus_hub::HubConfig {
-        offline: true,
-        ..config(&hub.endpoint, dir.path())
-    };
+    let config = chorus_hub::HubConfig { offline: true, ..config(&hub.endpoint, dir.path()) };
 
-    let err = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress)
-        .await
-        .err();
+    let err = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress).await.err();
 
-    assert!(
-        matches!(err, Some(HubError::OfflineNotCached { .. })),
-        "{err:?}"
-    );
-    assert!(
-        err.map(|e| e.to_string())
-            .unwrap_or_default()
-            .contains("--model")
-    );
+    assert!(matches!(err, Some(HubError::OfflineNotCached { .. })), "{err:?}");
+    assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("--model"));
     assert_eq!(hub.requests(), 0);
 }

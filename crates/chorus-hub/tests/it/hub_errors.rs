@@ -31,9 +31,7 @@ fn cached_files(config: &HubConfig) -> Vec<std::path::PathBuf> {
 
 async fn resolve_err(hub: &FakeHub, dir: &std::path::Path) -> (HubError, HubConfig) {
     let config = config(&hub.endpoint, dir);
-    let err = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress)
-        .await
-        .err();
+    let err = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress).await.err();
     (err.expect("resolve should fail"), config)
 }
 
@@ -41,28 +39,13 @@ async fn resolve_err(hub: &FakeHub, dir: &std::path::Path) -> (HubError, HubConf
 async fn announced_size_larger_than_served_is_an_error_and_leaves_no_file() {
     let hub = FakeHub::start().await;
     let bytes = content(10_000);
-    let entry = Entry::Lfs {
-        etag: sha256_hex(&bytes),
-        linked_size: 10_007,
-        content: bytes,
-        honor_range: true,
-    };
+    let entry = Entry::Lfs { etag: sha256_hex(&bytes), linked_size: 10_007, content: bytes, honor_range: true };
     hub.add(REPO, "main", FILE, entry);
     let dir = tempfile::tempdir().expect("tempdir");
 
     let (err, config) = resolve_err(&hub, dir.path()).await;
 
-    assert!(
-        matches!(
-            err,
-            HubError::SizeMismatch {
-                expected: 10_007,
-                actual: 10_000,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, HubError::SizeMismatch { expected: 10_007, actual: 10_000, .. }), "{err:?}");
     assert_eq!(cached_files(&config), Vec::<std::path::PathBuf>::new());
 }
 
@@ -70,27 +53,13 @@ async fn announced_size_larger_than_served_is_an_error_and_leaves_no_file() {
 async fn served_more_than_announced_is_an_error_and_leaves_no_file() {
     let hub = FakeHub::start().await;
     let bytes = content(10_000);
-    let entry = Entry::Lfs {
-        etag: sha256_hex(&bytes),
-        linked_size: 9_000,
-        content: bytes,
-        honor_range: true,
-    };
+    let entry = Entry::Lfs { etag: sha256_hex(&bytes), linked_size: 9_000, content: bytes, honor_range: true };
     hub.add(REPO, "main", FILE, entry);
     let dir = tempfile::tempdir().expect("tempdir");
 
     let (err, config) = resolve_err(&hub, dir.path()).await;
 
-    assert!(
-        matches!(
-            err,
-            HubError::SizeMismatch {
-                expected: 9_000,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, HubError::SizeMismatch { expected: 9_000, .. }), "{err:?}");
     assert_eq!(cached_files(&config), Vec::<std::path::PathBuf>::new());
 }
 
@@ -99,25 +68,16 @@ async fn sha256_mismatch_is_an_error_and_removes_the_file() {
     let hub = FakeHub::start().await;
     let bytes = content(10_000);
     let wrong = sha256_hex(b"something else");
-    let entry = Entry::Lfs {
-        etag: wrong.clone(),
-        linked_size: 10_000,
-        content: bytes.clone(),
-        honor_range: true,
-    };
+    let entry = Entry::Lfs { etag: wrong.clone(), linked_size: 10_000, content: bytes.clone(), honor_range: true };
     hub.add(REPO, "main", FILE, entry);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut progress = Recorder::default();
     let config = config(&hub.endpoint, dir.path());
 
-    let err = resolve(&hub_source(REPO, FILE, "main"), &config, &mut progress)
-        .await
-        .err();
+    let err = resolve(&hub_source(REPO, FILE, "main"), &config, &mut progress).await.err();
 
     match err {
-        Some(HubError::HashMismatch {
-            expected, actual, ..
-        }) => {
+        Some(HubError::HashMismatch { expected, actual, .. }) => {
             assert_eq!(expected, wrong);
             assert_eq!(actual, sha256_hex(&bytes));
         }
@@ -125,10 +85,7 @@ async fn sha256_mismatch_is_an_error_and_removes_the_file() {
     }
     assert_eq!(cached_files(&config), Vec::<std::path::PathBuf>::new());
     assert!(!blobs_dir(&config, REPO).join(&wrong).exists());
-    assert_eq!(
-        progress.finishes, 1,
-        "finish must be reported after a failed transfer"
-    );
+    assert_eq!(progress.finishes, 1, "finish must be reported after a failed transfer");
 }
 
 #[tokio::test]
@@ -140,24 +97,13 @@ async fn missing_file_is_a_not_found_error() {
 
     assert!(matches!(&err, HubError::NotFound { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(
-        message.contains("check the") && message.contains(FILE),
-        "{message}"
-    );
+    assert!(message.contains("check the") && message.contains(FILE), "{message}");
 }
 
 #[tokio::test]
 async fn bare_404_is_a_not_found_error() {
     let hub = FakeHub::start().await;
-    hub.add(
-        REPO,
-        "main",
-        FILE,
-        Entry::Error {
-            status: StatusCode::NOT_FOUND,
-            code: None,
-        },
-    );
+    hub.add(REPO, "main", FILE, Entry::Error { status: StatusCode::NOT_FOUND, code: None });
     let dir = tempfile::tempdir().expect("tempdir");
 
     let (err, _) = resolve_err(&hub, dir.path()).await;
@@ -168,15 +114,7 @@ async fn bare_404_is_a_not_found_error() {
 #[tokio::test]
 async fn gated_repo_asks_for_hf_token() {
     let hub = FakeHub::start().await;
-    hub.add(
-        REPO,
-        "main",
-        FILE,
-        Entry::Error {
-            status: StatusCode::UNAUTHORIZED,
-            code: Some("GatedRepo"),
-        },
-    );
+    hub.add(REPO, "main", FILE, Entry::Error { status: StatusCode::UNAUTHORIZED, code: Some("GatedRepo") });
     let dir = tempfile::tempdir().expect("tempdir");
 
     let (err, _) = resolve_err(&hub, dir.path()).await;
@@ -188,52 +126,16 @@ async fn gated_repo_asks_for_hf_token() {
 #[tokio::test]
 async fn unauthorized_and_forbidden_are_distinct() {
     let hub = FakeHub::start().await;
-    hub.add(
-        REPO,
-        "main",
-        FILE,
-        Entry::Error {
-            status: StatusCode::UNAUTHORIZED,
-            code: None,
-        },
-    );
-    hub.add(
-        REPO,
-        "main",
-        "other.gguf",
-        Entry::Error {
-            status: StatusCode::FORBIDDEN,
-            code: None,
-        },
-    );
+    hub.add(REPO, "main", FILE, Entry::Error { status: StatusCode::UNAUTHORIZED, code: None });
+    hub.add(REPO, "main", "other.gguf", Entry::Error { status: StatusCode::FORBIDDEN, code: None });
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&hub.endpoint, dir.path());
 
-    let unauthorized = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress)
-        .await
-        .err();
-    let forbidden = resolve(
-        &hub_source(REPO, "other.gguf", "main"),
-        &config,
-        &mut NoProgress,
-    )
-    .await
-    .err();
+    let unauthorized = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress).await.err();
+    let forbidden = resolve(&hub_source(REPO, "other.gguf", "main"), &config, &mut NoProgress).await.err();
 
-    assert!(
-        matches!(
-            unauthorized,
-            Some(HubError::Unauthorized {
-                token_sent: false,
-                ..
-            })
-        ),
-        "{unauthorized:?}"
-    );
-    assert!(
-        matches!(forbidden, Some(HubError::Forbidden { .. })),
-        "{forbidden:?}"
-    );
+    assert!(matches!(unauthorized, Some(HubError::Unauthorized { token_sent: false, .. })), "{unauthorized:?}");
+    assert!(matches!(forbidden, Some(HubError::Forbidden { .. })), "{forbidden:?}");
 }
 
 #[tokio::test]
@@ -246,15 +148,10 @@ async fn unreachable_endpoint_suggests_a_local_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&format!("http://127.0.0.1:{port}"), dir.path());
 
-    let err = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress)
-        .await
-        .err();
+    let err = resolve(&hub_source(REPO, FILE, "main"), &config, &mut NoProgress).await.err();
 
     assert!(matches!(err, Some(HubError::Unreachable { .. })), "{err:?}");
     let message = err.map(|e| e.to_string()).unwrap_or_default();
-    assert!(
-        message.starts_with(&format!("cannot download hf:{REPO}/{FILE}: ")),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("cannot download hf:{REPO}/{FILE}: ")), "{message}");
     assert!(message.contains("--model"), "{message}");
 }

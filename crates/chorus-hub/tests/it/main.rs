@@ -12,20 +12,11 @@ use chorus_hub::{DownloadProgress, HubConfig, HubFile, ModelSource};
 
 /// A config pointing at `endpoint` with a fresh cache under `dir`.
 fn config(endpoint: &str, dir: &Path) -> HubConfig {
-    HubConfig {
-        endpoint: endpoint.to_owned(),
-        cache_dir: dir.join("cache"),
-        token: None,
-        offline: false,
-    }
+    HubConfig { endpoint: endpoint.to_owned(), cache_dir: dir.join("cache"), token: None, offline: false }
 }
 
 fn hub_source(repo: &str, file: &str, revision: &str) -> ModelSource {
-    ModelSource::Hub(HubFile {
-        repo: repo.to_owned(),
-        file: file.to_owned(),
-        revision: revision.to_owned(),
-    })
+    ModelSource::Hub(HubFile { repo: repo.to_owned(), file: file.to_owned(), revision: revision.to_owned() })
 }
 
 /// `n` bytes of a recognisable, non-repeating-looking pattern.
@@ -34,10 +25,7 @@ fn content(n: usize) -> Vec<u8> {
 }
 
 fn blobs_dir(config: &HubConfig, repo: &str) -> PathBuf {
-    config
-        .cache_dir
-        .join(format!("models--{}", repo.replace('/', "--")))
-        .join("blobs")
+    config.cache_dir.join(format!("models--{}", repo.replace('/', "--"))).join("blobs")
 }
 
 /// Records every progress call.

@@ -27,12 +27,15 @@ pub(super) async fn create(
         }
         Prompt::Many(ps) => ps,
     };
+    let requests = prompts
+        .iter()
+        .map(|p| convert::completion(p.clone(), req.max_tokens, &req.sampling, req.stop.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let model = state.engine.model(req.model.as_deref())?.id.clone();
     let echo = req.echo.unwrap_or(false);
     // Schedule every prompt before waiting on any, so they share decode steps.
-    let mut generations = Vec::with_capacity(prompts.len());
-    for prompt in &prompts {
-        let request = convert::completion(prompt.clone(), req.max_tokens, &req.sampling, req.stop.as_ref())?;
+    let mut generations = Vec::with_capacity(requests.len());
+    for request in requests {
         generations.push(state.engine.generate(Some(&model), request)?);
     }
     let echoes = if echo { prompts } else { vec![String::new(); generations.len()] };

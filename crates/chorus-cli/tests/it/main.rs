@@ -1,0 +1,72 @@
+//! End-to-end tests: the real `chorus` binary serving a testkit GGUF model on
+//! `127.0.0.1:0`, driven by the real client (`chorus-client`), raw HTTP for
+//! malformed input, and the CLI as a person runs it.
+
+mod api;
+mod cli;
+mod errors;
+mod lifecycle;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chorus_client::{Client, ClientConfig};
+use chorus_proto::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Role, SamplingFields};
+use chorus_testkit::server::TestServer;
+
+/// The `chorus` binary under test.
+pub(crate) fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_chorus"))
+}
+
+/// A server on the tiny model with extra flags.
+pub(crate) fn server(extra: &[&str]) -> TestServer {
+    let model = chorus_testkit::tiny_model_path();
+    let model = model.to_str().expect("utf-8 temp path");
+    let mut args = vec!["--model", model, "--alias", "tiny", "--threads", "2"];
+    if !extra.contains(&"--ctx-size") {
+        args.extend_from_slice(&["--ctx-size", "4096"]);
+    }
+    args.extend_from_slice(extra);
+    TestServer::start(bin(), &args)
+}
+
+pub(crate) fn client(url: &str, key: Option<&str>) -> Client {
+    Client::new(ClientConfig {
+        url: url.to_owned(),
+        api_key: key.map(str::to_owned),
+        timeout: Some(Duration::from_secs(60)),
+    })
+    .expect("client")
+}
+
+/// A one-message chat request.
+pub(crate) fn chat(prompt: &str, max_tokens: i64) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model: None,
+        messages: vec![ChatMessage {
+            role: Role::User,
+            content: Some(MessageContent::Text(prompt.to_owned())),
+            name: None,
+            tool_call_id: None,
+        }],
+        max_tokens: Some(max_tokens),
+        max_completion_tokens: None,
+        sampling: SamplingFields::default(),
+        stop: None,
+        stream: None,
+        stream_options: None,
+        n: None,
+        user: None,
+    }
+}
+
+/// Greedy sampling, so runs are comparable.
+pub(crate) fn greedy(mut req: ChatCompletionRequest) -> ChatCompletionRequest {
+    req.sampling.temperature = Some(0.0);
+    req
+}
+
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}

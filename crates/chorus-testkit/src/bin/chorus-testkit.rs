@@ -1,0 +1,73 @@
+//! `chorus-testkit write --tiny|--bench [--q4_0] [--threads N] PATH`: writes a test or
+//! benchmark model for scripts (the benchmark harness) to `PATH`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chorus_testkit::{ModelSpec, QuantType, TestkitError, quantize, write_model};
+use clap::{Args, Parser, Subcommand};
+
+/// Writes chorus's deterministic random-weight GGUF models.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a model to PATH (GGUF, architecture llama).
+    Write(WriteArgs),
+}
+
+#[derive(Args)]
+struct WriteArgs {
+    /// The tiny test model (F32, under 1 MB).
+    #[arg(long, conflicts_with = "bench", required_unless_present = "bench")]
+    tiny: bool,
+    /// The ~400M-parameter benchmark model (F16, ~0.8 GB).
+    #[arg(long)]
+    bench: bool,
+    /// Quantize to Q4_0 with llama.cpp's quantizer (the unquantized file is not kept).
+    #[arg(long = "q4_0")]
+    q4_0: bool,
+    /// Quantization threads (0: all hardware threads).
+    #[arg(long, default_value_t = 0)]
+    threads: u32,
+    /// Where to write the model.
+    path: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let Command::Write(args) = Cli::parse().command;
+    match write(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chorus-testkit: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write(args: &WriteArgs) -> Result<(), TestkitError> {
+    let spec = if args.bench { ModelSpec::bench() } else { ModelSpec::tiny() };
+    if args.q4_0 {
+        let mut name = args.path.as_os_str().to_owned();
+        name.push(".unquantized.tmp");
+        let unquantized = PathBuf::from(name);
+        write_model(&spec, &unquantized)?;
+        let result = quantize(&unquantized, &args.path, QuantType::Q4_0, args.threads);
+        let _ = std::fs::remove_file(&unquantized);
+        result?;
+    } else {
+        write_model(&spec, &args.path)?;
+    }
+    report(&spec, &args.path)
+}
+
+fn report(spec: &ModelSpec, path: &Path) -> Result<(), TestkitError> {
+    let size = std::fs::metadata(path).map_err(|source| TestkitError::Io { path: path.to_path_buf(), source })?.len();
+    println!("wrote {}: {} parameters, {} bytes", path.display(), spec.parameter_count(), size);
+    Ok(())
+}

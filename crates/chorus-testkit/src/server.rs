@@ -1,0 +1,92 @@
+//! [`TestServer`]: the real `chorus serve` process on `127.0.0.1:0`, for
+//! end-to-end tests. It waits for the `chorus listening on URL` line, keeps the
+//! server's stderr in a file for failure messages, and kills the process on
+//! drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `chorus serve`.
+#[derive(Debug)]
+pub struct TestServer {
+    child: Child,
+    /// Base URL, such as `http://127.0.0.1:40123`.
+    pub url: String,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Start `bin serve --port 0 ARGS…` and wait until it listens (at most 60 s).
+    ///
+    /// # Panics
+    /// When the server does not start; the message holds its stderr.
+    pub fn start(bin: &Path, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the server's logs");
+        let stderr = dir.path().join("stderr.log");
+        let err_file = std::fs::File::create(&stderr).expect("server stderr file");
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .args(["--port", "0"])
+            .args(args)
+            .env_remove("CHORUS_API_KEY")
+            .stdout(Stdio::piped())
+            .stderr(err_file)
+            .spawn()
+            .expect("spawn chorus serve");
+        let stdout = child.stdout.take().expect("server stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("chorus listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => Self { child, url, stderr, _dir: dir },
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+                panic!("chorus serve did not start; its stderr:\n{log}");
+            }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal by name (`TERM`, `INT`) with the system's `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
+    /// Wait for the process to exit (at most `timeout`); `None` if it did not.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

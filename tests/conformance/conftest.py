@@ -1,0 +1,179 @@
+"""Fixtures that run the real `chorus serve` for the OpenAI SDK conformance tests.
+
+Environment:
+- ``CHORUS_BIN``: the chorus binary (default ``target/debug/chorus``; relative paths are
+  taken from the repository root).
+- ``CHORUS_TEST_MODEL``: a GGUF model to serve. When unset, the tiny deterministic
+  random-weight model is written with ``cargo run -q -p chorus-testkit --bin chorus-testkit
+  -- write --tiny PATH`` into a temporary directory.
+
+The server is started once per session with ``--port 0`` and its base URL (no ``/v1``) is
+read from the single stdout line ``chorus listening on http://127.0.0.1:PORT``. On teardown
+it gets SIGTERM and must exit with status 0 within 30 seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+STARTUP_TIMEOUT_S = 120.0
+SHUTDOWN_TIMEOUT_S = 30.0
+MODEL_BUILD_TIMEOUT_S = 3600.0
+LISTENING_RE = re.compile(r"^chorus listening on (http://127\.0\.0\.1:(\d+))$")
+
+
+def _repo_path(value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+
+
+@pytest.fixture(scope="session")
+def chorus_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of the GGUF model the server serves; its file stem is the model id."""
+    configured = os.environ.get("CHORUS_TEST_MODEL")
+    if configured:
+        path = _repo_path(configured)
+        if not path.is_file():
+            pytest.fail(f"CHORUS_TEST_MODEL={configured} is not a file")
+        return path
+
+    path = tmp_path_factory.mktemp("model") / "chorus-tiny.gguf"
+    cmd = [
+        "cargo", "run", "-q", "-p", "chorus-testkit", "--bin", "chorus-testkit",
+        "--", "write", "--tiny", str(path),
+    ]
+    try:
+        done = subprocess.run(
+            cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=MODEL_BUILD_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{' '.join(cmd)} did not finish within {MODEL_BUILD_TIMEOUT_S:.0f} s")
+    if done.returncode != 0 or not path.is_file():
+        pytest.fail(
+            f"{' '.join(cmd)} exited with {done.returncode}\n"
+            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_id(chorus_model: Path) -> str:
+    """The id the server advertises: the GGUF file stem (no --alias is passed)."""
+    return chorus_model.stem
+
+
+def _pump_stdout(stream, lines: "queue.Queue[str | None]") -> None:
+    """Moves stdout lines into `lines` (None at EOF) so the pipe never fills up."""
+    for line in stream:
+        lines.put(line.rstrip("\r\n"))
+    lines.put(None)
+
+
+@pytest.fixture(scope="session")
+def chorus_server(chorus_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Runs `chorus serve` for the whole session and yields its base URL, e.g. http://127.0.0.1:PORT."""
+    binary = _repo_path(os.environ.get("CHORUS_BIN", "target/debug/chorus"))
+    if not binary.is_file():
+        pytest.fail(f"chorus binary not found at {binary} (build it or set CHORUS_BIN)")
+
+    stderr_path = tmp_path_factory.mktemp("server") / "chorus-serve.stderr"
+    cmd = [
+        str(binary), "serve",
+        "--model", str(chorus_model),
+        "--port", "0",
+        "--parallel", "4",
+        "--ctx-size", "2048",
+    ]
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    lines: "queue.Queue[str | None]" = queue.Queue()
+    pump = threading.Thread(target=_pump_stdout, args=(proc.stdout, lines), daemon=True)
+    pump.start()
+
+    def stop(sig: int) -> int | None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return None
+
+    base_url = None
+    seen: list[str] = []
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while base_url is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            stop(signal.SIGKILL)
+            pytest.fail(
+                f"no listening line within {STARTUP_TIMEOUT_S:.0f} s; stdout so far: {seen!r}\n"
+                f"stderr tail:\n{_tail(stderr_path)}"
+            )
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        if line is None:
+            code = proc.wait()
+            pytest.fail(
+                f"`{' '.join(cmd)}` exited with {code} before listening; stdout: {seen!r}\n"
+                f"stderr tail:\n{_tail(stderr_path)}"
+            )
+        seen.append(line)
+        match = LISTENING_RE.match(line)
+        if match:
+            base_url = match.group(1)
+        else:
+            stop(signal.SIGKILL)
+            pytest.fail(
+                f"unexpected stdout line before the listening line: {line!r} "
+                "(logs belong on stderr)"
+            )
+
+    yield base_url
+
+    code = stop(signal.SIGTERM)
+    if code is None:
+        pytest.fail(
+            f"chorus serve did not exit within {SHUTDOWN_TIMEOUT_S:.0f} s of SIGTERM (killed)\n"
+            f"stderr tail:\n{_tail(stderr_path)}"
+        )
+    assert code == 0, f"chorus serve exited with {code} after SIGTERM\nstderr tail:\n{_tail(stderr_path)}"
+    pump.join(timeout=5)
+    extra = []
+    while True:
+        try:
+            line = lines.get_nowait()
+        except queue.Empty:
+            break
+        if line is not None:
+            extra.append(line)
+    assert not extra, f"chorus serve printed more than the listening line on stdout: {extra!r}"

@@ -1,0 +1,253 @@
+"""Conformance of `chorus serve` with the official `openai` Python SDK.
+
+Every response is parsed with ``_strict_response_validation=True``, so a field the SDK's
+pydantic models require, a wrong type or an unknown enum value fails the test. The served
+model has random weights and emits arbitrary text: the tests assert on shapes, types and
+counts, never on words.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, List, Optional
+
+import openai
+import pytest
+from openai.types import Completion, CompletionChoice, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from typing_extensions import Literal
+
+FINISH_REASONS = {"stop", "length"}
+MESSAGES = [{"role": "user", "content": "Say something."}]
+
+
+@pytest.fixture(scope="module")
+def client(chorus_server: str) -> Iterator[openai.OpenAI]:
+    c = openai.OpenAI(
+        base_url=chorus_server + "/v1",
+        api_key="unused",
+        _strict_response_validation=True,
+        max_retries=0,
+        timeout=120.0,
+    )
+    yield c
+    c.close()
+
+
+def assert_usage(usage, max_tokens: int, finish_reason: str | None = None) -> None:
+    assert usage is not None
+    assert isinstance(usage.prompt_tokens, int) and usage.prompt_tokens > 0
+    assert isinstance(usage.completion_tokens, int)
+    assert 0 <= usage.completion_tokens <= max_tokens
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    if finish_reason == "length":
+        assert usage.completion_tokens == max_tokens
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+def test_models_list(client: openai.OpenAI, model_id: str) -> None:
+    models = list(client.models.list())
+    assert len(models) == 1
+    assert isinstance(models[0], Model)
+    assert models[0].id == model_id
+    assert models[0].object == "model"
+
+
+def test_models_retrieve(client: openai.OpenAI, model_id: str) -> None:
+    model = client.models.retrieve(model_id)
+    assert isinstance(model, Model)
+    assert model.id == model_id
+
+
+def test_models_retrieve_unknown(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as e:
+        client.models.retrieve("nope")
+    assert e.value.status_code == 404
+    assert e.value.code == "model_not_found"
+
+
+# --- chat completions -------------------------------------------------------------------
+
+
+def test_chat_completion(client: openai.OpenAI, model_id: str) -> None:
+    resp = client.chat.completions.create(
+        model=model_id, messages=MESSAGES, max_tokens=8, seed=1
+    )
+    assert isinstance(resp, ChatCompletion)
+    assert resp.object == "chat.completion"
+    assert resp.id
+    assert resp.model == model_id
+    assert len(resp.choices) == 1
+    choice = resp.choices[0]
+    assert choice.index == 0
+    assert choice.message.role == "assistant"
+    assert isinstance(choice.message.content, str)
+    assert choice.finish_reason in FINISH_REASONS
+    assert_usage(resp.usage, 8, choice.finish_reason)
+
+
+def test_chat_completion_stream(client: openai.OpenAI, model_id: str) -> None:
+    stream = client.chat.completions.create(
+        model=model_id,
+        messages=MESSAGES,
+        max_tokens=8,
+        seed=1,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert len(chunks) >= 2
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert len({c.id for c in chunks}) == 1, "all chunks of one completion share an id"
+
+    with_usage = [i for i, c in enumerate(chunks) if c.usage is not None]
+    assert with_usage == [len(chunks) - 1], "exactly one usage chunk, and it is the last"
+    assert chunks[-1].choices == []
+
+    content_chunks = chunks[:-1]
+    assert all(len(c.choices) == 1 and c.choices[0].index == 0 for c in content_chunks)
+    assert content_chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in content_chunks)
+    assert isinstance(text, str)
+    finish = [c.choices[0].finish_reason for c in content_chunks if c.choices[0].finish_reason]
+    assert len(finish) == 1 and finish[0] in FINISH_REASONS
+    assert content_chunks[-1].choices[0].finish_reason == finish[0]
+    assert_usage(chunks[-1].usage, 8, finish[0])
+
+
+# --- completions ------------------------------------------------------------------------
+
+
+def test_completion(client: openai.OpenAI, model_id: str) -> None:
+    resp = client.completions.create(model=model_id, prompt="Once upon a time", max_tokens=8, seed=1)
+    assert isinstance(resp, Completion)
+    assert resp.object == "text_completion"
+    assert resp.model == model_id
+    assert len(resp.choices) == 1
+    choice = resp.choices[0]
+    assert choice.index == 0
+    assert isinstance(choice.text, str)
+    assert choice.finish_reason in FINISH_REASONS
+    assert_usage(resp.usage, 8, choice.finish_reason)
+
+
+def test_completion_two_prompts(client: openai.OpenAI, model_id: str) -> None:
+    resp = client.completions.create(
+        model=model_id, prompt=["Once upon a time", "The answer is"], max_tokens=8, seed=1
+    )
+    assert isinstance(resp, Completion)
+    assert len(resp.choices) == 2
+    assert sorted(c.index for c in resp.choices) == [0, 1]
+    for choice in resp.choices:
+        assert isinstance(choice.text, str)
+        assert choice.finish_reason in FINISH_REASONS
+    usage = resp.usage
+    assert usage is not None
+    assert usage.prompt_tokens > 0
+    assert 0 <= usage.completion_tokens <= 2 * 8
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+class StreamedCompletionChoice(CompletionChoice):
+    """`CompletionChoice` as OpenAI streams it: `finish_reason` is present and null until the last chunk.
+
+    The SDK types streamed `/v1/completions` chunks as `Completion`, whose choices'
+    `finish_reason` is a non-nullable Literal, yet the real API sends `"finish_reason": null`
+    in every chunk but the last (openai/openai-openapi#100 shows api.openai.com doing so).
+    Only that field is relaxed; every other field keeps the SDK's strict type.
+    """
+
+    finish_reason: Optional[Literal["stop", "length", "content_filter"]]
+
+
+class StreamedCompletion(Completion):
+    """A streamed `/v1/completions` chunk: `Completion` with `StreamedCompletionChoice`s."""
+
+    choices: List[StreamedCompletionChoice]
+
+
+COMPLETION_STREAM_BODY = {
+    "prompt": "Once upon a time",
+    "max_tokens": 8,
+    "seed": 1,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=openai.APIResponseValidationError,
+    reason="openai SDK bug, not chorus: strict validation types streamed completion chunks as "
+    "Completion, whose finish_reason may not be null, but OpenAI sends null before the last chunk "
+    "(openai/openai-openapi#100); test_completion_stream checks chorus's chunks strictly instead",
+)
+def test_completion_stream_sdk_types(client: openai.OpenAI, model_id: str) -> None:
+    list(client.completions.create(model=model_id, **COMPLETION_STREAM_BODY))
+
+
+def test_completion_stream(client: openai.OpenAI, model_id: str) -> None:
+    # The SDK's own request path (`post` is what `completions.create` calls), with the chunk
+    # type corrected as above; the strict client still validates every chunk.
+    stream = client.post(
+        "/completions",
+        body={"model": model_id, **COMPLETION_STREAM_BODY},
+        cast_to=StreamedCompletion,
+        stream=True,
+        stream_cls=openai.Stream[StreamedCompletion],
+    )
+    chunks = list(stream)
+    assert len(chunks) >= 2
+    assert all(isinstance(c, StreamedCompletion) for c in chunks)
+    assert all(c.object == "text_completion" and c.model == model_id for c in chunks)
+    assert len({c.id for c in chunks}) == 1, "all chunks of one completion share an id"
+
+    with_usage = [i for i, c in enumerate(chunks) if c.usage is not None]
+    assert with_usage == [len(chunks) - 1], "exactly one usage chunk, and it is the last"
+    assert chunks[-1].choices == []
+
+    content_chunks = chunks[:-1]
+    assert all(len(c.choices) == 1 and c.choices[0].index == 0 for c in content_chunks)
+    text = "".join(c.choices[0].text for c in content_chunks)
+    assert isinstance(text, str)
+    finish = [c.choices[0].finish_reason for c in content_chunks if c.choices[0].finish_reason]
+    assert len(finish) == 1 and finish[0] in FINISH_REASONS
+    assert content_chunks[-1].choices[0].finish_reason == finish[0]
+    assert_usage(chunks[-1].usage, 8, finish[0])
+
+
+# --- errors and determinism -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_bad_request(client: openai.OpenAI, model_id: str, endpoint: str) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        if endpoint == "chat":
+            client.chat.completions.create(model=model_id, messages=MESSAGES, max_tokens=-1)
+        else:
+            client.completions.create(model=model_id, prompt="Hello", max_tokens=-1)
+    assert e.value.status_code == 400
+    body = e.value.body
+    assert isinstance(body, dict), f"error body is not an OpenAI error object: {body!r}"
+    assert body.get("type") == "invalid_request_error"
+    assert isinstance(body.get("message"), str) and body["message"]
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_same_seed_same_text(client: openai.OpenAI, model_id: str, endpoint: str) -> None:
+    def sample() -> str:
+        if endpoint == "chat":
+            resp = client.chat.completions.create(
+                model=model_id, messages=MESSAGES, max_tokens=16, seed=1234, temperature=1.0
+            )
+            content = resp.choices[0].message.content
+            assert isinstance(content, str)
+            return content
+        resp = client.completions.create(
+            model=model_id, prompt="Once upon a time", max_tokens=16, seed=1234, temperature=1.0
+        )
+        return resp.choices[0].text
+
+    assert sample() == sample()
