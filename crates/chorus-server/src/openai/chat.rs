@@ -10,7 +10,7 @@ use chorus_proto::openai::{
 };
 use futures::StreamExt;
 
-use super::{convert, fingerprint, new_id, unix_now};
+use super::{ResponseMeta, convert};
 use crate::extract::AppJson;
 use crate::{ApiError, AppState, sse};
 
@@ -21,7 +21,7 @@ pub(super) async fn create(
     let plan = convert::chat(req)?;
     let model = state.engine.model(plan.model.as_deref())?.id.clone();
     let generation = state.engine.generate(Some(&model), plan.request)?;
-    let meta = Meta { id: new_id("chatcmpl"), created: unix_now(), fingerprint: fingerprint(&model), model };
+    let meta = ResponseMeta::new("chatcmpl", model);
     if plan.stream {
         return Ok(stream(state, meta, generation, plan.include_usage));
     }
@@ -46,14 +46,7 @@ pub(super) async fn create(
     .into_response())
 }
 
-struct Meta {
-    id: String,
-    created: u64,
-    model: String,
-    fingerprint: String,
-}
-
-impl Meta {
+impl ResponseMeta {
     fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>, include_usage: bool) -> ChatCompletionChunk {
         ChatCompletionChunk {
             id: self.id.clone(),
@@ -67,7 +60,7 @@ impl Meta {
     }
 }
 
-fn stream(state: AppState, meta: Meta, mut generation: GenerationStream, include_usage: bool) -> Response {
+fn stream(state: AppState, meta: ResponseMeta, mut generation: GenerationStream, include_usage: bool) -> Response {
     let abort = state.abort.clone();
     let events = async_stream::stream! {
         let first = Delta { role: Some(Role::Assistant), content: Some(String::new()) };

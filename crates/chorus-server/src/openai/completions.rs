@@ -10,7 +10,7 @@ use futures::StreamExt;
 use futures::stream::select_all;
 
 use super::chat::{finish, usage_wire};
-use super::{convert, fingerprint, new_id, unix_now};
+use super::{ResponseMeta, convert};
 use crate::extract::AppJson;
 use crate::{ApiError, AppState, sse};
 
@@ -39,7 +39,7 @@ pub(super) async fn create(
         generations.push(state.engine.generate(Some(&model), request)?);
     }
     let echoes = if echo { prompts } else { vec![String::new(); generations.len()] };
-    let meta = Meta { id: new_id("cmpl"), created: unix_now(), fingerprint: fingerprint(&model), model };
+    let meta = ResponseMeta::new("cmpl", model);
     if stream {
         return Ok(streamed(state, meta, generations, echoes, include_usage));
     }
@@ -62,14 +62,7 @@ pub(super) async fn create(
     Ok(Json(meta.body(choices, Some(usage))).into_response())
 }
 
-struct Meta {
-    id: String,
-    created: u64,
-    model: String,
-    fingerprint: String,
-}
-
-impl Meta {
+impl ResponseMeta {
     fn body(&self, choices: Vec<CompletionChoice>, usage: Option<Usage>) -> Completion {
         Completion {
             id: self.id.clone(),
@@ -91,7 +84,7 @@ fn add(total: &mut Usage, u: Usage) {
 
 fn streamed(
     state: AppState,
-    meta: Meta,
+    meta: ResponseMeta,
     generations: Vec<GenerationStream>,
     echoes: Vec<String>,
     include_usage: bool,

@@ -32,7 +32,23 @@ fn fingerprint(model: &str) -> String {
     format!("chorus-{}-{model}", env!("CARGO_PKG_VERSION"))
 }
 
-/// A fresh id with OpenAI's prefix (`chatcmpl`, `cmpl`).
-fn new_id(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+/// What every response and chunk of one request repeats: `id`, `created`,
+/// `model` and `system_fingerprint`.
+struct ResponseMeta {
+    id: String,
+    created: u64,
+    model: String,
+    fingerprint: String,
+}
+
+impl ResponseMeta {
+    /// A fresh id with OpenAI's prefix (`chatcmpl`, `cmpl`), created now.
+    fn new(prefix: &str, model: String) -> Self {
+        Self {
+            id: format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+            created: unix_now(),
+            fingerprint: fingerprint(&model),
+            model,
+        }
+    }
 }
