@@ -8,6 +8,11 @@ cd "$root"
 
 cargo test --workspace --locked
 
+# `cargo test` built both binaries for the integration tests; reuse them rather
+# than running another `cargo build`, whose per-package feature set would
+# rebuild llama.cpp.
+bin="$root/target/debug"
+model="$(mktemp -d)/tiny.gguf"
+"$bin/chorus-testkit" write --tiny "$model" >/dev/null
 venv="$(scripts/python-env.sh)"
-cargo build --locked -p chorus-cli -p chorus-testkit
-CHORUS_BIN="$root/target/debug/chorus" "$venv/bin/pytest" -q tests/conformance
+CHORUS_BIN="$bin/chorus" CHORUS_TEST_MODEL="$model" "$venv/bin/pytest" -q tests/conformance
