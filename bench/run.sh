@@ -4,9 +4,9 @@
 #
 #   bench/run.sh
 #
-# Builds chorus and chorus-testkit (release), writes the two bench models into the
-# cache dir, builds llama-server from the llama-cpp-python sdist
-# (bench/build-llama-server.sh), then for every model x streams starts one server
+# Builds chorus (release), writes the two bench models into the cache dir (with a
+# release chorus-testkit, built only when a model is missing), builds llama-server
+# from the llama-cpp-python sdist (bench/build-llama-server.sh), then for every model x streams starts one server
 # at a time (llama-server, then chorus; never both), measures it with bench/bench.py
 # and prints a Markdown table, also written to bench/results/latest.md.
 #
@@ -54,23 +54,32 @@ if [[ -x "$repo/.venv/bin/python" ]] && "$repo/.venv/bin/python" -c 'import http
   PY="$repo/.venv/bin/python"
 fi
 
-# --- 1. chorus and chorus-testkit -------------------------------------------------
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  say "cargo build --release -p chorus-cli -p chorus-testkit"
-  (cd "$repo" && cargo build --release -p chorus-cli -p chorus-testkit)
-fi
+# --- 1. chorus --------------------------------------------------------------------
+# Each package is built on its own, as `cargo build --release -p chorus-cli` does:
+# building both in one command unifies their dependencies' features differently,
+# which gives llama-cpp-sys-2 another hash and a second 13-minute llama.cpp build.
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 CHORUS="$target_dir/release/chorus"
 TESTKIT="$target_dir/release/chorus-testkit"
-for b in "$CHORUS" "$TESTKIT"; do
-  [[ -x "$b" ]] || { say "missing $b"; exit 1; }
-done
+build() {
+  if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    say "cargo build --release -p $1"
+    (cd "$repo" && cargo build --release -p "$1")
+  fi
+}
+build chorus-cli
+[[ -x "$CHORUS" ]] || { say "missing $CHORUS"; exit 1; }
 
-# --- 2. bench models --------------------------------------------------------------
+# --- 2. bench models (chorus-testkit only when one is missing) ----------------------
 model_path() { echo "$CACHE/models/bench-$1.gguf"; }
 for m in $MODELS; do
   path="$(model_path "$m")"
   [[ -s "$path" ]] && continue
+  if [[ -z "${testkit_built:-}" ]]; then
+    build chorus-testkit
+    [[ -x "$TESTKIT" ]] || { say "missing $TESTKIT"; exit 1; }
+    testkit_built=1
+  fi
   case "$m" in
     F16) flags=(--bench) ;;
     Q4_0) flags=(--bench --q4_0) ;;
