@@ -8,8 +8,8 @@
 #   LLAMA_CPP_PYTHON_VERSION  pin the sdist version (default: latest on PyPI)
 #   BUILD_JOBS           parallel compile jobs (default: 2)
 #
-#   LLAMA_SERVER_CFLAGS  extra C/C++ flags (default: "-mno-amx-tile -mno-amx-int8
-#                        -mno-amx-bf16" where -march=native enables AMX, see below)
+#   LLAMA_SERVER_MARCH   instruction set, as gcc's -march (default: x86-64-v3, the
+#                        target-cpu chorus builds for in .cargo/config.toml)
 #
 # Prints the path of the built binary on the last line of stdout.
 set -euo pipefail
@@ -19,19 +19,31 @@ JOBS="${BUILD_JOBS:-2}"
 SRC_ROOT="$CACHE/llama-cpp-python"
 BIN_LINK="$CACHE/bin/llama-server"
 
-# GGML_NATIVE=ON compiles for -march=native. On CPUs with AMX (Sapphire Rapids and
-# later) that turns on ggml's AMX matmul for Q4_0, which dies with SIGILL
-# (`tilezero` in ggml_backend_amx_mul_mat) on the benchmark model here, although AMX
-# itself works on this machine. Keep every other native instruction set extension
-# (AVX-512, VNNI, BF16, ...) and leave AMX out.
-if [[ -z "${LLAMA_SERVER_CFLAGS+set}" ]]; then
-  LLAMA_SERVER_CFLAGS=""
-  native_isa="$(cc -march=native -Q --help=target 2>/dev/null || true)"
-  if grep -qE -- '-mamx-int8[[:space:]]+\[enabled\]' <<<"$native_isa"; then
-    LLAMA_SERVER_CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-  fi
+# llama-server must run the same llama.cpp kernels as chorus, so it is compiled
+# for the instruction set chorus is: llama-cpp-sys-2 turns `-C target-cpu=CPU` into
+# GGML_NATIVE=OFF, -march=CPU, and one GGML_<FEATURE>=ON per Rust target feature
+# (avx, avx2, bmi2, f16c, fma, sse4.2 for x86-64-v3). The same is done here from
+# gcc's view of -march. With LLAMA_SERVER_MARCH=native, GGML_NATIVE=ON as llama.cpp's
+# own default, minus AMX: on Sapphire Rapids in this VM, ggml's AMX matmul for Q4_0
+# died with SIGILL (`tilezero` in ggml_backend_amx_mul_mat).
+MARCH="${LLAMA_SERVER_MARCH:-x86-64-v3}"
+isa="$(cc -march="$MARCH" -Q --help=target 2>/dev/null || true)"
+enabled() { grep -qE -- "-m$1[[:space:]]+\[enabled\]" <<<"$isa"; }
+CFLAGS_ISA=()
+GGML_ISA=()
+if [[ "$MARCH" == native ]]; then
+  GGML_ISA+=(-DGGML_NATIVE=ON)
+  if enabled amx-int8; then CFLAGS_ISA+=(-mno-amx-tile -mno-amx-int8 -mno-amx-bf16); fi
+else
+  GGML_ISA+=(-DGGML_NATIVE=OFF)
+  CFLAGS_ISA+=("-march=$MARCH")
+  for pair in avx:AVX avx2:AVX2 bmi2:BMI2 f16c:F16C fma:FMA sse4.2:SSE42 \
+              avx512bf16:AVX512_BF16 avx512vbmi:AVX512_VBMI avx512vnni:AVX512_VNNI avxvnni:AVX_VNNI; do
+    if enabled "${pair%%:*}"; then GGML_ISA+=("-DGGML_${pair#*:}=ON"); fi
+  done
 fi
-config="GGML_NATIVE=ON cflags=[$LLAMA_SERVER_CFLAGS] version=${LLAMA_CPP_PYTHON_VERSION:-latest}"
+LLAMA_SERVER_CFLAGS="${CFLAGS_ISA[*]}"
+config="march=$MARCH cflags=[$LLAMA_SERVER_CFLAGS] ggml=[${GGML_ISA[*]}] version=${LLAMA_CPP_PYTHON_VERSION:-latest}"
 
 if [[ -x "$BIN_LINK" && "$(cat "$BIN_LINK.config" 2>/dev/null)" == "$config" ]]; then
   echo "llama-server already built: $BIN_LINK ($config)" >&2
@@ -61,7 +73,7 @@ if [[ ! -d "$src/vendor/llama.cpp" ]]; then
   tar -xzf "$sdist" -C "$SRC_ROOT"
 fi
 llama="$src/vendor/llama.cpp"
-build="$llama/build-chorus-bench${LLAMA_SERVER_CFLAGS:+-$(echo "$LLAMA_SERVER_CFLAGS" | md5sum | cut -c1-8)}"
+build="$llama/build-chorus-bench-$(echo "$config" | md5sum | cut -c1-8)"
 
 # Record which llama.cpp the sdist carries (no .git inside an sdist, so use the
 # build number the CMake scripts fall back to, plus the ggml version).
@@ -78,7 +90,7 @@ cmake -S "$llama" -B "$build" \
   -DCMAKE_CXX_FLAGS="$LLAMA_SERVER_CFLAGS" \
   -DBUILD_SHARED_LIBS=OFF \
   -DLLAMA_CURL=OFF \
-  -DGGML_NATIVE=ON \
+  "${GGML_ISA[@]}" \
   -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF \
   -DLLAMA_BUILD_SERVER=ON \
   -DLLAMA_BUILD_TESTS=OFF \
