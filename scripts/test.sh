@@ -2,9 +2,15 @@
 # Every test of the project: the Rust workspace (unit, integration and
 # end-to-end tests against the real server on 127.0.0.1:0), then the
 # conformance tests with the official openai Python SDK against the same binary.
+# The store's tests run against SQLite and against a private PostgreSQL server
+# started here (scripts/postgres.sh) and stopped on exit.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+read -r pg_url pg_dir < <(scripts/postgres.sh start)
+trap 'scripts/postgres.sh stop "$pg_dir"' EXIT
+export CHORUS_TEST_POSTGRES_URL="$pg_url"
 
 cargo test --workspace --locked
 

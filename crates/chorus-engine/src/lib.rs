@@ -1,7 +1,8 @@
 //! The domain of chorus: the [`Engine`] handle that the server, the CLI's
 //! embedded mode and (later) sessions call; the [`Backend`] trait that model
 //! runtimes implement; the request stages ([`GenerateRequest`] →
-//! [`ValidGenerateRequest`]); streaming text handling ([`text`]); and metrics.
+//! [`ValidGenerateRequest`]); streaming text handling ([`text`]); metrics; and the
+//! [`Store`] trait with the session records it keeps.
 //!
 //! This crate knows neither HTTP nor llama.cpp: both sit behind traits or
 //! plain types, so the domain can be tested and reused without either.
@@ -10,11 +11,16 @@ pub mod backend;
 pub mod engine;
 pub mod metrics;
 pub mod request;
+pub mod store;
 pub mod stream;
 pub mod text;
 
 pub use backend::{Backend, BackendError, BackendStats, ModelInfo};
 pub use engine::{Engine, EngineError};
 pub use metrics::Metrics;
-pub use request::{ChatMessage, GenerateRequest, Prompt, SamplingParams, ValidGenerateRequest, ValidationError};
+pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError};
+pub use store::{
+    Message, NewEvent, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError,
+    StoredEvent, TokenUsage, ToolCall,
+};
 pub use stream::{FinishReason, GenerationEvent, GenerationStream, Usage};

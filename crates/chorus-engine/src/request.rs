@@ -29,6 +29,17 @@ impl Role {
             Role::Tool => "tool",
         }
     }
+
+    /// Parse [`Role::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "system" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            _ => return None,
+        })
+    }
 }
 
 /// One message of a conversation.
