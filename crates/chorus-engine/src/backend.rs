@@ -17,8 +17,12 @@ pub struct ModelInfo {
     pub created: u64,
     /// GGUF `general.architecture`, such as `llama` or `qwen2`.
     pub architecture: String,
-    /// Context size of the loaded context, in tokens, shared by all slots.
+    /// Context size of the loaded context, in tokens, all slots together.
     pub n_ctx: u32,
+    /// Tokens one slot's sequence can hold, prompt and answer together
+    /// (llama-server's `n_ctx_slot`): `n_ctx / n_parallel`, or `n_ctx` with a
+    /// unified KV cache.
+    pub n_ctx_slot: u32,
     /// Context length the model was trained with.
     pub n_ctx_train: u32,
     /// Vocabulary size.
@@ -40,6 +44,7 @@ impl ModelInfo {
             created: 0,
             architecture: "llama".into(),
             n_ctx,
+            n_ctx_slot: n_ctx,
             n_ctx_train: n_ctx,
             n_vocab,
             n_parallel: 1,
@@ -92,12 +97,12 @@ pub trait Backend: Send + Sync + 'static {
 pub enum BackendError {
     /// The prompt does not leave room for one generated token in the context.
     #[error(
-        "the prompt has {n_prompt} tokens but the context holds {n_ctx}; shorten the messages or start the server with a larger --ctx-size"
+        "the prompt has {n_prompt} tokens but a slot's context holds {n_ctx}; shorten the messages, or start the server with a larger --ctx-size (shared by --parallel slots) or --kv-unified"
     )]
     PromptTooLong {
         /// Tokens in the prompt.
         n_prompt: u32,
-        /// Context size.
+        /// Context size of one slot.
         n_ctx: u32,
     },
     /// The chat template refused the conversation (its own message).

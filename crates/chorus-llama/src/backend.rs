@@ -104,10 +104,11 @@ impl LlamaBackend {
             .with_n_batch(config.n_batch.max(1))
             .with_n_ubatch(config.n_ubatch.clamp(1, config.n_batch.max(1)))
             .with_n_seq_max(n_parallel)
-            .with_kv_unified(true)
+            .with_kv_unified(config.kv_unified)
             .with_n_threads(config.n_threads.max(1) as i32)
             .with_n_threads_batch(config.n_threads_batch.max(1) as i32);
 
+        let kv_unified = config.kv_unified;
         let stats = Arc::new(Mutex::new(SharedStats::new(n_parallel)));
         let (jobs_tx, jobs_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -125,12 +126,15 @@ impl LlamaBackend {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(ctx.n_ctx()));
-                    worker::run(&model, ctx, n_parallel, jobs_rx, &stats, &metrics);
+                    let n_ctx = ctx.n_ctx();
+                    // llama.cpp rounds the context to whole slots of 256 cells.
+                    let n_ctx_slot = if kv_unified { n_ctx } else { n_ctx / n_parallel };
+                    let _ = ready_tx.send(Ok((n_ctx, n_ctx_slot)));
+                    worker::run(&model, ctx, n_parallel, n_ctx_slot, jobs_rx, &stats, &metrics);
                 })
                 .map_err(|e| LlamaError::Thread(e.to_string()))?
         };
-        let n_ctx = match ready_rx.recv() {
+        let (n_ctx, n_ctx_slot) = match ready_rx.recv() {
             Ok(Ok(n)) => n,
             Ok(Err(reason)) => return Err(LlamaError::Context { n_ctx, reason }),
             Err(_) => return Err(LlamaError::Thread("the model thread ended while starting".into())),
@@ -142,13 +146,14 @@ impl LlamaBackend {
             created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
             n_ctx,
+            n_ctx_slot,
             n_ctx_train,
             n_vocab: model.n_vocab().max(0) as u32,
             n_parallel,
             n_params: model.n_params(),
             size: std::fs::metadata(path).map_or(0, |m| m.len()),
         };
-        tracing::info!(model = %info.id, n_ctx, n_parallel, params = info.n_params, "model loaded");
+        tracing::info!(model = %info.id, n_ctx, n_ctx_slot, n_parallel, kv_unified, params = info.n_params, "model loaded");
         Ok(Self { info, model, template, jobs: Some(jobs_tx), stats, metrics, thread: Some(thread) })
     }
 
@@ -191,8 +196,8 @@ impl Backend for LlamaBackend {
         let request = request.into_inner();
         let tokens = crate::prompt::tokenize(&self.model, &self.template, &request.prompt)?;
         let n_prompt = tokens.len() as u32;
-        if n_prompt >= self.info.n_ctx {
-            return Err(BackendError::PromptTooLong { n_prompt, n_ctx: self.info.n_ctx });
+        if n_prompt >= self.info.n_ctx_slot {
+            return Err(BackendError::PromptTooLong { n_prompt, n_ctx: self.info.n_ctx_slot });
         }
         let (tx, stream) = GenerationStream::channel(n_prompt);
         let job = Job {

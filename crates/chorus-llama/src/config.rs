@@ -19,6 +19,11 @@ pub struct LlamaConfig {
     pub n_ubatch: u32,
     /// `--parallel`: slots, the most sequences decoded at once.
     pub n_parallel: u32,
+    /// `--kv-unified`: all slots share one KV cache of `n_ctx` cells, so one
+    /// sequence may use all of it. Off (llama-server's default with
+    /// `--parallel`), each slot has `n_ctx / n_parallel` cells of its own,
+    /// and attention in a batch of many sequences only spans each one's cells.
+    pub kv_unified: bool,
     /// `--threads`: threads for generation.
     pub n_threads: u32,
     /// Threads for prompt processing (llama.cpp's `n_threads_batch`).
@@ -40,6 +45,7 @@ impl LlamaConfig {
             n_batch: 2048,
             n_ubatch: 512,
             n_parallel: 4,
+            kv_unified: false,
             n_threads: threads,
             n_threads_batch: threads,
             n_gpu_layers: 0,

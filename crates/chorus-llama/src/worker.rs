@@ -9,10 +9,12 @@
 //! a long prompt never stalls the others for more than one step, (5) decodes,
 //! and (6) samples every sequence that produced logits, streaming its text.
 //!
-//! The KV cache is unified: all slots share `n_ctx` cells. A free slot keeps
-//! its tokens' cells as a prefix cache until a new sequence reuses or cuts
-//! them, or decoding needs room; then idle caches are evicted first and, if
-//! that is not enough, the longest active sequence ends with `length`.
+//! Each slot's sequence holds at most `n_ctx_slot` tokens (`n_ctx / n_parallel`
+//! cells of its own, or all `n_ctx` with a unified KV cache) and ends with
+//! `length` at that size. A free slot keeps its tokens' cells as a prefix
+//! cache until a new sequence reuses or cuts them, or (unified cache)
+//! decoding needs room: then idle caches are evicted first and, if that is
+//! not enough, the longest active sequence ends with `length`.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, mpsc};
@@ -130,7 +132,8 @@ struct Worker<'m, 'c> {
     queue: VecDeque<Job>,
     batch: LlamaBatch<'static>,
     n_batch: usize,
-    n_ctx: usize,
+    /// Tokens one sequence can hold.
+    n_ctx_slot: usize,
     step: u64,
     stats: &'m Mutex<SharedStats>,
     metrics: &'m Metrics,
@@ -141,12 +144,12 @@ pub(crate) fn run(
     model: &LlamaModel,
     ctx: LlamaContext<'_>,
     n_parallel: u32,
+    n_ctx_slot: u32,
     jobs: mpsc::Receiver<Job>,
     stats: &Mutex<SharedStats>,
     metrics: &Metrics,
 ) {
     let n_batch = ctx.n_batch() as usize;
-    let n_ctx = ctx.n_ctx() as usize;
     let mut worker = Worker {
         model,
         ctx,
@@ -156,7 +159,7 @@ pub(crate) fn run(
         queue: VecDeque::new(),
         batch: LlamaBatch::new(n_batch, n_parallel as i32),
         n_batch,
-        n_ctx,
+        n_ctx_slot: n_ctx_slot as usize,
         step: 0,
         stats,
         metrics,
@@ -424,7 +427,7 @@ impl Worker<'_, '_> {
                 }
             }
         }
-        if active.max_tokens.is_some_and(|m| active.generated >= m) || cache_len + 1 >= self.n_ctx {
+        if active.max_tokens.is_some_and(|m| active.generated >= m) || cache_len + 1 >= self.n_ctx_slot {
             return Some(FinishReason::Length);
         }
         active.pending = Some(token);
