@@ -23,6 +23,8 @@ pub(crate) enum Command {
     Chat(ChatArgs),
     /// Check a server's health.
     Health(ConnectArgs),
+    /// List, show or delete the server's sessions.
+    Sessions(SessionsArgs),
 }
 
 /// Which model to load and how (llama-server's flag names).
@@ -33,7 +35,7 @@ pub(crate) struct ModelArgs {
     /// With a running server, `ask` and `chat` send it as the request's model id.
     #[arg(short, long, env = "CHORUS_MODEL")]
     pub(crate) model: Option<String>,
-    /// KV cache size in tokens, shared by all slots (0: the model's training context).
+    /// KV cache size in tokens, all slots together (0: the model's training context).
     #[arg(short = 'c', long, default_value_t = 4096)]
     pub(crate) ctx_size: u32,
     /// Threads for generation (default: one per core).
@@ -48,6 +50,10 @@ pub(crate) struct ModelArgs {
     /// Slots: the most sequences decoded at once.
     #[arg(long, short = 'n', default_value_t = 4)]
     pub(crate) parallel: u32,
+    /// One KV cache shared by all slots, so one sequence can use the whole --ctx-size
+    /// (default: each slot gets --ctx-size / --parallel tokens, as llama-server).
+    #[arg(long, alias = "kvu")]
+    pub(crate) kv_unified: bool,
     /// Jinja chat template file that replaces the model's own.
     #[arg(long, value_name = "FILE")]
     pub(crate) chat_template: Option<PathBuf>,
@@ -63,6 +69,10 @@ pub(crate) struct ModelArgs {
     /// Never download; use cached models only.
     #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) offline: bool,
+    /// Where sessions and events are stored: sqlite:///PATH or postgres://USER@HOST/DB
+    /// (default: chorus.db in the platform data dir, e.g. ~/.local/share/chorus).
+    #[arg(long, env = "CHORUS_DATABASE_URL", value_name = "URL")]
+    pub(crate) database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -121,10 +131,52 @@ pub(crate) struct AskArgs {
     /// Print the whole answer at the end instead of streaming it.
     #[arg(long)]
     pub(crate) no_stream: bool,
+    /// Send the prompt to this server-side session (`new` creates one and prints its id
+    /// on stderr); the session keeps the conversation.
+    #[arg(long, value_name = "ID")]
+    pub(crate) session: Option<String>,
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
     #[command(flatten)]
     pub(crate) generate: GenerateArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionsArgs {
+    #[command(subcommand)]
+    pub(crate) command: SessionsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum SessionsCommand {
+    /// Every session, most recently used first.
+    List {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// One session and its messages.
+    Show {
+        /// The session id (`chorus sessions list` shows them).
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete a session and its messages.
+    Delete {
+        /// The session id.
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// The server to talk to, and the model for embedded mode when none answers.
+#[derive(Debug, Args)]
+pub(crate) struct TargetArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
 }

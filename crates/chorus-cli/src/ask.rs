@@ -58,6 +58,12 @@ pub(crate) async fn run(args: AskArgs) -> Result<bool> {
         return Ok(false);
     };
     let target = target::connect(&args.connect, &args.model).await?;
+    if let Some(session) = &args.session {
+        let max_tokens = args.generate.max_tokens.and_then(|n| u32::try_from(n).ok());
+        let result = crate::sessions::ask(&target, session, prompt, max_tokens).await;
+        target.close().await;
+        return result.map(|()| true);
+    }
     let mut messages = Vec::new();
     if let Some(system) = &args.generate.system {
         messages.push(message(Role::System, system));

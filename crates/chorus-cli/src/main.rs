@@ -7,6 +7,7 @@ mod chat;
 mod health;
 mod model;
 mod serve;
+mod sessions;
 mod target;
 
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
             Command::Ask(a) => ask::run(a).await,
             Command::Chat(a) => chat::run(a).await.map(|()| true),
             Command::Health(a) => health::run(a).await.map(|()| true),
+            Command::Sessions(a) => sessions::run(a).await.map(|()| true),
         }
     });
     match result {

@@ -1,13 +1,14 @@
-//! Loading a model for `serve` and embedded mode: resolve the source (local
-//! file or Hugging Face hub download with a progress bar), then load it with
-//! llama.cpp off the async runtime.
+//! Loading the engine for `serve` and embedded mode: resolve the model source
+//! (local file or Hugging Face hub download with a progress bar), load it with
+//! llama.cpp off the async runtime, and open the session store.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use chorus_engine::{Engine, Metrics};
+use chorus_engine::{Engine, Metrics, SessionsConfig};
 use chorus_hub::{DownloadProgress, HubConfig, ModelSource};
 use chorus_llama::{LlamaBackend, LlamaConfig};
+use chorus_store::{SqlStore, StoreConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::ModelArgs;
@@ -72,6 +73,7 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
     config.n_batch = args.batch_size;
     config.n_ubatch = args.ubatch_size;
     config.n_parallel = args.parallel;
+    config.kv_unified = args.kv_unified;
     if let Some(t) = args.threads {
         config.n_threads = t;
         config.n_threads_batch = t;
@@ -83,5 +85,43 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
         let metrics = Arc::clone(&metrics);
         tokio::task::spawn_blocking(move || LlamaBackend::load(&config, metrics)).await??
     };
-    Ok(Engine::new(Arc::new(backend), metrics))
+    let store = open_store(args.database_url.as_deref()).await?;
+    let sessions = SessionsConfig {
+        default_work_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| ".".into()),
+        ..SessionsConfig::default()
+    };
+    Ok(Engine::start(Arc::new(backend), metrics, Arc::new(store), sessions).await?)
+}
+
+/// Open the store at `url`, or the SQLite file in the platform data dir.
+async fn open_store(url: Option<&str>) -> Result<SqlStore> {
+    let config = match url {
+        Some(url) => StoreConfig::new(url),
+        None => {
+            let dirs = directories::ProjectDirs::from("", "", "chorus")
+                .context("no data directory on this platform; pass --database-url sqlite:///PATH/chorus.db")?;
+            let dir = dirs.data_dir();
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+            StoreConfig::sqlite_file(&dir.join("chorus.db"))
+        }
+    };
+    SqlStore::open(&config).await.with_context(|| {
+        format!(
+            "cannot open the session store at {}; check --database-url (or CHORUS_DATABASE_URL)",
+            redact(&config.url)
+        )
+    })
+}
+
+/// A database URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }

@@ -1,8 +1,11 @@
-//! The Rust client of a chorus server: `GET /health`, `GET /v1/models` and
-//! chat completions, plain or streamed over server-sent events
-//! (`eventsource-stream` over `reqwest`). Errors distinguish "nothing answers
+//! The Rust client of a chorus server: `GET /health`, `GET /v1/models`,
+//! chat completions plain or streamed over server-sent events
+//! (`eventsource-stream` over `reqwest`), and the native session API
+//! (sessions, prompts, and event streams that reconnect by themselves). Errors distinguish "nothing answers
 //! at that address" from the server's own OpenAI-shaped errors, so callers can
 //! fall back or explain.
+
+mod sessions;
 
 use std::time::Duration;
 
@@ -12,6 +15,8 @@ use eventsource_stream::Eventsource;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
+
+pub use sessions::{EventItem, RECONNECT_ATTEMPTS, SessionEvent};
 
 /// How to reach a server.
 #[derive(Debug, Clone)]

@@ -1,10 +1,14 @@
 //! [`Engine`]: the handle every front end (HTTP server, embedded CLI) drives.
 //! It resolves the model a request names, validates the request, hands it to
-//! the model's [`Backend`] and reports health and metrics.
+//! the model's [`Backend`] and reports health and metrics. Its session
+//! methods live in [`crate::session`].
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::events::EventBus;
+use crate::session::{SessionTable, SessionsConfig};
+use crate::store::{Store, StoreError};
 use crate::{
     Backend, BackendError, BackendStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, ValidationError,
 };
@@ -12,13 +16,17 @@ use crate::{
 /// Cheap to clone; all clones share one backend.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     backend: Arc<dyn Backend>,
     metrics: Arc<Metrics>,
     started: Instant,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) bus: EventBus,
+    pub(crate) sessions: SessionTable,
+    pub(crate) sessions_config: SessionsConfig,
 }
 
 impl std::fmt::Debug for Engine {
@@ -42,9 +50,29 @@ pub enum EngineError {
 }
 
 impl Engine {
-    /// An engine over one loaded model; `metrics` must be the registry its backend records into.
-    pub fn new(backend: Arc<dyn Backend>, metrics: Arc<Metrics>) -> Self {
-        Self { inner: Arc::new(Inner { backend, metrics, started: Instant::now() }) }
+    /// An engine over one loaded model (`metrics` must be the registry its
+    /// backend records into) and a store for sessions and events.
+    ///
+    /// # Errors
+    /// The store's error reading the event log's position.
+    pub async fn start(
+        backend: Arc<dyn Backend>,
+        metrics: Arc<Metrics>,
+        store: Arc<dyn Store>,
+        sessions_config: SessionsConfig,
+    ) -> Result<Self, StoreError> {
+        let bus = EventBus::open(store.clone()).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                metrics,
+                started: Instant::now(),
+                store,
+                bus,
+                sessions: SessionTable::default(),
+                sessions_config,
+            }),
+        })
     }
 
     /// The loaded models.

@@ -9,16 +9,21 @@
 
 pub mod backend;
 pub mod engine;
+pub mod events;
 pub mod metrics;
 pub mod request;
+pub mod session;
 pub mod store;
 pub mod stream;
 pub mod text;
+pub mod wire;
 
 pub use backend::{Backend, BackendError, BackendStats, ModelInfo};
 pub use engine::{Engine, EngineError};
+pub use events::{EventBus, EventFilter};
 pub use metrics::Metrics;
 pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError};
+pub use session::{Agent, Priority, PromptOptions, PromptOutcome, PromptTicket, SessionError, SessionsConfig};
 pub use store::{
     Message, NewEvent, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError,
     StoredEvent, TokenUsage, ToolCall,

@@ -297,6 +297,9 @@ pub trait Store: Send + Sync + 'static {
     /// Append events in one transaction, in order; returns them with their ids.
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// The id of the newest event in the log, 0 when it is empty.
+    async fn last_event_id(&self) -> Result<i64, StoreError>;
+
     /// Events with an id above `after`, oldest first, at most `limit`; only
     /// those of `session` when given.
     async fn events_after(

@@ -1,5 +1,6 @@
 //! Wire types of every protocol chorus speaks: the OpenAI-compatible API
-//! ([`openai`]) and chorus's own endpoints ([`chorus`]).
+//! ([`openai`]), chorus's own endpoints ([`chorus`]) and its native session
+//! API under `/api/v1` ([`native`]) with its WebSocket protocol ([`ws`]).
 //!
 //! This crate owns serialization and nothing else: no I/O, no async runtime,
 //! no knowledge of llama.cpp. The server converts between these types and the
@@ -7,4 +8,6 @@
 //! domain by accident.
 
 pub mod chorus;
+pub mod native;
 pub mod openai;
+pub mod ws;

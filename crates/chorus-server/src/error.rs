@@ -7,7 +7,8 @@ use std::any::Any;
 use axum::Json;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chorus_engine::{BackendError, EngineError};
+use chorus_engine::store::StoreError;
+use chorus_engine::{BackendError, EngineError, SessionError};
 use chorus_proto::openai::{ErrorBody, ErrorResponse};
 
 /// An error answered in OpenAI's format.
@@ -51,6 +52,33 @@ impl ApiError {
             message: format!("the model `{model}` does not exist; GET /v1/models lists the models this server has"),
             param: Some("model".into()),
             code: Some("model_not_found"),
+        }
+    }
+
+    /// 404 for an object of the native API (`session`, `agent`): code `{what}_not_found`.
+    pub fn not_found(what: &'static str, message: impl Into<String>) -> Self {
+        let code = match what {
+            "session" => "session_not_found",
+            "agent" => "agent_not_found",
+            _ => "not_found",
+        };
+        Self {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param: None,
+            code: Some(code),
+        }
+    }
+
+    /// 409: a prompt was cancelled before it was answered.
+    pub fn cancelled() -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            kind: "invalid_request_error",
+            message: "the prompt was cancelled before it was answered".into(),
+            param: None,
+            code: Some("cancelled"),
         }
     }
 
@@ -129,6 +157,41 @@ impl From<BackendError> for ApiError {
             }
             BackendError::Unavailable => ApiError::unavailable(),
             BackendError::Decode(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::NotFound(id) => {
+                ApiError::not_found("session", format!("session {id} not found; GET /api/v1/sessions lists them"))
+            }
+            SessionError::AgentNotFound(_) => {
+                let mut err = ApiError::invalid(Some("agent".into()), format!("{e}; GET /api/v1/agents lists them"));
+                err.code = Some("agent_not_found");
+                err
+            }
+            SessionError::Busy(_) => Self {
+                status: StatusCode::CONFLICT,
+                kind: "invalid_request_error",
+                message: e.to_string(),
+                param: None,
+                code: Some("session_busy"),
+            },
+            SessionError::EmptyPrompt => ApiError::invalid(Some("content".into()), e.to_string()),
+            SessionError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::SessionNotFound(id) => {
+                ApiError::not_found("session", format!("session {id} not found; GET /api/v1/sessions lists them"))
+            }
+            other => ApiError::internal(other),
         }
     }
 }

@@ -1,16 +1,19 @@
 //! The HTTP face of chorus and the only crate that knows HTTP: the
-//! OpenAI-compatible API under `/v1`, `GET /health` and `GET /metrics`, API-key
+//! OpenAI-compatible API under `/v1`, the native session API under `/api/v1` and its WebSocket `/ws`,
+//! `GET /health` and `GET /metrics`, API-key
 //! authentication, request logging, and graceful shutdown.
 //!
 //! [`app`] builds the `Router` (tested in-process); [`run`] serves it on a
 //! listener the caller bound, until a shutdown future resolves.
 
+mod api;
 mod auth;
 mod error;
 mod extract;
 mod health;
 mod openai;
 mod sse;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,10 +101,13 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
     let protected = Router::new()
         .merge(openai::routes())
+        .merge(api::routes())
+        .route("/ws", get(ws::upgrade))
         .route("/metrics", get(health::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .route("/health", get(health::health))
+        .route("/api/v1/health", get(health::health))
         .merge(protected)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

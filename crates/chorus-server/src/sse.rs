@@ -1,6 +1,7 @@
 //! Server-sent events as OpenAI streams them: `data: {json}` events, an error
 //! object as an event when a stream fails after it started, and `data: [DONE]`
-//! last. Shared by the chat and completion routes.
+//! last. Shared by the chat and completion routes; and the native API's
+//! logged events with their ids.
 
 use std::convert::Infallible;
 
@@ -22,6 +23,11 @@ pub(crate) fn json<T: Serialize>(value: &T) -> Event {
 /// An error inside a started stream (the status line is already sent).
 pub(crate) fn error(e: &ApiError) -> Event {
     Event::default().data(serde_json::to_string(&e.body()).unwrap_or_default())
+}
+
+/// A logged event of the native API: `id:`, `event:` (its type) and its payload.
+pub(crate) fn stored(event: &chorus_engine::store::StoredEvent) -> Event {
+    Event::default().id(event.id.to_string()).event(&event.kind).data(&event.data)
 }
 
 /// The terminator every OpenAI stream ends with.

@@ -352,6 +352,10 @@ impl Store for SqlStore {
         Ok(stored)
     }
 
+    async fn last_event_id(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&self.pool).await.map_err(db_err)
+    }
+
     async fn events_after(
         &self,
         session: Option<&SessionId>,

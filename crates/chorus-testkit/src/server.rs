@@ -20,6 +20,8 @@ pub struct TestServer {
 
 impl TestServer {
     /// Start `bin serve --port 0 ARGS…` and wait until it listens (at most 60 s).
+    /// Its session store is a SQLite file in a temp dir of its own unless ARGS
+    /// name a `--database-url`.
     ///
     /// # Panics
     /// When the server does not start; the message holds its stderr.
@@ -32,6 +34,7 @@ impl TestServer {
             .args(["--port", "0"])
             .args(args)
             .env_remove("CHORUS_API_KEY")
+            .env("CHORUS_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("chorus.db").display()))
             .stdout(Stdio::piped())
             .stderr(err_file)
             .spawn()

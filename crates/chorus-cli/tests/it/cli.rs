@@ -7,8 +7,12 @@ use std::process::{Command, Output, Stdio};
 use crate::{bin, server};
 
 fn chorus(args: &[&str], stdin: Option<&str>) -> Output {
+    // Embedded mode opens a session store: keep it out of the user's data dir.
+    let data = tempfile::tempdir().expect("temp data dir");
     let mut child = Command::new(bin())
         .args(args)
+        .env("XDG_DATA_HOME", data.path())
+        .env_remove("CHORUS_DATABASE_URL")
         .env_remove("CHORUS_URL")
         .env_remove("CHORUS_API_KEY")
         .env_remove("CHORUS_MODEL")
@@ -76,4 +80,42 @@ fn an_unreachable_url_fails_with_advice() {
     assert!(stderr.contains("cannot reach") && stderr.contains("chorus serve"), "{stderr}");
     let out = chorus(&["health", "--url", &url], None);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn ask_in_a_session_then_list_show_and_delete_it() {
+    let srv = server(&[]);
+    let out = chorus(&["ask", "--url", &srv.url, "--session", "new", "--max-tokens", "4", "Remember this"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let id = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("ses_"))
+        .unwrap_or_else(|| panic!("the new session's id on stderr: {stderr}"))
+        .to_owned();
+
+    // A second prompt goes to the same session.
+    let out = chorus(&["ask", "--url", &srv.url, "--session", &id, "--max-tokens", "4", "And this"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let out = chorus(&["sessions", "list", "--url", &srv.url], None);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&id) && stdout.contains("idle"), "{stdout}");
+    let out = chorus(&["sessions", "show", &id, "--url", &srv.url], None);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("messages:  4")
+            && stdout.contains("[user] Remember this")
+            && stdout.contains("[user] And this")
+            && stdout.matches("[assistant]").count() == 2,
+        "{stdout}"
+    );
+
+    let out = chorus(&["sessions", "delete", &id, "--url", &srv.url], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = chorus(&["sessions", "show", &id, "--url", &srv.url], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("404"), "{}", text(&out.stderr));
+    let out = chorus(&["ask", "--url", &srv.url, "--session", &id, "x"], None);
+    assert_eq!(out.status.code(), Some(1), "a prompt to a deleted session fails");
 }

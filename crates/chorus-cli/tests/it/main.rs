@@ -2,10 +2,13 @@
 //! `127.0.0.1:0`, driven by the real client (`chorus-client`), raw HTTP for
 //! malformed input, and the CLI as a person runs it.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the error, which is what it should do
+
 mod api;
 mod cli;
 mod errors;
 mod lifecycle;
+mod sessions;
 
 use std::path::Path;
 use std::time::Duration;

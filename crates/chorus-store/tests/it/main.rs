@@ -2,6 +2,8 @@
 //! once against PostgreSQL (a fresh database per test on the server that
 //! `CHORUS_TEST_POSTGRES_URL` names; `scripts/test.sh` starts one).
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails with the error, which is what it should do
+
 mod suite;
 
 use chorus_store::{SqlStore, StoreConfig};

@@ -160,6 +160,7 @@ pub(crate) async fn delete_removes_messages_keeps_events(db: &TestDb) {
 
 pub(crate) async fn events_resume_after_an_id(db: &TestDb) {
     let store = db.open().await;
+    assert_eq!(store.last_event_id().await.unwrap(), 0);
     let a = SessionId::from_string("ses_a");
     let b = SessionId::from_string("ses_b");
     let event = |session: Option<&SessionId>, kind: &str, n: u32| NewEvent {
@@ -182,6 +183,7 @@ pub(crate) async fn events_resume_after_an_id(db: &TestDb) {
     let ids: Vec<i64> = first.iter().chain(&second).map(|e| e.id).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase in append order: {ids:?}");
     assert!(store.append_events(Vec::new()).await.unwrap().is_empty());
+    assert_eq!(store.last_event_id().await.unwrap(), ids[4]);
 
     let all = store.events_after(None, 0, 100).await.unwrap();
     assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), ids);

@@ -1,0 +1,62 @@
+//! The engine's session records in their wire form (`chorus_proto::native`),
+//! for the event payloads the [`EventBus`](crate::events::EventBus) logs and
+//! the server's responses, so both always agree.
+
+use chorus_proto::native;
+
+use crate::store::{Message, Session, SessionStatus, TokenUsage};
+
+/// A session as the native API shows it; `queue_length` from the live queue.
+pub fn session(s: &Session, queue_length: u32) -> native::Session {
+    native::Session {
+        id: s.id.to_string(),
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        title: s.title.clone(),
+        work_dir: s.work_dir.clone(),
+        agent: s.agent.clone(),
+        model: s.model.clone(),
+        status: status(s.status),
+        message_count: s.message_count,
+        token_usage: usage(s.token_usage),
+        queue_length,
+    }
+}
+
+/// A status in its wire form.
+pub fn status(s: SessionStatus) -> native::SessionStatus {
+    match s {
+        SessionStatus::Idle => native::SessionStatus::Idle,
+        SessionStatus::Busy => native::SessionStatus::Busy,
+        SessionStatus::Cancelled => native::SessionStatus::Cancelled,
+        SessionStatus::Error => native::SessionStatus::Error,
+    }
+}
+
+fn usage(u: TokenUsage) -> native::TokenUsage {
+    native::TokenUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }
+}
+
+/// A stored message in its wire form.
+pub fn message(m: &Message) -> native::Message {
+    native::Message {
+        id: m.id.clone(),
+        session_id: m.session_id.to_string(),
+        seq: m.seq,
+        created_at: m.created_at,
+        role: m.role.as_str().to_owned(),
+        content: m.content.clone(),
+        tool_calls: m
+            .tool_calls
+            .iter()
+            .map(|c| native::ToolCall {
+                id: c.id.clone(),
+                kind: "function".into(),
+                function: native::FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
+            })
+            .collect(),
+        tool_call_id: m.tool_call_id.clone(),
+        usage: m.usage.map(usage),
+        finish_reason: m.finish_reason.clone(),
+    }
+}

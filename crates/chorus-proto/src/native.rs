@@ -1,0 +1,410 @@
+//! Wire types of chorus's native API under `/api/v1`: sessions, their
+//! messages, prompts, and the events that `GET /api/v1/events` and
+//! `GET /api/v1/sessions/{id}/events` stream (and the event log stores, so a
+//! reconnecting client gets the very payloads it missed).
+//!
+//! Times are Unix milliseconds. Field names follow OpenAI's where one exists
+//! (`role`, `content`, `tool_calls`, `tool_call_id`, `usage`, `finish_reason`).
+
+use serde::{Deserialize, Serialize};
+
+/// What a session is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// Waiting for a prompt.
+    Idle,
+    /// Answering a prompt.
+    Busy,
+    /// The last prompt was cancelled.
+    Cancelled,
+    /// The last prompt failed.
+    Error,
+}
+
+/// Tokens a session or an answer used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Prompt tokens (cached ones included).
+    pub prompt_tokens: u64,
+    /// Generated tokens.
+    pub completion_tokens: u64,
+}
+
+/// A session (`GET /api/v1/sessions/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// `ses_` and 32 hex digits.
+    pub id: String,
+    /// Unix time in milliseconds when it was created.
+    pub created_at: i64,
+    /// Unix time in milliseconds of its last change.
+    pub updated_at: i64,
+    /// Its title; may be empty.
+    pub title: String,
+    /// The directory its tools work in.
+    pub work_dir: String,
+    /// The agent it runs (`GET /api/v1/agents`).
+    pub agent: String,
+    /// The model it uses; `null` for the server's default.
+    pub model: Option<String>,
+    /// What it is doing.
+    pub status: SessionStatus,
+    /// Messages it holds.
+    pub message_count: u64,
+    /// Tokens its prompts used, in all.
+    pub token_usage: TokenUsage,
+    /// Prompts waiting behind the one running.
+    pub queue_length: u32,
+}
+
+/// `GET /api/v1/sessions`: most recently updated first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionList {
+    /// Always `"list"`.
+    pub object: String,
+    /// The sessions.
+    pub data: Vec<Session>,
+}
+
+/// Body of `POST /api/v1/sessions`; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionRequest {
+    /// A title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// The directory its tools work in; the server's working directory when absent.
+    #[serde(default)]
+    pub work_dir: Option<String>,
+    /// The agent to run; the server's default agent when absent.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The model; the agent's, else the server's default, when absent.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// A tool call in a stored assistant message, in OpenAI's shape
+/// (`ChatCompletionMessageToolCall`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id.
+    pub id: String,
+    /// Always `"function"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The function and its arguments.
+    pub function: FunctionCall,
+}
+
+/// The function part of a [`ToolCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// The function's name.
+    pub name: String,
+    /// Its arguments, a JSON object as text.
+    pub arguments: String,
+}
+
+/// A message of a session (`GET /api/v1/sessions/{id}/messages`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// `msg_` and 32 hex digits.
+    pub id: String,
+    /// The session it belongs to.
+    pub session_id: String,
+    /// Its place in the session, from 1, never reused (not even after a clear).
+    pub seq: u64,
+    /// Unix time in milliseconds when it was stored.
+    pub created_at: i64,
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: String,
+    /// Its text.
+    pub content: String,
+    /// The tools an assistant message calls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a tool message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// Tokens used to produce an assistant message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenUsage>,
+    /// Why an assistant message ended: `stop`, `length`, `tool_calls` or `cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+}
+
+/// `GET /api/v1/sessions/{id}/messages`: oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageList {
+    /// Always `"list"`.
+    pub object: String,
+    /// The messages.
+    pub data: Vec<Message>,
+}
+
+/// Where a prompt goes in a busy session's queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// After every prompt already waiting.
+    #[default]
+    Normal,
+    /// Before every `normal` prompt waiting, after the `high` ones.
+    High,
+}
+
+/// Body of `POST /api/v1/sessions/{id}/prompt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptRequest {
+    /// The user's message.
+    pub content: String,
+    /// Answer with SSE: this prompt's events, ending with `message.complete`
+    /// or `message.error`.
+    #[serde(default)]
+    pub stream: bool,
+    /// Answer at once with [`PromptAccepted`]; the answer arrives as events.
+    #[serde(default, rename = "async")]
+    pub is_async: bool,
+    /// Queue priority.
+    #[serde(default)]
+    pub priority: Priority,
+    /// The most tokens to generate for the answer; until the context is full when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Keep generating past the end-of-generation token (llama.cpp's `ignore_eos`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_eos: bool,
+}
+
+/// Answer to an `async` prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptAccepted {
+    /// `prm_` and 32 hex digits; events of this prompt carry it.
+    pub prompt_id: String,
+    /// The session.
+    pub session_id: String,
+    /// `running` when it started at once, else `queued`.
+    pub status: String,
+    /// Prompts that run before it: 0 when it started at once, 1 when it is
+    /// next after the running one, and so on.
+    pub queue_position: u32,
+}
+
+/// Answer to `POST /api/v1/sessions/{id}/cancel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelResult {
+    /// The session.
+    pub session_id: String,
+    /// True when a running prompt was cancelled.
+    pub cancelled: bool,
+    /// Queued prompts dropped with it.
+    pub dropped: u32,
+}
+
+/// Answer to a `DELETE` (OpenAI's deletion object shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deleted {
+    /// The deleted object's id.
+    pub id: String,
+    /// What was deleted, such as `"session"`.
+    pub object: String,
+    /// Always true.
+    pub deleted: bool,
+}
+
+/// An agent: a named system prompt, model and tool set
+/// (`GET /api/v1/agents/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// The system message it puts before every conversation.
+    pub system_prompt: String,
+    /// Its model; `null` for the server's default.
+    pub model: Option<String>,
+}
+
+/// `GET /api/v1/agents`, the default first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentList {
+    /// Always `"list"`.
+    pub object: String,
+    /// The agents.
+    pub data: Vec<Agent>,
+}
+
+/// `GET /api/v1/info`: what this server is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Info {
+    /// chorus version.
+    pub version: String,
+    /// Seconds since the server started.
+    pub uptime_s: u64,
+    /// Ids of the loaded models.
+    pub models: Vec<String>,
+    /// The session store: `sqlite` or `postgres`.
+    pub store: String,
+    /// Names of the agents, the default first.
+    pub agents: Vec<String>,
+}
+
+/// The error part of a `message.error` event (OpenAI's error object fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventError {
+    /// What went wrong.
+    pub message: String,
+    /// OpenAI's error `type`: `invalid_request_error` or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A stable code, such as `context_length_exceeded` or `cancelled`.
+    pub code: Option<String>,
+}
+
+/// The payload of one event: the SSE `data:` line (its `event:` line repeats
+/// `type`), a WebSocket `event` envelope's `payload`, and what the event log
+/// stores. Every variant names its session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// A session was created.
+    #[serde(rename = "session.created")]
+    SessionCreated {
+        /// The session.
+        session_id: String,
+        /// Its state.
+        session: Session,
+    },
+    /// A session was deleted.
+    #[serde(rename = "session.deleted")]
+    SessionDeleted {
+        /// The session.
+        session_id: String,
+    },
+    /// A session's status changed.
+    #[serde(rename = "session.status_changed")]
+    SessionStatusChanged {
+        /// The session.
+        session_id: String,
+        /// The new status.
+        status: SessionStatus,
+    },
+    /// The assistant started answering a prompt.
+    #[serde(rename = "message.start")]
+    MessageStart {
+        /// The session.
+        session_id: String,
+        /// The prompt being answered.
+        prompt_id: String,
+        /// The user's message, as stored.
+        user_message: Message,
+    },
+    /// More of the answer's text.
+    #[serde(rename = "message.chunk")]
+    MessageChunk {
+        /// The session.
+        session_id: String,
+        /// The prompt being answered.
+        prompt_id: String,
+        /// New text; never half a UTF-8 character.
+        content: String,
+    },
+    /// The answer is stored.
+    #[serde(rename = "message.complete")]
+    MessageComplete {
+        /// The session.
+        session_id: String,
+        /// The prompt answered.
+        prompt_id: String,
+        /// The assistant's message, as stored.
+        message: Message,
+    },
+    /// The answer failed or was cancelled; what was generated before is stored
+    /// (in `message`, when anything was).
+    #[serde(rename = "message.error")]
+    MessageError {
+        /// The session.
+        session_id: String,
+        /// The prompt.
+        prompt_id: String,
+        /// What went wrong.
+        error: EventError,
+        /// The partial answer, stored with `finish_reason: cancelled`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<Message>,
+    },
+    /// The session has no prompt left to run.
+    #[serde(rename = "agent.idle")]
+    AgentIdle {
+        /// The session.
+        session_id: String,
+    },
+}
+
+impl Event {
+    /// The event's type, as its `type` field and the SSE `event:` line spell it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::SessionCreated { .. } => "session.created",
+            Event::SessionDeleted { .. } => "session.deleted",
+            Event::SessionStatusChanged { .. } => "session.status_changed",
+            Event::MessageStart { .. } => "message.start",
+            Event::MessageChunk { .. } => "message.chunk",
+            Event::MessageComplete { .. } => "message.complete",
+            Event::MessageError { .. } => "message.error",
+            Event::AgentIdle { .. } => "agent.idle",
+        }
+    }
+
+    /// The session the event concerns.
+    pub fn session_id(&self) -> &str {
+        match self {
+            Event::SessionCreated { session_id, .. }
+            | Event::SessionDeleted { session_id }
+            | Event::SessionStatusChanged { session_id, .. }
+            | Event::MessageStart { session_id, .. }
+            | Event::MessageChunk { session_id, .. }
+            | Event::MessageComplete { session_id, .. }
+            | Event::MessageError { session_id, .. }
+            | Event::AgentIdle { session_id } => session_id,
+        }
+    }
+
+    /// The prompt the event belongs to, for the message events.
+    pub fn prompt_id(&self) -> Option<&str> {
+        match self {
+            Event::MessageStart { prompt_id, .. }
+            | Event::MessageChunk { prompt_id, .. }
+            | Event::MessageComplete { prompt_id, .. }
+            | Event::MessageError { prompt_id, .. } => Some(prompt_id),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_their_type() {
+        let e = Event::MessageChunk { session_id: "ses_1".into(), prompt_id: "prm_1".into(), content: "hi".into() };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], "message.chunk");
+        assert_eq!(json["type"], e.kind());
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), e);
+    }
+
+    #[test]
+    fn prompt_request_defaults_and_async_field() {
+        let p: PromptRequest = serde_json::from_str(r#"{"content":"hi","async":true}"#).unwrap();
+        assert_eq!((p.stream, p.is_async, p.priority), (false, true, Priority::Normal));
+        assert!(serde_json::from_str::<PromptRequest>(r#"{"content":"hi","priority":"urgent"}"#).is_err());
+    }
+}

@@ -1,0 +1,46 @@
+//! `GET /api/v1/info` and the agents: `GET /api/v1/agents`,
+//! `GET /api/v1/agents/{name}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chorus_engine::Agent;
+use chorus_proto::native;
+
+use crate::{ApiError, AppState};
+
+fn agent(a: &Agent) -> native::Agent {
+    native::Agent {
+        name: a.name.clone(),
+        description: a.description.clone(),
+        system_prompt: a.system_prompt.clone(),
+        model: a.model.clone(),
+    }
+}
+
+pub(crate) async fn info(State(state): State<AppState>) -> Json<native::Info> {
+    let engine = &state.engine;
+    Json(native::Info {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_s: engine.uptime_s(),
+        models: engine.models().into_iter().map(|m| m.id).collect(),
+        store: engine.store().kind().into(),
+        agents: engine.agents().iter().map(|a| a.name.clone()).collect(),
+    })
+}
+
+pub(crate) async fn list(State(state): State<AppState>) -> Json<native::AgentList> {
+    Json(native::AgentList { object: "list".into(), data: state.engine.agents().iter().map(agent).collect() })
+}
+
+pub(crate) async fn retrieve(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<native::Agent>, ApiError> {
+    state
+        .engine
+        .agents()
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| Json(agent(a)))
+        .ok_or_else(|| ApiError::not_found("agent", format!("no agent named `{name}`; GET /api/v1/agents lists them")))
+}
