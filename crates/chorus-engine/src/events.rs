@@ -122,22 +122,24 @@ impl EventBus {
         async_stream::try_stream! {
             // The newest id this subscriber has seen or skipped.
             let mut last = live_from;
-            if let Some(after) = after {
-                let mut cursor = after;
-                loop {
-                    let page = store.events_after(filter.session(), cursor, PAGE).await?;
-                    let n = page.len();
-                    for event in page {
-                        cursor = event.id;
-                        yield Arc::new(event);
-                    }
-                    if n < PAGE as usize {
-                        break;
-                    }
-                }
-                last = last.max(cursor);
-            }
+            // Where to read the log from before going on live: the resume
+            // point at first, then wherever a lag left off.
+            let mut catch_up = after;
             loop {
+                if let Some(mut cursor) = catch_up.take() {
+                    loop {
+                        let page = store.events_after(filter.session(), cursor, PAGE).await?;
+                        let n = page.len();
+                        for event in page {
+                            cursor = event.id;
+                            yield Arc::new(event);
+                        }
+                        if n < PAGE as usize {
+                            break;
+                        }
+                    }
+                    last = last.max(cursor);
+                }
                 match live.recv().await {
                     Ok(event) => {
                         if event.id <= last {
@@ -148,22 +150,8 @@ impl EventBus {
                             yield event;
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // Too slow for the live buffer: catch up from the log.
-                        let mut cursor = last;
-                        loop {
-                            let page = store.events_after(filter.session(), cursor, PAGE).await?;
-                            let n = page.len();
-                            for event in page {
-                                cursor = event.id;
-                                yield Arc::new(event);
-                            }
-                            if n < PAGE as usize {
-                                break;
-                            }
-                        }
-                        last = cursor;
-                    }
+                    // Too slow for the live buffer: catch up from the log.
+                    Err(broadcast::error::RecvError::Lagged(_)) => catch_up = Some(last),
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
             }

@@ -284,15 +284,7 @@ impl Engine {
         };
         let n = dropped.len() as u32;
         for prompt in dropped {
-            self.inner
-                .bus
-                .emit(Event::MessageError {
-                    session_id: id.to_string(),
-                    prompt_id: prompt.prompt_id,
-                    error: cancelled_error(),
-                    message: None,
-                })
-                .await;
+            emit_error(self, id, &prompt.prompt_id, cancelled_error(), None).await;
             let _ = prompt.done.send(PromptOutcome::Cancelled);
         }
         Ok((running, n))
@@ -548,26 +540,14 @@ async fn fail(engine: &Engine, id: &SessionId, prompt_id: &str, error: EngineErr
         EngineError::Backend(b) => b.is_client_error(),
         EngineError::Invalid(_) | EngineError::ModelNotFound(_) => true,
     };
-    engine
-        .inner
-        .bus
-        .emit(Event::MessageError {
-            session_id: id.to_string(),
-            prompt_id: prompt_id.to_owned(),
-            error: EventError {
-                message: error.to_string(),
-                kind: if client { "invalid_request_error" } else { "server_error" }.into(),
-                code: match &error {
-                    EngineError::Backend(crate::BackendError::PromptTooLong { .. }) => {
-                        Some("context_length_exceeded".into())
-                    }
-                    EngineError::ModelNotFound(_) => Some("model_not_found".into()),
-                    _ => None,
-                },
-            },
-            message: None,
-        })
-        .await;
+    let code = match &error {
+        EngineError::Backend(crate::BackendError::PromptTooLong { .. }) => Some("context_length_exceeded".into()),
+        EngineError::ModelNotFound(_) => Some("model_not_found".into()),
+        _ => None,
+    };
+    let kind = if client { "invalid_request_error" } else { "server_error" };
+    let event_error = EventError { message: error.to_string(), kind: kind.into(), code };
+    emit_error(engine, id, prompt_id, event_error, None).await;
     PromptOutcome::Failed(error)
 }
 
@@ -581,15 +561,17 @@ async fn cancelled(engine: &Engine, id: &SessionId, prompt_id: &str, text: Strin
             Err(e) => tracing::error!(session = %id, error = %e, "cannot store a cancelled answer"),
         }
     }
-    engine
-        .inner
-        .bus
-        .emit(Event::MessageError {
-            session_id: id.to_string(),
-            prompt_id: prompt_id.to_owned(),
-            error: cancelled_error(),
-            message: stored.as_ref().map(wire::message),
-        })
-        .await;
+    emit_error(engine, id, prompt_id, cancelled_error(), stored.as_ref()).await;
     PromptOutcome::Cancelled
+}
+
+/// `message.error` for a prompt, with the partial answer when one was stored.
+async fn emit_error(engine: &Engine, id: &SessionId, prompt_id: &str, error: EventError, message: Option<&Message>) {
+    let event = Event::MessageError {
+        session_id: id.to_string(),
+        prompt_id: prompt_id.to_owned(),
+        error,
+        message: message.map(wire::message),
+    };
+    engine.inner.bus.emit(event).await;
 }

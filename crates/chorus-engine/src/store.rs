@@ -295,6 +295,9 @@ pub trait Store: Send + Sync + 'static {
     async fn clear_messages(&self, id: &SessionId) -> Result<Session, StoreError>;
 
     /// Append events in one transaction, in order; returns them with their ids.
+    /// Committed, but an implementation may skip waiting for the disk here:
+    /// events must become durable no later than the next durable write (a
+    /// message), so a crash never loses an event that a stored message follows.
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// The id of the newest event in the log, 0 when it is empty.

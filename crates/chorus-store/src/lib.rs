@@ -6,10 +6,20 @@
 //! their own migration directory (`migrations/sqlite`, `migrations/postgres`),
 //! applied on [`SqlStore::open`]. Times are Unix milliseconds, JSON is text.
 //!
-//! SQLite runs in WAL mode with `synchronous=FULL`, so a committed write
-//! survives a power cut; every transaction starts with a write so that
-//! concurrent writers queue on `busy_timeout` instead of failing with
+//! SQLite runs in WAL mode with `synchronous=FULL`, so a committed session
+//! or message survives a power cut; every transaction starts with a write so
+//! that concurrent writers queue on `busy_timeout` instead of failing with
 //! `SQLITE_BUSY`.
+//!
+//! Events are the exception: one is appended per streamed chunk, and waiting
+//! for the disk on each (an fsync can take seconds while other programs
+//! write) would stall the stream. They commit without waiting (SQLite:
+//! their own connection with `synchronous=NORMAL`; PostgreSQL:
+//! `synchronous_commit = off` for that transaction). Both databases write one
+//! log in commit order, so the next durable commit (every message is one)
+//! makes all earlier events durable too: a crash can lose only the events
+//! after the last stored message, never an event that a stored message
+//! follows.
 
 #[macro_use]
 mod rows;
@@ -89,6 +99,9 @@ pub enum OpenError {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// SQLite: one connection with `synchronous=NORMAL` for event appends
+    /// (see the module docs); PostgreSQL: the main pool.
+    events: AnyPool,
     kind: DatabaseKind,
 }
 
@@ -103,31 +116,18 @@ impl SqlStore {
     pub async fn open(config: &StoreConfig) -> Result<Self, OpenError> {
         let kind = DatabaseKind::of_url(&config.url).ok_or_else(|| OpenError::UnsupportedUrl(config.url.clone()))?;
         install_default_drivers();
-        let busy_ms = config.busy_timeout.as_millis();
-        let pool = AnyPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(config.busy_timeout)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if kind == DatabaseKind::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {busy_ms}"))).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&config.url)
-            .await
-            .map_err(OpenError::Connect)?;
+        let pool = connect(config, kind, config.max_connections.max(1), "FULL").await?;
         let migrator = match kind {
             DatabaseKind::Sqlite => &SQLITE_MIGRATIONS,
             DatabaseKind::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.map_err(OpenError::Migrate)?;
+        let events = match kind {
+            DatabaseKind::Sqlite => connect(config, kind, 1, "NORMAL").await?,
+            DatabaseKind::Postgres => pool.clone(),
+        };
         tracing::debug!(kind = ?kind, "store open");
-        Ok(Self { pool, kind })
+        Ok(Self { pool, events, kind })
     }
 
     /// Which database this is.
@@ -135,10 +135,38 @@ impl SqlStore {
         self.kind
     }
 
-    /// Close the pool, waiting for connections in use.
+    /// Close the pools, waiting for connections in use.
     pub async fn close(&self) {
+        self.events.close().await;
         self.pool.close().await;
     }
+}
+
+/// A pool whose SQLite connections run in WAL mode with `synchronous` as given.
+async fn connect(
+    config: &StoreConfig,
+    kind: DatabaseKind,
+    max_connections: u32,
+    synchronous: &'static str,
+) -> Result<AnyPool, OpenError> {
+    let busy_ms = config.busy_timeout.as_millis();
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(config.busy_timeout)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if kind == DatabaseKind::Sqlite {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA synchronous = {synchronous}"))).await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {busy_ms}"))).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&config.url)
+        .await
+        .map_err(OpenError::Connect)
 }
 
 fn now_ms() -> i64 {
@@ -327,7 +355,11 @@ impl Store for SqlStore {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.events.begin().await.map_err(db_err)?;
+        if self.kind == DatabaseKind::Postgres {
+            // Commit without waiting for the WAL flush (see the module docs).
+            sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await.map_err(db_err)?;
+        }
         let mut stored = Vec::with_capacity(events.len());
         for event in events {
             let id: i64 = sqlx::query_scalar(

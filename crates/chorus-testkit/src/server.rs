@@ -91,5 +91,12 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // The test failed: show what the server said (its last 8 KiB).
+            let log = self.stderr();
+            let tail = &log[log.len().saturating_sub(8192)..];
+            let tail = tail.get(tail.find('\n').map_or(0, |i| i + 1)..).unwrap_or(tail);
+            eprintln!("--- chorus serve stderr (tail) ---\n{tail}--- end ---");
+        }
     }
 }
