@@ -169,6 +169,9 @@ impl SessionTable {
     }
 }
 
+/// The id of the simple agent API's session.
+pub const DEFAULT_SESSION: &str = "ses_default";
+
 fn new_prompt_id() -> String {
     format!("prm_{}", uuid::Uuid::now_v7().simple())
 }
@@ -219,6 +222,24 @@ impl Engine {
             .emit(Event::SessionCreated { session_id: session.id.to_string(), session: wire::session(&session, 0) })
             .await;
         Ok(session)
+    }
+
+    /// The session of the simple agent API (`POST /request`, `POST /clear`):
+    /// `ses_default`, created with the default agent on first use.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn default_session(&self) -> Result<Session, SessionError> {
+        let id = SessionId::from_string(DEFAULT_SESSION);
+        if let Some(session) = self.inner.store.session(&id).await? {
+            return Ok(session);
+        }
+        let new = NewSession { id: Some(id.clone()), title: "default".into(), ..NewSession::default() };
+        match self.create_session(new).await {
+            // Created by a concurrent first request.
+            Err(SessionError::Store(StoreError::SessionExists(_))) => self.session(&id).await,
+            other => other,
+        }
     }
 
     /// A session, or [`SessionError::NotFound`].

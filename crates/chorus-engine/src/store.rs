@@ -118,6 +118,8 @@ pub struct Session {
 /// The fields a client chooses when it creates a session.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NewSession {
+    /// A fixed id (the simple agent API's default session); a new one when `None`.
+    pub id: Option<SessionId>,
     /// A title; may be empty.
     pub title: String,
     /// The directory its tools work in.
@@ -237,6 +239,9 @@ pub enum StoreError {
     /// The session does not exist.
     #[error("session {0} not found")]
     SessionNotFound(SessionId),
+    /// A session with that id exists already.
+    #[error("session {0} exists already")]
+    SessionExists(SessionId),
     /// The database refused or failed; the message says why.
     #[error("database error: {0}")]
     Database(String),

@@ -180,6 +180,24 @@ pub struct PromptRequest {
     pub ignore_eos: bool,
 }
 
+/// Body of `POST /request`, the simple agent API: a prompt for the default
+/// session (`ses_default`); answered as `POST /api/v1/sessions/{id}/prompt` is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRequest {
+    /// The user's message.
+    pub prompt: String,
+    /// Answer with SSE.
+    #[serde(default)]
+    pub stream: bool,
+    /// Answer at once with [`PromptAccepted`].
+    #[serde(default, rename = "async")]
+    pub is_async: bool,
+    /// The most tokens to generate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
 /// Answer to an `async` prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptAccepted {

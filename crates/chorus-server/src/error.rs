@@ -191,6 +191,13 @@ impl From<StoreError> for ApiError {
             StoreError::SessionNotFound(id) => {
                 ApiError::not_found("session", format!("session {id} not found; GET /api/v1/sessions lists them"))
             }
+            StoreError::SessionExists(id) => Self {
+                status: StatusCode::CONFLICT,
+                kind: "invalid_request_error",
+                message: format!("session {id} exists already"),
+                param: None,
+                code: Some("session_exists"),
+            },
             other => ApiError::internal(other),
         }
     }

@@ -187,7 +187,7 @@ impl Store for SqlStore {
     }
 
     async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
-        let id = SessionId::new();
+        let id = new.id.clone().unwrap_or_default();
         let now = now_ms();
         let row = sqlx::query(concat!(
             "INSERT INTO sessions (id, created_at, updated_at, title, work_dir, agent, model, status) \
@@ -203,7 +203,10 @@ impl Store for SqlStore {
         .bind(SessionStatus::Idle.as_str())
         .fetch_one(&self.pool)
         .await
-        .map_err(db_err)?;
+        .map_err(|e| match e {
+            sqlx::Error::Database(ref d) if d.is_unique_violation() => StoreError::SessionExists(id.clone()),
+            e => db_err(e),
+        })?;
         session_from_row(&row)
     }
 

@@ -432,3 +432,43 @@ mod websocket {
         });
     }
 }
+
+#[test]
+fn the_simple_agent_api_uses_the_default_session() {
+    let srv = server(&[]);
+    let c = client(&srv.url, None);
+    runtime().block_on(async {
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: serde_json::Value| http.post(format!("{}{path}", srv.url)).json(&body).send();
+
+        let r = post("/request", serde_json::json!({"prompt": "Hello", "max_tokens": 3})).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let answer: serde_json::Value = r.json().await.unwrap();
+        assert_eq!((answer["role"].as_str(), answer["session_id"].as_str()), (Some("assistant"), Some("ses_default")));
+
+        let r = post("/request", serde_json::json!({"prompt": "Again", "max_tokens": 3, "async": true})).await.unwrap();
+        assert_eq!(r.status(), 202);
+        let accepted: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(accepted["session_id"], "ses_default");
+        let mut events = c.events(Some("ses_default"), Some(0)).await.unwrap();
+        let prompt_id = accepted["prompt_id"].as_str().unwrap().to_owned();
+        read_until(&mut events, |e| matches!(&e.event, Event::MessageComplete { prompt_id: p, .. } if *p == prompt_id))
+            .await;
+        // Wait for the session to settle, then clear it.
+        let mut cleared = None;
+        for _ in 0..100 {
+            let r = post("/clear", serde_json::json!({})).await.unwrap();
+            if r.status() == 200 {
+                cleared = Some(r.json::<serde_json::Value>().await.unwrap());
+                break;
+            }
+            assert_eq!(r.status(), 409, "busy is the only reason to refuse");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(cleared.expect("the default session cleared")["message_count"], 0);
+        assert!(c.messages("ses_default").await.unwrap().is_empty());
+
+        let r = post("/request", serde_json::json!({"question": "x"})).await.unwrap();
+        assert_eq!(r.status(), 400);
+    });
+}

@@ -1,10 +1,12 @@
 //! chorus's native API under `/api/v1`: health and info, sessions (CRUD,
 //! prompt, cancel, clear, messages), their event streams, and agents.
+//! Also the simple agent API for scripts (`POST /request`, `POST /clear`).
 //! Session work is the engine's; these handlers only translate.
 
 mod agents;
 mod events;
 mod sessions;
+mod simple;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -25,4 +27,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/sessions/{id}/clear", post(sessions::clear))
         .route("/api/v1/sessions/{id}/events", get(events::session))
         .route("/api/v1/events", get(events::all))
+        .route("/request", post(simple::request))
+        .route("/clear", post(simple::clear))
 }

@@ -29,6 +29,7 @@ pub(crate) async fn create(
     let request: native::CreateSessionRequest =
         if body.iter().all(u8::is_ascii_whitespace) { Default::default() } else { crate::extract::parse(&body)? };
     let new = NewSession {
+        id: None,
         title: request.title.unwrap_or_default(),
         work_dir: request.work_dir.unwrap_or_default(),
         agent: request.agent.unwrap_or_default(),
@@ -77,7 +78,16 @@ pub(crate) async fn prompt(
     Path(id): Path<String>,
     AppJson(request): AppJson<native::PromptRequest>,
 ) -> Result<Response, ApiError> {
-    let id = SessionId::from_string(id);
+    answer(&state, SessionId::from_string(id), request).await
+}
+
+/// Queue a prompt on a session and answer as it asks: SSE of its events,
+/// `202` with its queue position, or the stored answer.
+pub(crate) async fn answer(
+    state: &AppState,
+    id: SessionId,
+    request: native::PromptRequest,
+) -> Result<Response, ApiError> {
     if request.stream && request.is_async {
         return Err(ApiError::invalid(Some("async".into()), "`stream` and `async` cannot both be true"));
     }

@@ -8,7 +8,7 @@ use chorus_engine::store::{
 use crate::TestDb;
 
 fn new_session(title: &str) -> NewSession {
-    NewSession { title: title.into(), work_dir: "/tmp/work".into(), agent: "build".into(), model: None }
+    NewSession { id: None, title: title.into(), work_dir: "/tmp/work".into(), agent: "build".into(), model: None }
 }
 
 pub(crate) async fn session_lifecycle(db: &TestDb) {
@@ -36,6 +36,14 @@ pub(crate) async fn session_lifecycle(db: &TestDb) {
     assert_eq!((titled.title.as_str(), titled.status), ("renamed", SessionStatus::Busy));
     let ids: Vec<SessionId> = store.list_sessions().await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(ids, vec![a.id.clone(), b.id.clone()]);
+
+    // A fixed id is kept, and taken only once.
+    let fixed = SessionId::from_string("ses_default");
+    let d = store.create_session(NewSession { id: Some(fixed.clone()), ..new_session("d") }).await.unwrap();
+    assert_eq!(d.id, fixed);
+    let again = store.create_session(NewSession { id: Some(fixed.clone()), ..new_session("d") }).await;
+    assert!(matches!(&again, Err(StoreError::SessionExists(id)) if *id == fixed), "{again:?}");
+    assert!(store.delete_session(&fixed).await.unwrap());
 
     assert!(store.delete_session(&a.id).await.unwrap());
     assert!(!store.delete_session(&a.id).await.unwrap());
