@@ -13,9 +13,9 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
+use chorus_engine::EventFilter;
 use chorus_engine::store::{SessionId, StoreError, StoredEvent};
-use chorus_engine::{EventFilter, Priority, PromptOptions};
-use chorus_proto::native::{self, Event};
+use chorus_proto::native::Event;
 use chorus_proto::ws::{Envelope, EnvelopeType, Request, Response as WsResponse, WsError};
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
@@ -165,15 +165,8 @@ impl Connection {
             }
             Request::Prompt { content, priority, max_tokens, ignore_eos } => {
                 let session = self.session()?;
-                if max_tokens == Some(0) {
-                    return Err(ApiError::invalid(Some("payload.max_tokens".into()), "max_tokens must be at least 1"));
-                }
-                let priority = match priority {
-                    native::Priority::Normal => Priority::Normal,
-                    native::Priority::High => Priority::High,
-                };
-                let ticket =
-                    engine.prompt(&session, content, PromptOptions { priority, max_tokens, ignore_eos }).await?;
+                let options = crate::api::prompt_options(priority, max_tokens, ignore_eos, "payload.max_tokens")?;
+                let ticket = engine.prompt(&session, content, options).await?;
                 if let Some(id) = id {
                     self.pending.insert(ticket.prompt_id.clone(), id);
                 }

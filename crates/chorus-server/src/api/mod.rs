@@ -8,6 +8,8 @@ mod events;
 mod sessions;
 mod simple;
 
+pub(crate) use sessions::prompt_options;
+
 use axum::Router;
 use axum::routing::{get, post};
 

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use crate::extract::AppJson;
 use crate::{ApiError, AppState, sse};
 
-fn view(state: &AppState, session: &chorus_engine::store::Session) -> native::Session {
+pub(crate) fn view(state: &AppState, session: &chorus_engine::store::Session) -> native::Session {
     wire::session(session, state.engine.queue_length(&session.id))
 }
 
@@ -81,6 +81,24 @@ pub(crate) async fn prompt(
     answer(&state, SessionId::from_string(id), request).await
 }
 
+/// The engine's options for a prompt's wire fields (HTTP body or WebSocket
+/// payload); `max_tokens_param` names the field in errors.
+pub(crate) fn prompt_options(
+    priority: native::Priority,
+    max_tokens: Option<u32>,
+    ignore_eos: bool,
+    max_tokens_param: &str,
+) -> Result<PromptOptions, ApiError> {
+    if max_tokens == Some(0) {
+        return Err(ApiError::invalid(Some(max_tokens_param.into()), "max_tokens must be at least 1"));
+    }
+    let priority = match priority {
+        native::Priority::Normal => Priority::Normal,
+        native::Priority::High => Priority::High,
+    };
+    Ok(PromptOptions { priority, max_tokens, ignore_eos })
+}
+
 /// Queue a prompt on a session and answer as it asks: SSE of its events,
 /// `202` with its queue position, or the stored answer.
 pub(crate) async fn answer(
@@ -91,16 +109,9 @@ pub(crate) async fn answer(
     if request.stream && request.is_async {
         return Err(ApiError::invalid(Some("async".into()), "`stream` and `async` cannot both be true"));
     }
-    let priority = match request.priority {
-        native::Priority::Normal => Priority::Normal,
-        native::Priority::High => Priority::High,
-    };
+    let options = prompt_options(request.priority, request.max_tokens, request.ignore_eos, "max_tokens")?;
     // Subscribe before queueing, so the stream cannot miss the prompt's first event.
     let events = request.stream.then(|| state.engine.events().subscribe(EventFilter::Session(id.clone()), None));
-    if request.max_tokens == Some(0) {
-        return Err(ApiError::invalid(Some("max_tokens".into()), "max_tokens must be at least 1"));
-    }
-    let options = PromptOptions { priority, max_tokens: request.max_tokens, ignore_eos: request.ignore_eos };
     let ticket = state.engine.prompt(&id, request.content, options).await?;
 
     if let Some(events) = events {

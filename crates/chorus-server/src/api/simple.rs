@@ -30,5 +30,5 @@ pub(crate) async fn request(
 pub(crate) async fn clear(State(state): State<AppState>) -> Result<Json<native::Session>, ApiError> {
     let session = state.engine.default_session().await?;
     let session = state.engine.clear_session(&session.id).await?;
-    Ok(Json(chorus_engine::wire::session(&session, 0)))
+    Ok(Json(super::sessions::view(&state, &session)))
 }
