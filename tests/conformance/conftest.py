@@ -101,7 +101,7 @@ def chorus_server(chorus_model: Path, tmp_path_factory: pytest.TempPathFactory) 
         "--model", str(chorus_model),
         "--port", "0",
         "--parallel", "4",
-        "--ctx-size", "2048",
+        "--ctx-size", "8192",
     ]
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(

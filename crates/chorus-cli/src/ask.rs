@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Read, Write};
 
 use anyhow::{Context, Result};
-use chorus_proto::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Role, SamplingFields};
+use chorus_proto::openai::{ChatCompletionRequest, ChatMessage, Role, SamplingFields};
 use futures::StreamExt;
 
 use crate::args::{AskArgs, GenerateArgs};
@@ -38,17 +38,13 @@ pub(crate) fn request(target: &Target, generate: &GenerateArgs, messages: Vec<Ch
             seed: generate.seed,
             ..SamplingFields::default()
         },
-        stop: None,
-        stream: None,
-        stream_options: None,
-        n: None,
-        user: None,
+        ..ChatCompletionRequest::default()
     }
 }
 
 /// A text message.
 pub(crate) fn message(role: Role, text: &str) -> ChatMessage {
-    ChatMessage { role, content: Some(MessageContent::Text(text.to_owned())), name: None, tool_call_id: None }
+    ChatMessage::text(role, text)
 }
 
 /// Returns `Ok(false)` for a usage error (no prompt).

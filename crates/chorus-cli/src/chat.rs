@@ -6,7 +6,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Result;
-use chorus_proto::openai::{ChatMessage, MessageContent, Role};
+use chorus_proto::openai::{ChatMessage, Role};
 use futures::StreamExt;
 use reedline::{DefaultPrompt, DefaultPromptSegment, FileBackedHistory, Reedline, Signal};
 
@@ -105,12 +105,7 @@ async fn repl(target: &Target, args: &ChatArgs) -> Result<()> {
         messages.extend(history.iter().cloned());
         let req = request(target, &args.generate, messages);
         match stream_answer(target, &req).await {
-            Ok(text) => history.push(ChatMessage {
-                role: Role::Assistant,
-                content: Some(MessageContent::Text(text)),
-                name: None,
-                tool_call_id: None,
-            }),
+            Ok(text) => history.push(ChatMessage::text(Role::Assistant, text)),
             Err(e) => {
                 history.pop();
                 eprintln!("chorus: {e:#}");

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::tools::ToolFormat;
 use crate::{GenerationStream, ValidGenerateRequest};
 
 /// What the server knows about a loaded model.
@@ -33,6 +34,8 @@ pub struct ModelInfo {
     pub n_params: u64,
     /// File size in bytes.
     pub size: u64,
+    /// How the model writes tool calls, from its chat template.
+    pub tool_format: ToolFormat,
 }
 
 impl ModelInfo {
@@ -49,6 +52,7 @@ impl ModelInfo {
             n_vocab,
             n_parallel: 1,
             n_params: 0,
+            tool_format: ToolFormat::default(),
             size: 0,
         }
     }
@@ -111,6 +115,14 @@ pub enum BackendError {
     /// The prompt cannot be used, such as an unsupported content part.
     #[error("{0}")]
     InvalidPrompt(String),
+    /// A JSON schema (of a tool or of `response_format`) cannot be turned into a grammar.
+    #[error("{message}")]
+    InvalidSchema {
+        /// The request field the schema came from (OpenAI's `param`).
+        param: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The model thread stopped.
     #[error("the model is not running")]
     Unavailable,
@@ -122,6 +134,9 @@ pub enum BackendError {
 impl BackendError {
     /// True when the request was at fault (a 4xx), false for server faults.
     pub fn is_client_error(&self) -> bool {
-        matches!(self, Self::PromptTooLong { .. } | Self::Template(_) | Self::InvalidPrompt(_))
+        matches!(
+            self,
+            Self::PromptTooLong { .. } | Self::Template(_) | Self::InvalidPrompt(_) | Self::InvalidSchema { .. }
+        )
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::events::EventBus;
 use crate::session::{SessionTable, SessionsConfig};
 use crate::store::{Store, StoreError};
+use crate::tools::ToolCallParser;
 use crate::{
     Backend, BackendError, BackendStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, ValidationError,
 };
@@ -99,8 +100,10 @@ impl Engine {
     /// [`EngineError`]: unknown model, invalid field, or the backend's refusal.
     pub fn generate(&self, model: Option<&str>, request: GenerateRequest) -> Result<GenerationStream, EngineError> {
         let info = self.model(model)?;
+        let parse = request.parses_tool_calls();
         let valid = request.validate(info)?;
-        Ok(self.inner.backend.generate(valid)?)
+        let stream = self.inner.backend.generate(valid)?;
+        Ok(if parse { stream.with_parser(ToolCallParser::new(info.tool_format)) } else { stream })
     }
 
     /// Scheduler statistics of the loaded model.

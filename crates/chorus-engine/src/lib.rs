@@ -16,6 +16,7 @@ pub mod session;
 pub mod store;
 pub mod stream;
 pub mod text;
+pub mod tools;
 pub mod wire;
 
 pub use backend::{Backend, BackendError, BackendStats, ModelInfo};
@@ -28,4 +29,5 @@ pub use store::{
     Message, NewEvent, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError,
     StoredEvent, TokenUsage, ToolCall,
 };
-pub use stream::{FinishReason, GenerationEvent, GenerationStream, Usage};
+pub use stream::{Completion, FinishReason, GenerationEvent, GenerationStream, Usage};
+pub use tools::{FunctionDefinition, ResponseFormat, ToolChoice, ToolFormat};

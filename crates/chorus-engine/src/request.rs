@@ -5,6 +5,7 @@
 //! [`Backend`]: crate::Backend
 
 use crate::ModelInfo;
+use crate::tools::{FunctionDefinition, ResponseFormat, ToolCall, ToolChoice};
 
 /// Author of a chat message, as chat templates name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +54,14 @@ pub struct ChatMessage {
     pub name: Option<String>,
     /// For [`Role::Tool`]: the id of the call it answers.
     pub tool_call_id: Option<String>,
+    /// For [`Role::Assistant`]: the calls it made.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl ChatMessage {
     /// A message with just a role and text.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), name: None, tool_call_id: None }
+        Self { role, content: content.into(), name: None, tool_call_id: None, tool_calls: Vec::new() }
     }
 }
 
@@ -127,12 +130,32 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// The most tokens to generate; `None` means until the context is full.
     pub max_tokens: Option<u32>,
+    /// Functions the model may call (chat prompts only); given to the chat template.
+    pub tools: Vec<FunctionDefinition>,
+    /// Whether and which tool must be called.
+    pub tool_choice: ToolChoice,
+    /// The shape of the answer.
+    pub response_format: ResponseFormat,
 }
 
 impl GenerateRequest {
     /// A request with default sampling and no limits.
     pub fn new(prompt: Prompt) -> Self {
-        Self { prompt, sampling: SamplingParams::default(), stop: Vec::new(), max_tokens: None }
+        Self {
+            prompt,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            max_tokens: None,
+            tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
+            response_format: ResponseFormat::Text,
+        }
+    }
+
+    /// True when the answer is to be parsed for tool calls: tools are given and
+    /// `tool_choice` is not `none`.
+    pub fn parses_tool_calls(&self) -> bool {
+        !self.tools.is_empty() && self.tool_choice != ToolChoice::None
     }
 
     /// Check every field against its range and the model.
@@ -171,7 +194,63 @@ impl GenerateRequest {
             }
             _ => {}
         }
+        self.validate_tools()?;
         Ok(ValidGenerateRequest(self))
+    }
+
+    /// OpenAI's rules for `tools`, `tool_choice` and `response_format`.
+    fn validate_tools(&self) -> Result<(), ValidationError> {
+        if !self.tools.is_empty() && matches!(self.prompt, Prompt::Text(_)) {
+            return Err(ValidationError::new("tools", "tools are only supported in chat completions"));
+        }
+        for (i, tool) in self.tools.iter().enumerate() {
+            let valid_name = !tool.name.is_empty()
+                && tool.name.len() <= 64
+                && tool.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid_name {
+                return Err(ValidationError::new(
+                    "tools",
+                    format!(
+                        "tools[{i}].function.name `{}` must be 1 to 64 letters, digits, underscores or dashes",
+                        tool.name
+                    ),
+                ));
+            }
+            if !tool.parameters.is_object() {
+                return Err(ValidationError::new(
+                    "tools",
+                    format!("tools[{i}].function.parameters must be a JSON schema object"),
+                ));
+            }
+            if self.tools[..i].iter().any(|t| t.name == tool.name) {
+                return Err(ValidationError::new("tools", format!("two tools are named `{}`", tool.name)));
+            }
+        }
+        match &self.tool_choice {
+            ToolChoice::Required if self.tools.is_empty() => {
+                Err(ValidationError::new("tool_choice", "tool_choice `required` needs at least one tool in `tools`"))
+            }
+            ToolChoice::Function(name) if !self.tools.iter().any(|t| &t.name == name) => Err(ValidationError::new(
+                "tool_choice",
+                format!("tool_choice names the function `{name}`, which is not in `tools`"),
+            )),
+            ToolChoice::Required | ToolChoice::Function(_) if self.response_format != ResponseFormat::Text => {
+                Err(ValidationError::new(
+                    "response_format",
+                    "response_format cannot constrain the answer while tool_choice forces a tool call",
+                ))
+            }
+            _ => Ok(()),
+        }?;
+        if let ResponseFormat::JsonSchema(schema) = &self.response_format
+            && !(schema.is_object() || schema.is_boolean())
+        {
+            return Err(ValidationError::new(
+                "response_format",
+                "response_format.json_schema.schema must be a JSON schema object",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -248,5 +327,30 @@ mod tests {
         let mut r = GenerateRequest::new(Prompt::Text("hi".into()));
         r.stop = vec![String::new()];
         assert_eq!(r.validate(&model()).unwrap_err().param, "stop");
+    }
+
+    #[test]
+    fn tool_rules_name_their_param() {
+        let chat = || GenerateRequest::new(Prompt::Chat(vec![ChatMessage::new(Role::User, "hi")]));
+        let tool = |name: &str| FunctionDefinition {
+            name: name.into(),
+            description: None,
+            parameters: serde_json::json!({"type": "object"}),
+            strict: false,
+        };
+        let mut r = chat();
+        r.tool_choice = ToolChoice::Required;
+        assert_eq!(r.validate(&model()).unwrap_err().param, "tool_choice");
+        let mut r = chat();
+        r.tools = vec![tool("a b")];
+        assert_eq!(r.validate(&model()).unwrap_err().param, "tools");
+        let mut r = chat();
+        r.tools = vec![tool("a")];
+        r.tool_choice = ToolChoice::Function("b".into());
+        assert_eq!(r.clone().validate(&model()).unwrap_err().param, "tool_choice");
+        r.tool_choice = ToolChoice::Function("a".into());
+        assert!(r.clone().validate(&model()).is_ok());
+        r.response_format = ResponseFormat::JsonObject;
+        assert_eq!(r.validate(&model()).unwrap_err().param, "response_format");
     }
 }

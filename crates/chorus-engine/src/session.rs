@@ -18,7 +18,7 @@ use crate::store::{
     Message, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError, TokenUsage,
 };
 use crate::wire;
-use crate::{ChatMessage, Engine, EngineError, FinishReason, GenerateRequest, GenerationEvent, Prompt, Role};
+use crate::{ChatMessage, Engine, EngineError, GenerateRequest, GenerationEvent, Prompt, Role};
 
 /// A named system prompt, model and tool set that sessions run.
 #[derive(Debug, Clone, PartialEq)]
@@ -466,6 +466,7 @@ async fn answer(
         content: m.content.clone(),
         name: None,
         tool_call_id: m.tool_call_id.clone(),
+        tool_calls: m.tool_calls.clone(),
     }));
 
     let mut request = GenerateRequest::new(Prompt::Chat(messages));
@@ -526,13 +527,7 @@ async fn finish(engine: &Engine, id: &SessionId, prompt_id: &str, text: String, 
                     prompt_tokens: u64::from(usage.prompt_tokens),
                     completion_tokens: u64::from(usage.completion_tokens),
                 }),
-                finish_reason: Some(
-                    match finish_reason {
-                        FinishReason::Stop => "stop",
-                        FinishReason::Length => "length",
-                    }
-                    .to_owned(),
-                ),
+                finish_reason: Some(finish_reason.as_str().to_owned()),
                 ..NewMessage::text(Role::Assistant, text)
             };
             match engine.inner.store.append_message(id, message).await {
@@ -552,7 +547,9 @@ async fn finish(engine: &Engine, id: &SessionId, prompt_id: &str, text: String, 
             }
         }
         GenerationEvent::Error(e) => fail(engine, id, prompt_id, EngineError::Backend(e)).await,
-        GenerationEvent::Text(_) => PromptOutcome::Failed(EngineError::Backend(crate::BackendError::Unavailable)),
+        GenerationEvent::Text(_) | GenerationEvent::ToolCalls(_) => {
+            PromptOutcome::Failed(EngineError::Backend(crate::BackendError::Unavailable))
+        }
     }
 }
 

@@ -130,16 +130,7 @@ pub struct NewSession {
     pub model: Option<String>,
 }
 
-/// A function call the model asked for (OpenAI's `tool_calls[]` entry).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolCall {
-    /// The call's id, which the tool's result message names.
-    pub id: String,
-    /// The function's name.
-    pub name: String,
-    /// The arguments, a JSON object as text (as the model wrote it).
-    pub arguments: String,
-}
+pub use crate::tools::ToolCall;
 
 /// A message to append to a session.
 #[derive(Debug, Clone, PartialEq)]

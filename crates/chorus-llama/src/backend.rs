@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use chorus_engine::tools::{self, ToolFormat};
 use chorus_engine::{Backend, BackendError, BackendStats, GenerationStream, Metrics, ModelInfo, ValidGenerateRequest};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend as LlamaRuntime;
@@ -152,6 +153,7 @@ impl LlamaBackend {
             n_parallel,
             n_params: model.n_params(),
             size: std::fs::metadata(path).map_or(0, |m| m.len()),
+            tool_format: ToolFormat::detect(template.source()),
         };
         tracing::info!(model = %info.id, n_ctx, n_ctx_slot, n_parallel, kv_unified, params = info.n_params, "model loaded");
         Ok(Self { info, model, template, jobs: Some(jobs_tx), stats, metrics, thread: Some(thread) })
@@ -194,7 +196,11 @@ impl Backend for LlamaBackend {
 
     fn generate(&self, request: ValidGenerateRequest) -> Result<GenerationStream, BackendError> {
         let request = request.into_inner();
-        let tokens = crate::prompt::tokenize(&self.model, &self.template, &request.prompt)?;
+        let tokens = crate::prompt::tokenize(&self.model, &self.template, &request)?;
+        let grammar =
+            tools::constraint(&request.tools, &request.tool_choice, &request.response_format, self.info.tool_format)
+                .map(|c| crate::grammar::sampler(&self.model, &c))
+                .transpose()?;
         let n_prompt = tokens.len() as u32;
         if n_prompt >= self.info.n_ctx_slot {
             return Err(BackendError::PromptTooLong { n_prompt, n_ctx: self.info.n_ctx_slot });
@@ -203,6 +209,7 @@ impl Backend for LlamaBackend {
         let job = Job {
             tokens,
             sampling: request.sampling,
+            grammar,
             stop: request.stop,
             max_tokens: request.max_tokens,
             tx,

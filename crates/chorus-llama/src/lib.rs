@@ -8,6 +8,7 @@
 
 mod backend;
 mod config;
+mod grammar;
 mod prompt;
 mod sampler;
 pub mod template;

@@ -1,16 +1,21 @@
-//! From a request's [`Prompt`] to tokens: chat messages through the model's
-//! chat template, then llama.cpp's tokenizer (special tokens parsed, BOS added
-//! once, as llama-server does).
+//! From a request's [`Prompt`] to tokens: chat messages (with the request's
+//! `tools` and the messages' `tool_calls`) through the model's chat template,
+//! then llama.cpp's tokenizer (special tokens parsed, BOS added once, as
+//! llama-server does). For templates that do not print tools, the tools and
+//! calls are written into the messages in the Hermes format instead, so the
+//! model still sees them.
 
-use chorus_engine::request::ChatMessage;
-use chorus_engine::{BackendError, Prompt};
+use chorus_engine::request::{ChatMessage, Role};
+use chorus_engine::tools::{FunctionDefinition, hermes_system_prompt};
+use chorus_engine::{BackendError, GenerateRequest, Prompt};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use serde_json::{Value, json};
 
 use crate::template::{ChatTemplate, TemplateError};
 
 /// The messages as the OpenAI-shaped JSON array chat templates read.
-fn messages_json(messages: &[ChatMessage]) -> serde_json::Value {
+fn messages_json(messages: &[ChatMessage]) -> Value {
     let list = messages
         .iter()
         .map(|m| {
@@ -23,13 +28,60 @@ fn messages_json(messages: &[ChatMessage]) -> serde_json::Value {
             if let Some(id) = &m.tool_call_id {
                 obj.insert("tool_call_id".into(), id.as_str().into());
             }
-            serde_json::Value::Object(obj)
+            if !m.tool_calls.is_empty() {
+                let calls: Vec<Value> = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                    .collect();
+                obj.insert("tool_calls".into(), calls.into());
+            }
+            Value::Object(obj)
         })
         .collect();
-    serde_json::Value::Array(list)
+    Value::Array(list)
 }
 
-/// Render (for chats) and tokenize a prompt.
+/// The conversation rewritten for a template that prints neither tools nor calls: the tools
+/// described in the system message, calls as `<tool_call>` blocks in the assistant's text,
+/// tool results as user messages in `<tool_response>` blocks.
+fn inline_tools(messages: &[ChatMessage], tools: &[FunctionDefinition]) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(messages.len() + 1);
+    if !tools.is_empty() {
+        let described = hermes_system_prompt(tools);
+        match messages.first() {
+            Some(first) if first.role == Role::System => {
+                out.push(ChatMessage::new(Role::System, format!("{}\n\n{described}", first.content)));
+            }
+            _ => out.push(ChatMessage::new(Role::System, described)),
+        }
+    }
+    let skip = usize::from(!tools.is_empty() && messages.first().is_some_and(|m| m.role == Role::System));
+    for m in &messages[skip..] {
+        match m.role {
+            Role::Assistant if !m.tool_calls.is_empty() => {
+                let mut text = m.content.clone();
+                for call in &m.tool_calls {
+                    let arguments: Value =
+                        serde_json::from_str(&call.arguments).unwrap_or(Value::Object(Default::default()));
+                    let body = json!({"name": call.name, "arguments": arguments});
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(&format!("<tool_call>\n{body}\n</tool_call>"));
+                }
+                out.push(ChatMessage::new(Role::Assistant, text));
+            }
+            Role::Tool => {
+                out.push(ChatMessage::new(Role::User, format!("<tool_response>\n{}\n</tool_response>", m.content)))
+            }
+            _ => out.push(m.clone()),
+        }
+    }
+    out
+}
+
+/// Render (for chats) and tokenize a request's prompt.
 ///
 /// # Errors
 /// [`BackendError::Template`] when the template refuses the conversation,
@@ -37,14 +89,23 @@ fn messages_json(messages: &[ChatMessage]) -> serde_json::Value {
 pub(crate) fn tokenize(
     model: &LlamaModel,
     template: &ChatTemplate,
-    prompt: &Prompt,
+    request: &GenerateRequest,
 ) -> Result<Vec<LlamaToken>, BackendError> {
     let vocab = model.vocab();
-    let text = match prompt {
-        Prompt::Chat(messages) => template.render(&messages_json(messages), None, true).map_err(|e| match e {
-            TemplateError::Raised(msg) => BackendError::Template(msg),
-            other => BackendError::Template(format!("the chat template failed: {other}")),
-        })?,
+    let text = match &request.prompt {
+        Prompt::Chat(messages) => {
+            let rendered = if template.supports_tools() {
+                let tools = (!request.tools.is_empty())
+                    .then(|| Value::Array(request.tools.iter().map(FunctionDefinition::template_json).collect()));
+                template.render(&messages_json(messages), tools.as_ref(), true)
+            } else {
+                template.render(&messages_json(&inline_tools(messages, &request.tools)), None, true)
+            };
+            rendered.map_err(|e| match e {
+                TemplateError::Raised(msg) => BackendError::Template(msg),
+                other => BackendError::Template(format!("the chat template failed: {other}")),
+            })?
+        }
         Prompt::Text(text) => text.clone(),
     };
     // Templates usually write the BOS token themselves; add it only when the
@@ -60,4 +121,38 @@ pub(crate) fn tokenize(
         tokens.push(bos);
     }
     Ok(tokens)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use chorus_engine::ToolCall;
+
+    use super::*;
+
+    #[test]
+    fn inline_tools_describes_tools_and_rewrites_calls() {
+        let tool = FunctionDefinition {
+            name: "read_file".into(),
+            description: None,
+            parameters: json!({"type": "object"}),
+            strict: false,
+        };
+        let mut call = ChatMessage::new(Role::Assistant, "");
+        call.tool_calls =
+            vec![ToolCall { id: "call_1".into(), name: "read_file".into(), arguments: r#"{"path":"a"}"#.into() }];
+        let mut result = ChatMessage::new(Role::Tool, "hello");
+        result.tool_call_id = Some("call_1".into());
+        let messages = [ChatMessage::new(Role::System, "Be brief."), ChatMessage::new(Role::User, "hi"), call, result];
+        let out = inline_tools(&messages, &[tool]);
+        assert_eq!(out.len(), 4);
+        assert!(out[0].content.starts_with("Be brief.\n\n"));
+        assert!(out[0].content.contains("\"read_file\""));
+        assert_eq!(
+            out[2].content,
+            "<tool_call>\n{\"name\":\"read_file\",\"arguments\":{\"path\":\"a\"}}\n</tool_call>"
+        );
+        assert_eq!(out[3].role, Role::User);
+        assert_eq!(out[3].content, "<tool_response>\nhello\n</tool_response>");
+    }
 }

@@ -1,15 +1,23 @@
 //! Builds a llama.cpp sampler chain from a request's [`SamplingParams`], in
-//! llama.cpp's common order: logit bias, penalties, top-k, top-p, min-p,
-//! temperature, then a seeded draw (or greedy at temperature 0).
+//! llama.cpp's common order: grammar (when the output is constrained), logit
+//! bias, penalties, top-k, top-p, min-p, temperature, then a seeded draw (or
+//! greedy at temperature 0).
 
 use chorus_engine::SamplingParams;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 
-/// The sampler for one sequence, with the prompt already fed to the penalties.
-pub(crate) fn build(params: &SamplingParams, n_vocab: i32, prompt: &[LlamaToken]) -> LlamaSampler {
+/// The sampler for one sequence, with the prompt already fed to the penalties (and only to
+/// them: the grammar starts at the first generated token).
+pub(crate) fn build(
+    params: &SamplingParams,
+    grammar: Option<LlamaSampler>,
+    n_vocab: i32,
+    prompt: &[LlamaToken],
+) -> LlamaSampler {
     let mut chain = Vec::new();
+    chain.extend(grammar);
     if !params.logit_bias.is_empty() {
         let biases: Vec<LlamaLogitBias> =
             params.logit_bias.iter().map(|&(token, bias)| LlamaLogitBias::new(LlamaToken(token), bias)).collect();
@@ -17,13 +25,16 @@ pub(crate) fn build(params: &SamplingParams, n_vocab: i32, prompt: &[LlamaToken]
     }
     let penalised = params.repeat_penalty != 1.0 || params.frequency_penalty != 0.0 || params.presence_penalty != 0.0;
     if penalised {
-        chain.push(LlamaSampler::penalties(
+        let mut penalties = LlamaSampler::penalties(
             n_vocab,
             params.penalty_last_n,
             params.repeat_penalty,
             params.frequency_penalty,
             params.presence_penalty,
-        ));
+        );
+        // Penalties look back over the prompt too, as in llama-server.
+        penalties.accept_many(prompt);
+        chain.push(penalties);
     }
     if params.temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
@@ -41,12 +52,7 @@ pub(crate) fn build(params: &SamplingParams, n_vocab: i32, prompt: &[LlamaToken]
         let seed = params.seed.unwrap_or_else(random_seed);
         chain.push(LlamaSampler::dist(seed));
     }
-    let mut sampler = LlamaSampler::chain_simple(chain);
-    if penalised {
-        // Penalties look back over the prompt too, as in llama-server.
-        sampler.accept_many(prompt);
-    }
-    sampler
+    LlamaSampler::chain_simple(chain)
 }
 
 /// A seed for requests that give none (llama.cpp's `LLAMA_DEFAULT_SEED` draws one too).

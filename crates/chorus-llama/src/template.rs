@@ -105,6 +105,8 @@ struct Inner {
     /// Tool-call `arguments` must be given to the template as objects (see
     /// [`ChatTemplate::requires_object_arguments`]).
     object_arguments: bool,
+    /// The template prints `tools` and assistant `tool_calls` (see [`ChatTemplate::supports_tools`]).
+    supports_tools: bool,
 }
 
 impl fmt::Debug for ChatTemplate {
@@ -114,6 +116,7 @@ impl fmt::Debug for ChatTemplate {
             .field("bos_token", &self.inner.bos_token)
             .field("eos_token", &self.inner.eos_token)
             .field("object_arguments", &self.inner.object_arguments)
+            .field("supports_tools", &self.inner.supports_tools)
             .finish_non_exhaustive()
     }
 }
@@ -142,13 +145,41 @@ impl ChatTemplate {
                 bos_token: bos_token.to_owned(),
                 eos_token: eos_token.to_owned(),
                 object_arguments: true,
+                supports_tools: false,
             }),
         };
         let object_arguments = template.probe_object_arguments();
+        let supports_tools = template.probe_tools();
         if let Some(inner) = Arc::get_mut(&mut template.inner) {
             inner.object_arguments = object_arguments;
+            inner.supports_tools = supports_tools;
         }
         Ok(template)
+    }
+
+    /// Decides whether the template prints the `tools` it is given and the `tool_calls` of
+    /// assistant messages: renders both with needle names and looks for them.
+    fn probe_tools(&self) -> bool {
+        let tools = serde_json::json!([{"type": "function", "function": {
+            "name": "tools_needle", "description": "", "parameters": {"type": "object", "properties": {}},
+        }}]);
+        let messages = serde_json::json!([
+            {"role": "user", "content": "Hey"},
+            {"role": "assistant", "content": null, "tool_calls": [{
+                "id": "call_1___", "type": "function",
+                "function": {"name": "calls_needle", "arguments": {}},
+            }]},
+            {"role": "tool", "tool_call_id": "call_1___", "content": "ok"},
+        ]);
+        self.render_prepared(messages, Some(&tools), false, &serde_json::Map::new())
+            .is_ok_and(|text| text.contains("tools_needle") && text.contains("calls_needle"))
+    }
+
+    /// Whether this template prints the request's `tools` and assistant `tool_calls` (Qwen
+    /// 2.5, Hermes, Llama 3.1+, Mistral templates do; plain ChatML does not). For templates
+    /// that do not, the backend describes tools and calls in the messages' text itself.
+    pub fn supports_tools(&self) -> bool {
+        self.inner.supports_tools
     }
 
     /// Decides whether tool-call arguments must be objects, after llama.cpp's template
@@ -195,6 +226,7 @@ impl ChatTemplate {
                     bos_token: String::new(),
                     eos_token: String::new(),
                     object_arguments: true,
+                    supports_tools: false,
                 }),
             },
         }

@@ -39,6 +39,8 @@ pub(crate) struct Job {
     pub(crate) tokens: Vec<LlamaToken>,
     /// Sampling parameters.
     pub(crate) sampling: SamplingParams,
+    /// The grammar that constrains the output, if any (first in the sampler chain).
+    pub(crate) grammar: Option<LlamaSampler>,
     /// Stop sequences.
     pub(crate) stop: Vec<String>,
     /// Generation limit; `None` runs to the end of the context.
@@ -276,7 +278,9 @@ impl Worker<'_, '_> {
             self.slots[i].cache.truncate(reuse);
         }
         let reuse = self.slots[i].cache.len();
-        let sampler = crate::sampler::build(&job.sampling, self.model.n_vocab(), &job.tokens);
+        // A grammar ends the answer when it is complete (only end-of-generation is allowed then).
+        let ignore_eos = job.sampling.ignore_eos && job.grammar.is_none();
+        let sampler = crate::sampler::build(&job.sampling, job.grammar, self.model.n_vocab(), &job.tokens);
         self.metrics.cached_prompt_tokens.inc_by(reuse as u64);
         self.slots[i].active = Some(Active {
             prompt_done: reuse,
@@ -285,7 +289,7 @@ impl Worker<'_, '_> {
             pending: None,
             generated: 0,
             max_tokens: job.max_tokens,
-            ignore_eos: job.sampling.ignore_eos,
+            ignore_eos,
             utf8: Utf8Decoder::new(),
             stop: StopMatcher::new(job.stop),
             tx: job.tx,

@@ -172,3 +172,40 @@ fn real_templates_want_object_tool_arguments() {
         assert_eq!(template.source(), read(&data_dir().join(file)));
     }
 }
+
+/// The testkit's template: plain ChatML without tools, Hermes-style tool calling with them, and
+/// the capability probes see it as a tool-calling template.
+#[test]
+fn testkit_template_is_chatml_with_hermes_tools() {
+    let source = chorus_testkit::ModelSpec::tiny().chat_template.expect("the testkit writes a template");
+    let template = ChatTemplate::new(&source, "", "").expect("compiles");
+    assert!(template.supports_tools());
+    assert!(template.requires_object_arguments());
+    let plain = json!([{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}]);
+    assert_eq!(
+        template.render(&plain, None, true).expect("renders"),
+        "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let tools = json!([{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}]);
+    let calls = json!([
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "read_file", "arguments": "{\"path\": \"a\"}"}}
+        ]},
+        {"role": "tool", "tool_call_id": "c1", "content": "hello"},
+    ]);
+    let text = template.render(&calls, Some(&tools), true).expect("renders");
+    assert!(text.starts_with("<|im_start|>system\nS\n\n# Tools\n"), "{text}");
+    assert!(
+        text.contains(r#"{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("<|im_start|>assistant\n<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\": \"a\"}}\n</tool_call><|im_end|>\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("<|im_start|>user\n<tool_response>\nhello\n</tool_response><|im_end|>\n<|im_start|>assistant\n")
+    );
+}

@@ -155,6 +155,7 @@ impl From<BackendError> for ApiError {
             BackendError::Template(_) | BackendError::InvalidPrompt(_) => {
                 ApiError::invalid(Some("messages".to_owned()), e.to_string())
             }
+            BackendError::InvalidSchema { param, .. } => ApiError::invalid(Some(param.to_owned()), e.to_string()),
             BackendError::Unavailable => ApiError::unavailable(),
             BackendError::Decode(_) => ApiError::internal(e),
         }

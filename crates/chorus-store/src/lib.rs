@@ -164,9 +164,20 @@ async fn connect(
                 Ok(())
             })
         })
-        .connect(&config.url)
+        .connect(&connect_url(&config.url, kind))
         .await
         .map_err(OpenError::Connect)
+}
+
+/// The URL to connect with: a SQLite URL that does not choose a `mode` gets `mode=rwc`, so a
+/// missing file is created as [`StoreConfig::url`] promises (sqlx's default mode opens
+/// existing files only).
+fn connect_url(url: &str, kind: DatabaseKind) -> String {
+    if kind != DatabaseKind::Sqlite || url.contains("mode=") || url.contains(":memory:") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=rwc")
 }
 
 fn now_ms() -> i64 {
@@ -420,5 +431,21 @@ impl Store for SqlStore {
         }
         .map_err(db_err)?;
         rows.iter().map(event_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_missing_files() {
+        assert_eq!(connect_url("sqlite:///tmp/a.db", DatabaseKind::Sqlite), "sqlite:///tmp/a.db?mode=rwc");
+        assert_eq!(
+            connect_url("sqlite:///a.db?cache=shared", DatabaseKind::Sqlite),
+            "sqlite:///a.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(connect_url("sqlite:///a.db?mode=ro", DatabaseKind::Sqlite), "sqlite:///a.db?mode=ro");
+        assert_eq!(connect_url("postgres://u@h/db", DatabaseKind::Postgres), "postgres://u@h/db");
     }
 }

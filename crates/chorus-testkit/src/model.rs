@@ -88,7 +88,7 @@ pub struct ModelSpec {
 
 impl ModelSpec {
     /// The tiny model for tests: 64-wide, 2 layers, 4 query heads and 2 key/value heads of
-    /// size 16, feed-forward 128, context 2048, F32, ChatML template. About 0.2 M parameters
+    /// size 16, feed-forward 128, context 2048, F32, ChatML template with tool calling. About 0.2 M parameters
     /// and under 1 MB on disk; llama.cpp loads it in milliseconds.
     pub fn tiny() -> Self {
         Self {
@@ -100,12 +100,12 @@ impl ModelSpec {
             n_ctx_train: 2048,
             seed: 0x5eed,
             dtype: WeightType::F32,
-            chat_template: Some(vocab::CHATML_TEMPLATE.to_owned()),
+            chat_template: Some(vocab::TOOLS_CHATML_TEMPLATE.to_owned()),
         }
     }
 
     /// The benchmark model: 1024-wide, 24 layers, 16 query heads and 8 key/value heads of size
-    /// 64, feed-forward 4352, context 4096, F16, ChatML template; about 398 M parameters
+    /// 64, feed-forward 4352, context 4096, F16, ChatML template with tool calling; about 398 M parameters
     /// (see [`ModelSpec::parameter_count`]) and about 0.8 GB on disk.
     pub fn bench() -> Self {
         Self {
@@ -117,7 +117,7 @@ impl ModelSpec {
             n_ctx_train: 4096,
             seed: 0xbe4c,
             dtype: WeightType::F16,
-            chat_template: Some(vocab::CHATML_TEMPLATE.to_owned()),
+            chat_template: Some(vocab::TOOLS_CHATML_TEMPLATE.to_owned()),
         }
     }
 

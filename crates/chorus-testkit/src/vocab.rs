@@ -22,10 +22,38 @@ pub(crate) const IM_START_TEXT: &str = "<|im_start|>";
 /// The ChatML message closer, also the EOS token.
 pub(crate) const IM_END_TEXT: &str = "<|im_end|>";
 
-/// A ChatML chat template in Jinja, as Hugging Face tokenizers ship it: every message as
+/// The template every test model carries: ChatML (every message as
 /// `<|im_start|>{role}\n{content}<|im_end|>\n`, then `<|im_start|>assistant\n` when
-/// `add_generation_prompt` is set.
-pub(crate) const CHATML_TEMPLATE: &str = r"{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+/// `add_generation_prompt` is set) when no tools are involved, plus Hermes-style tool calling as Qwen 2.5 and Hermes 2 Pro models do it: the
+/// request's `tools` listed in a system turn inside `<tools></tools>`, an assistant's calls as
+/// `<tool_call>\n{"name": …, "arguments": …}\n</tool_call>` blocks, and tool results as user
+/// turns inside `<tool_response></tool_response>`. Written for chorus (not copied from a model).
+pub(crate) const TOOLS_CHATML_TEMPLATE: &str = r#"
+{%- if tools -%}
+{{- '<|im_start|>system\n' -}}
+{%- if messages[0]['role'] == 'system' -%}{{- messages[0]['content'] + '\n\n' -}}{%- endif -%}
+{{- '# Tools\n\nYou may call one or more functions. Their signatures are within <tools></tools>:\n<tools>' -}}
+{%- for tool in tools -%}{{- '\n' + (tool | tojson) -}}{%- endfor -%}
+{{- '\n</tools>\n\nTo call a function, answer with:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n' -}}
+{%- endif -%}
+{%- for message in messages -%}
+{%- if tools and loop.first and message['role'] == 'system' -%}
+{%- elif message['role'] == 'assistant' and message['tool_calls'] -%}
+{{- '<|im_start|>assistant\n' -}}
+{%- if message['content'] -%}{{- message['content'] + '\n' -}}{%- endif -%}
+{%- for call in message['tool_calls'] -%}
+{%- if not loop.first -%}{{- '\n' -}}{%- endif -%}
+{{- '<tool_call>\n{"name": "' + call['function']['name'] + '", "arguments": ' + (call['function']['arguments'] | tojson) + '}\n</tool_call>' -}}
+{%- endfor -%}
+{{- '<|im_end|>\n' -}}
+{%- elif message['role'] == 'tool' -%}
+{{- '<|im_start|>user\n<tool_response>\n' + message['content'] + '\n</tool_response><|im_end|>\n' -}}
+{%- else -%}
+{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}
+"#;
 
 /// llama.cpp's `LLAMA_TOKEN_TYPE_NORMAL`.
 const TOKEN_TYPE_NORMAL: i32 = 1;

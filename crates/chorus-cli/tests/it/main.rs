@@ -6,6 +6,7 @@
 
 mod api;
 mod cli;
+mod ctl;
 mod errors;
 mod lifecycle;
 mod sessions;
@@ -14,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chorus_client::{Client, ClientConfig};
-use chorus_proto::openai::{ChatCompletionRequest, ChatMessage, MessageContent, Role, SamplingFields};
+use chorus_proto::openai::{ChatCompletionRequest, ChatMessage, Role};
 use chorus_testkit::server::TestServer;
 
 /// The `chorus` binary under test.
@@ -46,21 +47,9 @@ pub(crate) fn client(url: &str, key: Option<&str>) -> Client {
 /// A one-message chat request.
 pub(crate) fn chat(prompt: &str, max_tokens: i64) -> ChatCompletionRequest {
     ChatCompletionRequest {
-        model: None,
-        messages: vec![ChatMessage {
-            role: Role::User,
-            content: Some(MessageContent::Text(prompt.to_owned())),
-            name: None,
-            tool_call_id: None,
-        }],
+        messages: vec![ChatMessage::text(Role::User, prompt)],
         max_tokens: Some(max_tokens),
-        max_completion_tokens: None,
-        sampling: SamplingFields::default(),
-        stop: None,
-        stream: None,
-        stream_options: None,
-        n: None,
-        user: None,
+        ..ChatCompletionRequest::default()
     }
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{FinishReason, ObjectType, SamplingFields, Stop, StreamOptions, Usage};
 
 /// Body of `POST /v1/chat/completions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionRequest {
     /// Model id from `GET /v1/models`; when absent the loaded model answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +38,175 @@ pub struct ChatCompletionRequest {
     /// An end-user id, for abuse monitoring upstream; recorded in logs only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Functions the model may call (at most 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// Whether and which tool the model must call; `auto` when tools are given, else `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may make several calls in one answer. Accepted; a forced call is
+    /// always exactly one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// The shape of the answer: `text`, `json_object` or `json_schema`. The JSON formats are
+    /// enforced by a grammar, so the answer always parses (unless cut by `max_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+}
+
+/// `"function"`, the only tool type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolType {
+    /// A function tool.
+    Function,
+}
+
+/// One entry of `tools` (OpenAI: `ChatCompletionTool`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: ToolType,
+    /// The function.
+    pub function: FunctionDefinition,
+}
+
+/// A function the model may call (OpenAI: `FunctionObject`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionDefinition {
+    /// 1 to 64 of `a-z A-Z 0-9 _ -`.
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A JSON schema object of the arguments; none means no arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    /// Follow the schema exactly (chorus constrains every forced call by its schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// `tool_choice` (OpenAI: `ChatCompletionToolChoiceOption`): a mode or a named function.
+/// Anything else fails to deserialize with a message that lists the accepted forms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, expecting = r#""none", "auto", "required" or {"type": "function", "function": {"name": …}}"#)]
+pub enum ToolChoice {
+    /// `"none"`, `"auto"` or `"required"`.
+    Mode(ToolChoiceMode),
+    /// `{"type": "function", "function": {"name": …}}`.
+    Named(NamedToolChoice),
+}
+
+/// The string forms of `tool_choice`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoiceMode {
+    /// Never call a tool.
+    None,
+    /// The model decides.
+    Auto,
+    /// Call at least one tool.
+    Required,
+}
+
+/// `tool_choice` naming a function (OpenAI: `ChatCompletionNamedToolChoice`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedToolChoice {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: ToolType,
+    /// The function to call.
+    pub function: FunctionName,
+}
+
+/// `{"name": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionName {
+    /// The function's name.
+    pub name: String,
+}
+
+/// `response_format` (OpenAI: `ResponseFormatText`, `ResponseFormatJsonObject`, `ResponseFormatJsonSchema`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Free text.
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON following a schema.
+    JsonSchema {
+        /// The schema and its name.
+        json_schema: JsonSchemaFormat,
+    },
+}
+
+/// `response_format.json_schema` (OpenAI: `JSONSchema`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonSchemaFormat {
+    /// The format's name, 1 to 64 of `a-z A-Z 0-9 _ -`.
+    pub name: String,
+    /// What the format is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON schema; none means any JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// Follow the schema exactly (always the case in chorus: the grammar enforces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// A call the model made (OpenAI: `ChatCompletionMessageToolCall`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id; the `role: tool` message with its result names it in `tool_call_id`.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: ToolType,
+    /// The function and its arguments.
+    pub function: FunctionCall,
+}
+
+/// The function part of a [`ToolCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// The function's name.
+    pub name: String,
+    /// The arguments, a JSON object as text.
+    pub arguments: String,
+}
+
+/// A streamed piece of a tool call (OpenAI: `ChatCompletionMessageToolCallChunk`). The first
+/// piece of a call carries `id`, `type` and `function.name`; chorus sends each call whole, in
+/// one piece.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallChunk {
+    /// Position of the call in the answer's `tool_calls`.
+    pub index: u32,
+    /// The call's id (first piece).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Always `function` (first piece).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ToolType>,
+    /// Name and arguments text added by this piece.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionCallChunk>,
+}
+
+/// The function part of a [`ToolCallChunk`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCallChunk {
+    /// The function's name (first piece).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Arguments text to append.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
 }
 
 /// The author of a message (OpenAI: `role`).
@@ -83,6 +252,22 @@ pub struct ChatMessage {
     /// For `role: tool`, the id of the call this message answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// For `role: assistant`, the calls it made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+impl ChatMessage {
+    /// A message with a role and plain text.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: Some(MessageContent::Text(text.into())),
+            name: None,
+            tool_call_id: None,
+            tool_calls: None,
+        }
+    }
 }
 
 /// `content` of a message.
@@ -153,6 +338,9 @@ pub struct AssistantMessage {
     pub content: Option<String>,
     /// Refusal text: chorus models never refuse through this field, always `null`.
     pub refusal: Option<String>,
+    /// The calls the model made; absent when it made none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// One server-sent event of a streamed chat completion (OpenAI: `CreateChatCompletionStreamResponse`).
@@ -234,4 +422,7 @@ pub struct Delta {
     /// Text added by this chunk; never splits a UTF-8 character.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Tool calls added by this chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallChunk>>,
 }

@@ -83,6 +83,8 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` or the context size was reached.
     Length,
+    /// The model called tools.
+    ToolCalls,
 }
 
 /// `usage` (OpenAI: `CompletionUsage`).

@@ -25,10 +25,13 @@ pub(super) async fn create(
     if plan.stream {
         return Ok(stream(state, meta, generation, plan.include_usage));
     }
-    let (text, finish_reason, usage) = tokio::select! {
+    let done = tokio::select! {
         result = generation.collect() => result?,
         () = state.abort.cancelled() => return Err(sse::shutting_down()),
     };
+    let tool_calls = (!done.tool_calls.is_empty()).then(|| tool_calls_wire(&done.tool_calls));
+    // OpenAI sends `content: null` for an answer that only calls tools.
+    let content = if tool_calls.is_some() && done.text.is_empty() { None } else { Some(done.text) };
     Ok(Json(ChatCompletion {
         id: meta.id,
         object: ObjectType::ChatCompletion,
@@ -36,11 +39,11 @@ pub(super) async fn create(
         model: meta.model,
         choices: vec![ChatChoice {
             index: 0,
-            message: AssistantMessage { role: Role::Assistant, content: Some(text), refusal: None },
-            finish_reason: finish(finish_reason),
+            message: AssistantMessage { role: Role::Assistant, content, refusal: None, tool_calls },
+            finish_reason: finish(done.finish_reason),
             logprobs: None,
         }],
-        usage: usage_wire(usage),
+        usage: usage_wire(done.usage),
         system_fingerprint: Some(meta.fingerprint),
     })
     .into_response())
@@ -63,7 +66,7 @@ impl ResponseMeta {
 fn stream(state: AppState, meta: ResponseMeta, mut generation: GenerationStream, include_usage: bool) -> Response {
     let abort = state.abort.clone();
     let events = async_stream::stream! {
-        let first = Delta { role: Some(Role::Assistant), content: Some(String::new()) };
+        let first = Delta { role: Some(Role::Assistant), content: Some(String::new()), tool_calls: None };
         yield sse::json(&meta.chunk(first, None, include_usage));
         loop {
             let event = tokio::select! {
@@ -75,7 +78,24 @@ fn stream(state: AppState, meta: ResponseMeta, mut generation: GenerationStream,
             };
             match event {
                 Some(GenerationEvent::Text(text)) => {
-                    let delta = Delta { role: None, content: Some(text) };
+                    let delta = Delta { content: Some(text), ..Delta::default() };
+                    yield sse::json(&meta.chunk(delta, None, include_usage));
+                }
+                Some(GenerationEvent::ToolCalls(calls)) => {
+                    let chunks = tool_calls_wire(&calls)
+                        .into_iter()
+                        .zip(0..)
+                        .map(|(call, index)| wire::ToolCallChunk {
+                            index,
+                            id: Some(call.id),
+                            kind: Some(wire::ToolType::Function),
+                            function: Some(wire::FunctionCallChunk {
+                                name: Some(call.function.name),
+                                arguments: Some(call.function.arguments),
+                            }),
+                        })
+                        .collect();
+                    let delta = Delta { tool_calls: Some(chunks), ..Delta::default() };
                     yield sse::json(&meta.chunk(delta, None, include_usage));
                 }
                 Some(GenerationEvent::Done { finish_reason, usage }) => {
@@ -107,7 +127,19 @@ pub(super) fn finish(reason: FinishReason) -> wire::FinishReason {
     match reason {
         FinishReason::Stop => wire::FinishReason::Stop,
         FinishReason::Length => wire::FinishReason::Length,
+        FinishReason::ToolCalls => wire::FinishReason::ToolCalls,
     }
+}
+
+fn tool_calls_wire(calls: &[chorus_engine::ToolCall]) -> Vec<wire::ToolCall> {
+    calls
+        .iter()
+        .map(|c| wire::ToolCall {
+            id: c.id.clone(),
+            kind: wire::ToolType::Function,
+            function: wire::FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
+        })
+        .collect()
 }
 
 pub(super) fn usage_wire(u: Usage) -> wire::Usage {

@@ -50,13 +50,13 @@ pub(super) async fn create(
     let mut usage = Usage::default();
     let mut choices = Vec::with_capacity(collected.len());
     for (i, (result, echo)) in collected.into_iter().zip(echoes).enumerate() {
-        let (text, reason, u) = result?;
-        add(&mut usage, u);
+        let done = result?;
+        add(&mut usage, done.usage);
         choices.push(CompletionChoice {
-            text: echo + &text,
+            text: echo + &done.text,
             index: i as u32,
             logprobs: None,
-            finish_reason: Some(finish(reason)),
+            finish_reason: Some(finish(done.finish_reason)),
         });
     }
     Ok(Json(meta.body(choices, Some(usage))).into_response())
@@ -112,6 +112,8 @@ fn streamed(
             };
             match event {
                 Some((i, GenerationEvent::Text(t))) => yield sse::json(&meta.body(vec![text(i, t, None)], None)),
+                // Text completions take no tools, so no calls are parsed.
+                Some((_, GenerationEvent::ToolCalls(_))) => {}
                 Some((i, GenerationEvent::Done { finish_reason, usage: u })) => {
                     add(&mut usage, u);
                     open -= 1;

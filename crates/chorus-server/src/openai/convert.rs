@@ -4,9 +4,11 @@
 //! sampling fields are the engine's ([`GenerateRequest::validate`]).
 
 use chorus_engine::request::{ChatMessage, Role};
+use chorus_engine::tools::{FunctionDefinition, ResponseFormat, ToolCall, ToolChoice};
 use chorus_engine::{GenerateRequest, Prompt, SamplingParams};
 use chorus_proto::openai::{
-    ChatCompletionRequest, ContentPart, MessageContent, Role as WireRole, SamplingFields, Stop, StreamOptions,
+    self as wire, ChatCompletionRequest, ContentPart, MessageContent, Role as WireRole, SamplingFields, Stop,
+    StreamOptions, ToolChoiceMode,
 };
 
 use crate::ApiError;
@@ -31,6 +33,14 @@ pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
         Some(n) => Some(max_tokens("max_completion_tokens", n)?),
         None => req.max_tokens.map(|n| max_tokens("max_tokens", n)).transpose()?,
     };
+    let tools = tools(req.tools)?;
+    let tool_choice = match req.tool_choice {
+        None if tools.is_empty() => ToolChoice::None,
+        None | Some(wire::ToolChoice::Mode(ToolChoiceMode::Auto)) => ToolChoice::Auto,
+        Some(wire::ToolChoice::Mode(ToolChoiceMode::None)) => ToolChoice::None,
+        Some(wire::ToolChoice::Mode(ToolChoiceMode::Required)) => ToolChoice::Required,
+        Some(wire::ToolChoice::Named(named)) => ToolChoice::Function(named.function.name),
+    };
     Ok(Plan {
         model: req.model,
         request: GenerateRequest {
@@ -38,10 +48,43 @@ pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
             sampling: sampling(req.sampling)?,
             stop: stop(req.stop)?,
             max_tokens,
+            tools,
+            tool_choice,
+            response_format: response_format(req.response_format),
         },
         stream,
         include_usage,
     })
+}
+
+/// `tools` to function definitions; a function without `parameters` takes none.
+fn tools(tools: Option<Vec<wire::Tool>>) -> Result<Vec<FunctionDefinition>, ApiError> {
+    let tools = tools.unwrap_or_default();
+    if tools.len() > 128 {
+        return Err(ApiError::invalid(Some("tools".to_owned()), "at most 128 tools are supported"));
+    }
+    Ok(tools
+        .into_iter()
+        .map(|t| FunctionDefinition {
+            name: t.function.name,
+            description: t.function.description,
+            parameters: t.function.parameters.unwrap_or_else(
+                || serde_json::json!({"type": "object", "properties": {}, "additionalProperties": false}),
+            ),
+            strict: t.function.strict.unwrap_or(false),
+        })
+        .collect())
+}
+
+fn response_format(format: Option<wire::ResponseFormat>) -> ResponseFormat {
+    match format {
+        None | Some(wire::ResponseFormat::Text) => ResponseFormat::Text,
+        Some(wire::ResponseFormat::JsonObject) => ResponseFormat::JsonObject,
+        Some(wire::ResponseFormat::JsonSchema { json_schema }) => match json_schema.schema {
+            Some(schema) => ResponseFormat::JsonSchema(schema),
+            None => ResponseFormat::JsonObject,
+        },
+    }
 }
 
 /// One prompt of a completion request; `max_tokens` defaults to OpenAI's 16.
@@ -52,10 +95,10 @@ pub(crate) fn completion(
     stops: Option<&Stop>,
 ) -> Result<GenerateRequest, ApiError> {
     Ok(GenerateRequest {
-        prompt: Prompt::Text(prompt),
         sampling: sampling(fields.clone())?,
         stop: stop(stops.cloned())?,
         max_tokens: Some(max_tokens("max_tokens", max.unwrap_or(16))?),
+        ..GenerateRequest::new(Prompt::Text(prompt))
     })
 }
 
@@ -116,7 +159,26 @@ fn message(i: usize, m: chorus_proto::openai::ChatMessage) -> Result<ChatMessage
             ));
         }
     };
-    Ok(ChatMessage { role, content, name: m.name, tool_call_id: m.tool_call_id })
+    if role == Role::Tool && m.tool_call_id.is_none() {
+        return Err(ApiError::invalid(
+            Some(format!("messages[{i}].tool_call_id")),
+            format!("messages[{i}] has role tool but no tool_call_id naming the call it answers"),
+        ));
+    }
+    let tool_calls = match m.tool_calls {
+        Some(calls) if role == Role::Assistant => calls
+            .into_iter()
+            .map(|c| ToolCall { id: c.id, name: c.function.name, arguments: c.function.arguments })
+            .collect(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Some(format!("messages[{i}].tool_calls")),
+                "only assistant messages carry tool_calls",
+            ));
+        }
+        None => Vec::new(),
+    };
+    Ok(ChatMessage { role, content, name: m.name, tool_call_id: m.tool_call_id, tool_calls })
 }
 
 fn sampling(f: SamplingFields) -> Result<SamplingParams, ApiError> {
