@@ -95,13 +95,18 @@ def chorus_server(chorus_model: Path, tmp_path_factory: pytest.TempPathFactory) 
     if not binary.is_file():
         pytest.fail(f"chorus binary not found at {binary} (build it or set CHORUS_BIN)")
 
-    stderr_path = tmp_path_factory.mktemp("server") / "chorus-serve.stderr"
+    server_dir = tmp_path_factory.mktemp("server")
+    stderr_path = server_dir / "chorus-serve.stderr"
+    # Its own session store and no control socket: a test run never touches the user's
+    # data dir or a server the user runs.
     cmd = [
         str(binary), "serve",
         "--model", str(chorus_model),
         "--port", "0",
         "--parallel", "4",
         "--ctx-size", "8192",
+        "--database-url", f"sqlite://{server_dir / 'chorus.db'}",
+        "--no-control-socket",
     ]
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(

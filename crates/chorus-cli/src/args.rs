@@ -25,6 +25,11 @@ pub(crate) enum Command {
     Health(ConnectArgs),
     /// List, show or delete the server's sessions.
     Sessions(SessionsArgs),
+    /// Control the local server through its control socket: status, shutdown.
+    Ctl(CtlArgs),
+    /// Work in a server's session over its WebSocket: prompts from stdin, answers, tool calls
+    /// and permission questions as they happen, with what other clients of the session do.
+    Attach(AttachArgs),
 }
 
 /// Which model to load and how (llama-server's flag names).
@@ -73,6 +78,30 @@ pub(crate) struct ModelArgs {
     /// (default: chorus.db in the platform data dir, e.g. ~/.local/share/chorus).
     #[arg(long, env = "CHORUS_DATABASE_URL", value_name = "URL")]
     pub(crate) database_url: Option<String>,
+    /// A tool's permission policy, NAME=allow|ask|deny; repeatable (defaults: read_file,
+    /// list_dir, search_files allow; write_file, run_command ask).
+    #[arg(long = "tool-permission", value_name = "NAME=POLICY", value_parser = parse_tool_permission)]
+    pub(crate) tool_permissions: Vec<(String, chorus_engine::tools::Permission)>,
+    /// Seconds a `tool.permission_request` waits for a client's answer before it counts as deny.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub(crate) permission_timeout: u64,
+    /// The most rounds of generation per session prompt (tool calls and their results); the
+    /// last round answers without tools.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_tool_rounds: u32,
+    /// The configuration file (agents, tool policies); default: chorus.toml in the platform
+    /// config dir (e.g. ~/.config/chorus), when it exists.
+    #[arg(long, env = "CHORUS_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// `NAME=allow|ask|deny`.
+fn parse_tool_permission(value: &str) -> Result<(String, chorus_engine::tools::Permission), String> {
+    let (name, policy) =
+        value.split_once('=').ok_or_else(|| format!("`{value}` is not NAME=POLICY (e.g. run_command=deny)"))?;
+    let policy = chorus_engine::tools::Permission::parse(policy)
+        .ok_or_else(|| format!("`{policy}` is not a policy: use allow, ask or deny"))?;
+    Ok((name.to_owned(), policy))
 }
 
 #[derive(Debug, Args)]
@@ -88,9 +117,16 @@ pub(crate) struct ServeArgs {
     /// API key clients must send as `Authorization: Bearer KEY` (repeatable).
     #[arg(long = "api-key", env = "CHORUS_API_KEY", value_delimiter = ',')]
     pub(crate) api_keys: Vec<String>,
-    /// Seconds in-flight requests may run on after SIGINT/SIGTERM.
+    /// Seconds in-flight requests may run on after SIGINT/SIGTERM or `chorus ctl shutdown`.
     #[arg(long, default_value_t = 10)]
     pub(crate) shutdown_timeout: u64,
+    /// Unix socket (mode 0600) where `chorus ctl` reaches this server
+    /// (default: $XDG_RUNTIME_DIR/chorus/chorus.sock, else chorus.sock in the platform data dir).
+    #[arg(long, env = "CHORUS_CONTROL_SOCKET", value_name = "PATH")]
+    pub(crate) control_socket: Option<PathBuf>,
+    /// Open no control socket (`chorus ctl` cannot reach this server).
+    #[arg(long)]
+    pub(crate) no_control_socket: bool,
 }
 
 /// Where the server is.
@@ -189,4 +225,48 @@ pub(crate) struct ChatArgs {
     pub(crate) generate: GenerateArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CtlArgs {
+    #[command(subcommand)]
+    pub(crate) command: CtlCommand,
+    /// The server's control socket (default: $XDG_RUNTIME_DIR/chorus/chorus.sock, else
+    /// chorus.sock in the platform data dir; as `chorus serve`).
+    #[arg(long, env = "CHORUS_CONTROL_SOCKET", value_name = "PATH", global = true)]
+    pub(crate) control_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum CtlCommand {
+    /// What the server is doing: uptime, requests, sessions, queue, models.
+    Status {
+        /// Print the raw JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the server gracefully (as SIGTERM) and wait until it has stopped.
+    Shutdown {
+        /// Seconds to wait for the server to stop.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttachArgs {
+    /// Server URL, such as http://127.0.0.1:4096.
+    pub(crate) url: String,
+    /// The session to attach to (default: a new one, whose id is printed on stderr).
+    #[arg(long, value_name = "ID")]
+    pub(crate) session: Option<String>,
+    /// API key for the server.
+    #[arg(long, env = "CHORUS_API_KEY", hide_env_values = true)]
+    pub(crate) api_key: Option<String>,
+    /// Most tokens to generate for each answer.
+    #[arg(long)]
+    pub(crate) max_tokens: Option<u32>,
+    /// Seconds to wait for the server when connecting.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) timeout: u64,
 }

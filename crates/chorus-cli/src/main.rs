@@ -3,7 +3,10 @@
 
 mod args;
 mod ask;
+mod attach;
 mod chat;
+mod config;
+mod ctl;
 mod health;
 mod model;
 mod serve;
@@ -42,6 +45,8 @@ fn main() -> ExitCode {
             Command::Chat(a) => chat::run(a).await.map(|()| true),
             Command::Health(a) => health::run(a).await.map(|()| true),
             Command::Sessions(a) => sessions::run(a).await.map(|()| true),
+            Command::Ctl(a) => ctl::run(a).await.map(|()| true),
+            Command::Attach(a) => attach::run(a).await.map(|()| true),
         }
     });
     match result {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use chorus_engine::tools::ToolRegistry;
 use chorus_engine::{Engine, Metrics, SessionsConfig};
 use chorus_hub::{DownloadProgress, HubConfig, ModelSource};
 use chorus_llama::{LlamaBackend, LlamaConfig};
@@ -47,6 +48,8 @@ impl DownloadProgress for Bar {
 
 /// Resolve and load the model the flags name, and build an engine over it.
 pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
+    // The configuration first: a bad file fails before any time is spent on the model.
+    let (file, _) = crate::config::load(args.config.as_deref())?;
     let source = match &args.model {
         Some(m) => m.parse::<ModelSource>()?,
         None => ModelSource::default_model(),
@@ -86,9 +89,17 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
         tokio::task::spawn_blocking(move || LlamaBackend::load(&config, metrics)).await??
     };
     let store = open_store(args.database_url.as_deref()).await?;
+    let tools =
+        args.tool_permissions.iter().fold(file.apply_permissions(ToolRegistry::default())?, |tools, (name, policy)| {
+            tools.with_permission(name.clone(), *policy)
+        });
+    let agents = file.agents(&tools)?;
     let sessions = SessionsConfig {
+        agents,
         default_work_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| ".".into()),
-        ..SessionsConfig::default()
+        tools,
+        permission_timeout: std::time::Duration::from_secs(args.permission_timeout),
+        max_tool_rounds: args.max_tool_rounds,
     };
     Ok(Engine::start(Arc::new(backend), metrics, Arc::new(store), sessions).await?)
 }

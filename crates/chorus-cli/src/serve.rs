@@ -1,11 +1,11 @@
-//! `chorus serve`: check the bind address, load the model, listen, and serve
-//! until SIGINT or SIGTERM.
+//! `chorus serve`: check the bind address and the control socket, load the
+//! model, listen, and serve until SIGINT, SIGTERM or `chorus ctl shutdown`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chorus_server::ServerConfig;
+use chorus_server::{ControlSocket, ServerConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
@@ -17,23 +17,37 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot resolve --host {}", args.host))?
         .next()
         .with_context(|| format!("--host {} resolves to no address", args.host))?;
+    let control_socket = match (args.no_control_socket, args.control_socket) {
+        (true, _) => None,
+        (false, Some(path)) => Some(path),
+        (false, None) => Some(crate::ctl::default_socket()?),
+    };
     let config = ServerConfig {
         api_keys: args.api_keys.into_iter().filter(|k| !k.is_empty()).collect(),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         ..ServerConfig::default()
     };
-    // Refuse an unprotected public bind before spending time on the model.
+    // Refuse an unprotected public bind, or a control socket another server
+    // holds, before spending time on the model.
     config.check_bind(addr)?;
+    if let Some(path) = &control_socket {
+        ControlSocket::check(path).await?;
+    }
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}; is another server using it? choose another --port"))?;
     let engine = crate::model::load_engine(&args.model).await?;
+    // Bound after the model is loaded, so `chorus ctl` never waits on a loading server.
+    let control = match &control_socket {
+        Some(path) => Some(ControlSocket::bind(path).await?),
+        None => None,
+    };
     let local = listener.local_addr()?;
     // One machine-readable line on stdout; everything else is logged to stderr.
     let mut stdout = tokio::io::stdout();
     stdout.write_all(format!("chorus listening on http://{local}\n").as_bytes()).await?;
     stdout.flush().await?;
-    chorus_server::run(listener, engine, config, shutdown_signal()).await?;
+    chorus_server::run_with_control(listener, control, engine, config, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -87,6 +87,7 @@ pub(crate) async fn ask(target: &Target, session: &str, content: String, max_tok
         priority: Priority::Normal,
         max_tokens,
         ignore_eos: false,
+        tool_choice: None,
     };
     let mut events = client.prompt_stream(&id, &request).await?;
     let mut out = std::io::stdout();

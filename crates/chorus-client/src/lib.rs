@@ -3,9 +3,13 @@
 //! (`eventsource-stream` over `reqwest`), and the native session API
 //! (sessions, prompts, and event streams that reconnect by themselves). Errors distinguish "nothing answers
 //! at that address" from the server's own OpenAI-shaped errors, so callers can
-//! fall back or explain.
+//! fall back or explain. [`ControlClient`] talks to a server's control socket.
+//! [`SessionSocket`] is a session's WebSocket (`/ws`), which also reconnects
+//! by itself.
 
+mod control;
 mod sessions;
+mod ws;
 
 use std::time::Duration;
 
@@ -16,7 +20,9 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
+pub use control::{ControlClient, ControlError};
 pub use sessions::{EventItem, RECONNECT_ATTEMPTS, SessionEvent};
+pub use ws::{SessionSocket, SocketItem, SocketRequests};
 
 /// How to reach a server.
 #[derive(Debug, Clone)]
@@ -64,6 +70,19 @@ pub enum ClientError {
     /// The URL is not a valid base URL.
     #[error("invalid server URL `{0}`")]
     InvalidUrl(String),
+    /// A WebSocket's connection dropped and every reconnection attempt failed.
+    #[error("lost the connection to {url}, and {attempts} attempts to reconnect failed: {reason}")]
+    Disconnected {
+        /// The base URL.
+        url: String,
+        /// Reconnection attempts made.
+        attempts: u32,
+        /// Why the last attempt failed.
+        reason: String,
+    },
+    /// The WebSocket has stopped: it was closed, or it lost its connection for good.
+    #[error("the WebSocket connection is closed")]
+    Closed,
 }
 
 /// A client of one server.

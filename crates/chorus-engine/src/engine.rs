@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::events::EventBus;
 use crate::session::{SessionTable, SessionsConfig};
-use crate::store::{Store, StoreError};
+use crate::store::{SessionStatus, SessionUpdate, Store, StoreError};
 use crate::tools::ToolCallParser;
 use crate::{
     Backend, BackendError, BackendStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, ValidationError,
@@ -54,8 +54,10 @@ impl Engine {
     /// An engine over one loaded model (`metrics` must be the registry its
     /// backend records into) and a store for sessions and events.
     ///
+    /// Sessions left `busy` by a server that stopped mid-answer are marked `error`.
+    ///
     /// # Errors
-    /// The store's error reading the event log's position.
+    /// The store's error reading the event log's position or the sessions.
     pub async fn start(
         backend: Arc<dyn Backend>,
         metrics: Arc<Metrics>,
@@ -63,6 +65,14 @@ impl Engine {
         sessions_config: SessionsConfig,
     ) -> Result<Self, StoreError> {
         let bus = EventBus::open(store.clone()).await?;
+        // A session still `busy` was answering when the last server stopped without finishing
+        // (a crash, `kill -9`): its prompt is gone, so it is `error` now, not busy forever.
+        for session in store.list_sessions().await? {
+            if session.status == SessionStatus::Busy {
+                tracing::warn!(session = %session.id, "the session was busy when the server stopped; marking it error");
+                store.update_session(&session.id, SessionUpdate::Status(SessionStatus::Error)).await?;
+            }
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 backend,

@@ -7,6 +7,7 @@
 //! This crate knows neither HTTP nor llama.cpp: both sit behind traits or
 //! plain types, so the domain can be tested and reused without either.
 
+mod agent;
 pub mod backend;
 pub mod engine;
 pub mod events;

@@ -7,18 +7,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use chorus_proto::native::{Event, EventError};
-use futures::{FutureExt, StreamExt};
+use chorus_proto::native::Event;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::EventBus;
-use crate::store::{
-    Message, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError, TokenUsage,
-};
+use crate::store::{Message, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError};
+use crate::tools::{ToolChoice, ToolRegistry};
 use crate::wire;
-use crate::{ChatMessage, Engine, EngineError, GenerateRequest, GenerationEvent, Prompt, Role};
+use crate::{Engine, EngineError};
 
 /// A named system prompt, model and tool set that sessions run.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +30,14 @@ pub struct Agent {
     pub system_prompt: String,
     /// The model it uses; the server's default when `None`.
     pub model: Option<String>,
+    /// The tools it may call, by name; every tool of the registry when `None`.
+    pub tools: Option<Vec<String>>,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Self::default_agent()
+    }
 }
 
 impl Agent {
@@ -41,6 +48,7 @@ impl Agent {
             description: "a helpful assistant".into(),
             system_prompt: "You are a helpful assistant.".into(),
             model: None,
+            tools: None,
         }
     }
 }
@@ -52,11 +60,23 @@ pub struct SessionsConfig {
     pub agents: Vec<Agent>,
     /// The `work_dir` of sessions that name none.
     pub default_work_dir: String,
+    /// The tools agents can call, with their permission policies.
+    pub tools: ToolRegistry,
+    /// How long a `tool.permission_request` waits for a client's answer before it counts as deny.
+    pub permission_timeout: Duration,
+    /// The most rounds of generation per prompt; the last is generated without tools.
+    pub max_tool_rounds: u32,
 }
 
 impl Default for SessionsConfig {
     fn default() -> Self {
-        Self { agents: vec![Agent::default_agent()], default_work_dir: ".".into() }
+        Self {
+            agents: vec![Agent::default_agent()],
+            default_work_dir: ".".into(),
+            tools: ToolRegistry::default(),
+            permission_timeout: Duration::from_secs(60),
+            max_tool_rounds: 8,
+        }
     }
 }
 
@@ -79,6 +99,9 @@ pub struct PromptOptions {
     pub max_tokens: Option<u32>,
     /// Keep generating past the end-of-generation token.
     pub ignore_eos: bool,
+    /// `tool_choice` of the first round (`required` or a named tool forces a call); later
+    /// rounds are `auto`.
+    pub tool_choice: ToolChoice,
 }
 
 /// Why a session operation failed.
@@ -90,6 +113,9 @@ pub enum SessionError {
     /// No such agent.
     #[error("agent `{0}` not found")]
     AgentNotFound(String),
+    /// No tool call of the session waits for this permission answer.
+    #[error("no permission request {0} is waiting in this session (it was answered, timed out, or never existed)")]
+    PermissionNotPending(String),
     /// The session is answering a prompt and the operation needs it idle.
     #[error("session {0} is busy; cancel it first (POST /api/v1/sessions/{0}/cancel)")]
     Busy(SessionId),
@@ -141,13 +167,24 @@ struct SessionQueue {
     runner: bool,
 }
 
-/// The per-session queues of an engine.
+/// The per-session queues of an engine, and the tool calls waiting for a permission answer.
 #[derive(Default)]
 pub(crate) struct SessionTable {
     queues: Mutex<HashMap<SessionId, Arc<Mutex<SessionQueue>>>>,
+    permissions: Mutex<HashMap<String, (SessionId, oneshot::Sender<bool>)>>,
 }
 
 impl SessionTable {
+    /// Register a call waiting for permission under `request_id`.
+    pub(crate) fn await_permission(&self, request_id: &str, session: SessionId, reply: oneshot::Sender<bool>) {
+        self.permissions.lock().unwrap_or_else(PoisonError::into_inner).insert(request_id.to_owned(), (session, reply));
+    }
+
+    /// Drop a permission request (answered, timed out or cancelled).
+    pub(crate) fn forget_permission(&self, request_id: &str) {
+        self.permissions.lock().unwrap_or_else(PoisonError::into_inner).remove(request_id);
+    }
+
     fn queue(&self, id: &SessionId) -> Arc<Mutex<SessionQueue>> {
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         queues.entry(id.clone()).or_default().clone()
@@ -190,6 +227,37 @@ impl Engine {
     /// The configured agents, the default first.
     pub fn agents(&self) -> &[Agent] {
         &self.inner.sessions_config.agents
+    }
+
+    /// Answer a `tool.permission_request` of session `id`.
+    ///
+    /// # Errors
+    /// [`SessionError::PermissionNotPending`] when no call of that session waits under
+    /// `request_id` (already answered, timed out, or unknown).
+    pub fn reply_permission(&self, id: &SessionId, request_id: &str, allow: bool) -> Result<(), SessionError> {
+        let mut pending = self.inner.sessions.permissions.lock().unwrap_or_else(PoisonError::into_inner);
+        match pending.remove(request_id) {
+            Some((session, reply)) if &session == id => {
+                // The waiter may have timed out this instant; then the answer is moot.
+                let _ = reply.send(allow);
+                Ok(())
+            }
+            Some(other) => {
+                pending.insert(request_id.to_owned(), other);
+                Err(SessionError::PermissionNotPending(request_id.to_owned()))
+            }
+            None => Err(SessionError::PermissionNotPending(request_id.to_owned())),
+        }
+    }
+
+    /// The `work_dir` of sessions that name none.
+    pub fn default_work_dir(&self) -> &str {
+        &self.inner.sessions_config.default_work_dir
+    }
+
+    /// The tools agents can call.
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.inner.sessions_config.tools
     }
 
     /// Prompts waiting in a session's queue (not counting the running one).
@@ -305,7 +373,7 @@ impl Engine {
         };
         let n = dropped.len() as u32;
         for prompt in dropped {
-            emit_error(self, id, &prompt.prompt_id, cancelled_error(), None).await;
+            crate::agent::emit_error(self, id, &prompt.prompt_id, crate::agent::cancelled_error(), None).await;
             let _ = prompt.done.send(PromptOutcome::Cancelled);
         }
         Ok((running, n))
@@ -355,14 +423,6 @@ impl Engine {
     }
 }
 
-fn cancelled_error() -> EventError {
-    EventError {
-        message: "the prompt was cancelled".into(),
-        kind: "invalid_request_error".into(),
-        code: Some("cancelled".into()),
-    }
-}
-
 /// The runner: answers a session's prompts in queue order until none is left.
 async fn run_session(
     engine: Engine,
@@ -382,7 +442,8 @@ async fn run_session(
             engine.set_status(&id, SessionStatus::Busy).await;
             round_started = true;
         }
-        let outcome = answer(&engine, &id, &prompt.prompt_id, prompt.content, &prompt.options, &cancel).await;
+        let outcome =
+            crate::agent::answer(&engine, &id, &prompt.prompt_id, prompt.content, &prompt.options, &cancel).await;
         current = pop_next(&queue);
         if current.is_none() {
             let status = match &outcome {
@@ -421,175 +482,4 @@ fn pop_locked(q: &mut SessionQueue) -> Option<(QueuedPrompt, CancellationToken)>
             None
         }
     }
-}
-
-/// Answer one prompt: store the user message, generate with the session's
-/// history, stream chunks, store the answer.
-async fn answer(
-    engine: &Engine,
-    id: &SessionId,
-    prompt_id: &str,
-    content: String,
-    options: &PromptOptions,
-    cancel: &CancellationToken,
-) -> PromptOutcome {
-    let bus = &engine.inner.bus;
-    let store = &engine.inner.store;
-    let session = match store.session(id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return PromptOutcome::Store(StoreError::SessionNotFound(id.clone())),
-        Err(e) => return PromptOutcome::Store(e),
-    };
-    let user = match store.append_message(id, NewMessage::text(Role::User, content)).await {
-        Ok(m) => m,
-        Err(e) => return PromptOutcome::Store(e),
-    };
-    bus.emit(Event::MessageStart {
-        session_id: id.to_string(),
-        prompt_id: prompt_id.to_owned(),
-        user_message: wire::message(&user),
-    })
-    .await;
-
-    let history = match store.messages(id).await {
-        Ok(h) => h,
-        Err(e) => return PromptOutcome::Store(e),
-    };
-    let system =
-        engine.agents().iter().find(|a| a.name == session.agent).map(|a| a.system_prompt.clone()).unwrap_or_default();
-    let mut messages = Vec::with_capacity(history.len() + 1);
-    if !system.is_empty() {
-        messages.push(ChatMessage::new(Role::System, system));
-    }
-    messages.extend(history.iter().map(|m| ChatMessage {
-        role: m.role,
-        content: m.content.clone(),
-        name: None,
-        tool_call_id: m.tool_call_id.clone(),
-        tool_calls: m.tool_calls.clone(),
-    }));
-
-    let mut request = GenerateRequest::new(Prompt::Chat(messages));
-    request.max_tokens = options.max_tokens;
-    request.sampling.ignore_eos = options.ignore_eos;
-    let mut stream = match engine.generate(session.model.as_deref(), request) {
-        Ok(s) => s,
-        Err(e) => return fail(engine, id, prompt_id, e).await,
-    };
-    let mut text = String::new();
-    loop {
-        let event = tokio::select! {
-            biased;
-            () = cancel.cancelled() => None,
-            event = stream.next() => Some(event),
-        };
-        let Some(event) = event else {
-            // Dropping the stream frees the sequence at the next decode step.
-            drop(stream);
-            return cancelled(engine, id, prompt_id, text).await;
-        };
-        match event {
-            Some(GenerationEvent::Text(first)) => {
-                // Coalesce what is already waiting into one chunk event.
-                let mut chunk = first;
-                let mut end = None;
-                while let Some(Some(next)) = stream.next().now_or_never() {
-                    match next {
-                        GenerationEvent::Text(t) => chunk.push_str(&t),
-                        other => {
-                            end = Some(other);
-                            break;
-                        }
-                    }
-                }
-                text.push_str(&chunk);
-                bus.emit(Event::MessageChunk {
-                    session_id: id.to_string(),
-                    prompt_id: prompt_id.to_owned(),
-                    content: chunk,
-                })
-                .await;
-                if let Some(end) = end {
-                    return finish(engine, id, prompt_id, text, end).await;
-                }
-            }
-            Some(end) => return finish(engine, id, prompt_id, text, end).await,
-            None => return fail(engine, id, prompt_id, EngineError::Backend(crate::BackendError::Unavailable)).await,
-        }
-    }
-}
-
-async fn finish(engine: &Engine, id: &SessionId, prompt_id: &str, text: String, end: GenerationEvent) -> PromptOutcome {
-    match end {
-        GenerationEvent::Done { finish_reason, usage } => {
-            let message = NewMessage {
-                usage: Some(TokenUsage {
-                    prompt_tokens: u64::from(usage.prompt_tokens),
-                    completion_tokens: u64::from(usage.completion_tokens),
-                }),
-                finish_reason: Some(finish_reason.as_str().to_owned()),
-                ..NewMessage::text(Role::Assistant, text)
-            };
-            match engine.inner.store.append_message(id, message).await {
-                Ok(stored) => {
-                    engine
-                        .inner
-                        .bus
-                        .emit(Event::MessageComplete {
-                            session_id: id.to_string(),
-                            prompt_id: prompt_id.to_owned(),
-                            message: wire::message(&stored),
-                        })
-                        .await;
-                    PromptOutcome::Complete(stored)
-                }
-                Err(e) => PromptOutcome::Store(e),
-            }
-        }
-        GenerationEvent::Error(e) => fail(engine, id, prompt_id, EngineError::Backend(e)).await,
-        GenerationEvent::Text(_) | GenerationEvent::ToolCalls(_) => {
-            PromptOutcome::Failed(EngineError::Backend(crate::BackendError::Unavailable))
-        }
-    }
-}
-
-async fn fail(engine: &Engine, id: &SessionId, prompt_id: &str, error: EngineError) -> PromptOutcome {
-    let client = match &error {
-        EngineError::Backend(b) => b.is_client_error(),
-        EngineError::Invalid(_) | EngineError::ModelNotFound(_) => true,
-    };
-    let code = match &error {
-        EngineError::Backend(crate::BackendError::PromptTooLong { .. }) => Some("context_length_exceeded".into()),
-        EngineError::ModelNotFound(_) => Some("model_not_found".into()),
-        _ => None,
-    };
-    let kind = if client { "invalid_request_error" } else { "server_error" };
-    let event_error = EventError { message: error.to_string(), kind: kind.into(), code };
-    emit_error(engine, id, prompt_id, event_error, None).await;
-    PromptOutcome::Failed(error)
-}
-
-async fn cancelled(engine: &Engine, id: &SessionId, prompt_id: &str, text: String) -> PromptOutcome {
-    // Keep what was generated: no lost data.
-    let mut stored = None;
-    if !text.is_empty() {
-        let message = NewMessage { finish_reason: Some("cancelled".into()), ..NewMessage::text(Role::Assistant, text) };
-        match engine.inner.store.append_message(id, message).await {
-            Ok(m) => stored = Some(m),
-            Err(e) => tracing::error!(session = %id, error = %e, "cannot store a cancelled answer"),
-        }
-    }
-    emit_error(engine, id, prompt_id, cancelled_error(), stored.as_ref()).await;
-    PromptOutcome::Cancelled
-}
-
-/// `message.error` for a prompt, with the partial answer when one was stored.
-async fn emit_error(engine: &Engine, id: &SessionId, prompt_id: &str, error: EventError, message: Option<&Message>) {
-    let event = Event::MessageError {
-        session_id: id.to_string(),
-        prompt_id: prompt_id.to_owned(),
-        error,
-        message: message.map(wire::message),
-    };
-    engine.inner.bus.emit(event).await;
 }

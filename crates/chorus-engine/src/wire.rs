@@ -4,7 +4,7 @@
 
 use chorus_proto::native;
 
-use crate::store::{Message, Session, SessionStatus, TokenUsage};
+use crate::store::{Message, Session, SessionStatus, TokenUsage, ToolCall};
 
 /// A session as the native API shows it; `queue_length` from the live queue.
 pub fn session(s: &Session, queue_length: u32) -> native::Session {
@@ -37,6 +37,15 @@ fn usage(u: TokenUsage) -> native::TokenUsage {
     native::TokenUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }
 }
 
+/// A tool call in its wire form.
+pub fn tool_call(c: &ToolCall) -> native::ToolCall {
+    native::ToolCall {
+        id: c.id.clone(),
+        kind: "function".into(),
+        function: native::FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
+    }
+}
+
 /// A stored message in its wire form.
 pub fn message(m: &Message) -> native::Message {
     native::Message {
@@ -46,15 +55,7 @@ pub fn message(m: &Message) -> native::Message {
         created_at: m.created_at,
         role: m.role.as_str().to_owned(),
         content: m.content.clone(),
-        tool_calls: m
-            .tool_calls
-            .iter()
-            .map(|c| native::ToolCall {
-                id: c.id.clone(),
-                kind: "function".into(),
-                function: native::FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
-            })
-            .collect(),
+        tool_calls: m.tool_calls.iter().map(tool_call).collect(),
         tool_call_id: m.tool_call_id.clone(),
         usage: m.usage.map(usage),
         finish_reason: m.finish_reason.clone(),

@@ -1,9 +1,10 @@
 //! chorus's own wire types outside the OpenAI surface: `GET /health`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Body of `GET /health`: liveness plus what the server is doing right now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// `"ok"` while the server accepts requests.
     pub status: String,
@@ -20,7 +21,7 @@ pub struct Health {
 }
 
 /// Slot usage in [`Health`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SlotsHealth {
     /// Number of slots (`--parallel`).
     pub total: u32,
@@ -31,7 +32,7 @@ pub struct SlotsHealth {
 }
 
 /// Decode-step statistics in [`Health`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DecodeHealth {
     /// Number of sequences held by each of the most recent decode steps, oldest first (at most 32).
     pub last_steps_sequences: Vec<u32>,

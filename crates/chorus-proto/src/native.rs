@@ -7,9 +7,10 @@
 //! (`role`, `content`, `tool_calls`, `tool_call_id`, `usage`, `finish_reason`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// What a session is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     /// Waiting for a prompt.
@@ -23,7 +24,7 @@ pub enum SessionStatus {
 }
 
 /// Tokens a session or an answer used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenUsage {
     /// Prompt tokens (cached ones included).
     pub prompt_tokens: u64,
@@ -32,7 +33,7 @@ pub struct TokenUsage {
 }
 
 /// A session (`GET /api/v1/sessions/{id}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Session {
     /// `ses_` and 32 hex digits.
     pub id: String,
@@ -59,7 +60,7 @@ pub struct Session {
 }
 
 /// `GET /api/v1/sessions`: most recently updated first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SessionList {
     /// Always `"list"`.
     pub object: String,
@@ -68,7 +69,7 @@ pub struct SessionList {
 }
 
 /// Body of `POST /api/v1/sessions`; every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionRequest {
     /// A title.
@@ -87,7 +88,8 @@ pub struct CreateSessionRequest {
 
 /// A tool call in a stored assistant message, in OpenAI's shape
 /// (`ChatCompletionMessageToolCall`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = native::ToolCall)]
 pub struct ToolCall {
     /// The call's id.
     pub id: String,
@@ -99,7 +101,8 @@ pub struct ToolCall {
 }
 
 /// The function part of a [`ToolCall`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = native::FunctionCall)]
 pub struct FunctionCall {
     /// The function's name.
     pub name: String,
@@ -108,7 +111,7 @@ pub struct FunctionCall {
 }
 
 /// A message of a session (`GET /api/v1/sessions/{id}/messages`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Message {
     /// `msg_` and 32 hex digits.
     pub id: String,
@@ -137,7 +140,7 @@ pub struct Message {
 }
 
 /// `GET /api/v1/sessions/{id}/messages`: oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MessageList {
     /// Always `"list"`.
     pub object: String,
@@ -146,7 +149,7 @@ pub struct MessageList {
 }
 
 /// Where a prompt goes in a busy session's queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// After every prompt already waiting.
@@ -157,7 +160,7 @@ pub enum Priority {
 }
 
 /// Body of `POST /api/v1/sessions/{id}/prompt`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromptRequest {
     /// The user's message.
@@ -178,11 +181,15 @@ pub struct PromptRequest {
     /// Keep generating past the end-of-generation token (llama.cpp's `ignore_eos`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_eos: bool,
+    /// OpenAI's `tool_choice` for the agent's first round: `required` or a named function forces
+    /// a tool call (by grammar); later rounds are `auto`. `auto` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<crate::openai::ToolChoice>,
 }
 
 /// Body of `POST /request`, the simple agent API: a prompt for the default
 /// session (`ses_default`); answered as `POST /api/v1/sessions/{id}/prompt` is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentRequest {
     /// The user's message.
@@ -199,7 +206,7 @@ pub struct AgentRequest {
 }
 
 /// Answer to an `async` prompt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PromptAccepted {
     /// `prm_` and 32 hex digits; events of this prompt carry it.
     pub prompt_id: String,
@@ -213,7 +220,7 @@ pub struct PromptAccepted {
 }
 
 /// Answer to `POST /api/v1/sessions/{id}/cancel`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CancelResult {
     /// The session.
     pub session_id: String,
@@ -224,7 +231,7 @@ pub struct CancelResult {
 }
 
 /// Answer to a `DELETE` (OpenAI's deletion object shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Deleted {
     /// The deleted object's id.
     pub id: String,
@@ -236,7 +243,7 @@ pub struct Deleted {
 
 /// An agent: a named system prompt, model and tool set
 /// (`GET /api/v1/agents/{name}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Agent {
     /// Its name.
     pub name: String,
@@ -246,10 +253,12 @@ pub struct Agent {
     pub system_prompt: String,
     /// Its model; `null` for the server's default.
     pub model: Option<String>,
+    /// The tools it may call; `null` for every tool of `GET /api/v1/tools`.
+    pub tools: Option<Vec<String>>,
 }
 
 /// `GET /api/v1/agents`, the default first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentList {
     /// Always `"list"`.
     pub object: String,
@@ -257,8 +266,76 @@ pub struct AgentList {
     pub data: Vec<Agent>,
 }
 
+/// A tool's permission policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Runs without asking.
+    Allow,
+    /// Asks a client first (`tool.permission_request`); no answer in time is a refusal.
+    Ask,
+    /// Never runs; the model gets a `permission_denied` error.
+    Deny,
+}
+
+/// A tool the agent loop can run (`GET /api/v1/tools`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ToolInfo {
+    /// Its name, as the model calls it.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON schema of its arguments.
+    #[schema(value_type = Object)]
+    pub parameters: serde_json::Value,
+    /// Its permission policy.
+    pub permission: Permission,
+}
+
+/// `GET /api/v1/tools`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ToolList {
+    /// Always `"list"`.
+    pub object: String,
+    /// The tools.
+    pub data: Vec<ToolInfo>,
+}
+
+/// Body of `POST /api/v1/tools/{name}/execute`: run a tool directly, outside any model turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ToolExecuteRequest {
+    /// The arguments, a JSON object following the tool's `parameters`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub arguments: serde_json::Map<String, serde_json::Value>,
+    /// The session whose `work_dir` confines the tool; without it, the server's default work dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+/// Answer of `POST /api/v1/tools/{name}/execute`. A tool that fails answers 200 with `error`
+/// set (its failure is a result, as the model would see it); a bad request is a 4xx.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ToolExecuteResult {
+    /// The tool.
+    pub name: String,
+    /// Its output, when it succeeded.
+    pub output: Option<String>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// The failure's code (see `tool.call_error`).
+    pub code: Option<String>,
+}
+
+/// Body of `POST /api/v1/sessions/{id}/permissions/{request_id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PermissionReply {
+    /// Whether the tool may run.
+    pub allow: bool,
+}
+
 /// `GET /api/v1/info`: what this server is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Info {
     /// chorus version.
     pub version: String,
@@ -273,7 +350,7 @@ pub struct Info {
 }
 
 /// The error part of a `message.error` event (OpenAI's error object fields).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EventError {
     /// What went wrong.
     pub message: String,
@@ -287,7 +364,7 @@ pub struct EventError {
 /// The payload of one event: the SSE `data:` line (its `event:` line repeats
 /// `type`), a WebSocket `event` envelope's `payload`, and what the event log
 /// stores. Every variant names its session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type")]
 pub enum Event {
     /// A session was created.
@@ -362,6 +439,74 @@ pub enum Event {
         /// The session.
         session_id: String,
     },
+    /// The agent starts a round of generation: round 1 answers the prompt, each later round
+    /// reads the results of the tools the previous one called.
+    #[serde(rename = "agent.thinking")]
+    AgentThinking {
+        /// The session.
+        session_id: String,
+        /// The prompt being answered.
+        prompt_id: String,
+        /// 1 for the first round.
+        round: u32,
+    },
+    /// A tool call is about to run (after its permission, if it needed one).
+    #[serde(rename = "tool.call_start")]
+    ToolCallStart {
+        /// The session.
+        session_id: String,
+        /// The prompt being answered.
+        prompt_id: String,
+        /// The call as the model made it.
+        call: ToolCall,
+    },
+    /// A tool call finished; its output goes back to the model.
+    #[serde(rename = "tool.call_complete")]
+    ToolCallComplete {
+        /// The session.
+        session_id: String,
+        /// The prompt being answered.
+        prompt_id: String,
+        /// The call's id.
+        call_id: String,
+        /// The tool's name.
+        name: String,
+        /// What the tool returned (the `role: tool` message's content).
+        output: String,
+    },
+    /// A tool call failed or was refused; the error goes back to the model as the call's result.
+    #[serde(rename = "tool.call_error")]
+    ToolCallError {
+        /// The session.
+        session_id: String,
+        /// The prompt being answered.
+        prompt_id: String,
+        /// The call's id.
+        call_id: String,
+        /// The tool's name.
+        name: String,
+        /// What went wrong, for people and for the model.
+        error: String,
+        /// A stable code: `permission_denied`, `permission_timeout`, `unknown_tool`,
+        /// `invalid_arguments`, `path_outside_work_dir`, `timeout` or `failed`.
+        code: String,
+    },
+    /// A tool whose policy is `ask` waits for a client's answer: a WebSocket
+    /// `permission_reply`, or `POST /api/v1/sessions/{id}/permissions/{request_id}`. No answer
+    /// within `timeout_ms` is a refusal.
+    #[serde(rename = "tool.permission_request")]
+    ToolPermissionRequest {
+        /// The session.
+        session_id: String,
+        /// The prompt being answered.
+        prompt_id: String,
+        /// What the answer names (the call's id).
+        request_id: String,
+        /// The call waiting for permission.
+        call: ToolCall,
+        /// How long the server waits, in milliseconds.
+        timeout_ms: u64,
+    },
 }
 
 impl Event {
@@ -376,6 +521,11 @@ impl Event {
             Event::MessageComplete { .. } => "message.complete",
             Event::MessageError { .. } => "message.error",
             Event::AgentIdle { .. } => "agent.idle",
+            Event::AgentThinking { .. } => "agent.thinking",
+            Event::ToolCallStart { .. } => "tool.call_start",
+            Event::ToolCallComplete { .. } => "tool.call_complete",
+            Event::ToolCallError { .. } => "tool.call_error",
+            Event::ToolPermissionRequest { .. } => "tool.permission_request",
         }
     }
 
@@ -389,7 +539,12 @@ impl Event {
             | Event::MessageChunk { session_id, .. }
             | Event::MessageComplete { session_id, .. }
             | Event::MessageError { session_id, .. }
-            | Event::AgentIdle { session_id } => session_id,
+            | Event::AgentIdle { session_id }
+            | Event::AgentThinking { session_id, .. }
+            | Event::ToolCallStart { session_id, .. }
+            | Event::ToolCallComplete { session_id, .. }
+            | Event::ToolCallError { session_id, .. }
+            | Event::ToolPermissionRequest { session_id, .. } => session_id,
         }
     }
 
@@ -399,7 +554,12 @@ impl Event {
             Event::MessageStart { prompt_id, .. }
             | Event::MessageChunk { prompt_id, .. }
             | Event::MessageComplete { prompt_id, .. }
-            | Event::MessageError { prompt_id, .. } => Some(prompt_id),
+            | Event::MessageError { prompt_id, .. }
+            | Event::AgentThinking { prompt_id, .. }
+            | Event::ToolCallStart { prompt_id, .. }
+            | Event::ToolCallComplete { prompt_id, .. }
+            | Event::ToolCallError { prompt_id, .. }
+            | Event::ToolPermissionRequest { prompt_id, .. } => Some(prompt_id),
             _ => None,
         }
     }

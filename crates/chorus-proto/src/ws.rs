@@ -63,6 +63,9 @@ pub enum Request {
         /// Keep generating past the end-of-generation token.
         #[serde(default)]
         ignore_eos: bool,
+        /// OpenAI's `tool_choice` for the agent's first round (see `PromptRequest`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_choice: Option<crate::openai::ToolChoice>,
     },
     /// Cancel the running prompt and drop the queue.
     Cancel,
@@ -123,6 +126,13 @@ pub enum Response {
     Subscribed {
         /// The session.
         session_id: String,
+    },
+    /// A `permission_reply` reached the waiting tool call.
+    PermissionRecorded {
+        /// The `tool.permission_request` answered.
+        request_id: String,
+        /// The answer.
+        allow: bool,
     },
 }
 

@@ -55,6 +55,17 @@ impl ApiError {
         }
     }
 
+    /// 403 for an action the server's policy refuses (code `permission_denied`).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            kind: "permission_error",
+            message: message.into(),
+            param: None,
+            code: Some("permission_denied"),
+        }
+    }
+
     /// 404 for an object of the native API (`session`, `agent`): code `{what}_not_found`.
     pub fn not_found(what: &'static str, message: impl Into<String>) -> Self {
         let code = match what {
@@ -181,6 +192,7 @@ impl From<SessionError> for ApiError {
                 code: Some("session_busy"),
             },
             SessionError::EmptyPrompt => ApiError::invalid(Some("content".into()), e.to_string()),
+            SessionError::PermissionNotPending(_) => ApiError::not_found("permission request", e.to_string()),
             SessionError::Store(e) => e.into(),
         }
     }

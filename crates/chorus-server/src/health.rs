@@ -9,6 +9,18 @@ use chorus_proto::chorus::{DecodeHealth, Health, SlotsHealth};
 
 use crate::AppState;
 
+/// Server health
+///
+/// Liveness, the loaded model, uptime, slot use and the recent decode steps. Needs no API key
+/// (also served as `GET /api/v1/health`).
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "getHealth",
+    tag = "health",
+    security(()),
+    responses((status = 200, description = "The server is up", body = Health))
+)]
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     let engine = &state.engine;
     let stats = engine.stats();
@@ -27,6 +39,17 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
+/// Prometheus metrics
+///
+/// Requests by endpoint and status, tokens, slot use and latencies, in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "getMetrics",
+    tag = "health",
+    responses((status = 200, description = "The metrics", body = String,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"))
+)]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.engine.metrics().render())
 }

@@ -1,22 +1,29 @@
 //! The HTTP face of chorus and the only crate that knows HTTP: the
 //! OpenAI-compatible API under `/v1`, the native session API under `/api/v1` and its WebSocket `/ws`,
-//! `GET /health` and `GET /metrics`, API-key
-//! authentication, request logging, and graceful shutdown.
+//! `GET /health` and `GET /metrics`, the OpenAPI document (`GET /openapi.json`, Swagger UI at
+//! `/docs`), API-key authentication, request logging, and graceful shutdown; and the control
+//! socket (`GET /status`, `POST /shutdown` on a Unix socket, for `chorus ctl`).
 //!
 //! [`app`] builds the `Router` (tested in-process); [`run`] serves it on a
-//! listener the caller bound, until a shutdown future resolves.
+//! listener the caller bound, until a shutdown future resolves;
+//! [`run_with_control`] also serves a [`ControlSocket`] the caller bound,
+//! whose `POST /shutdown` stops the server as the shutdown future would.
 
 mod api;
 mod auth;
+mod control;
 mod error;
 mod extract;
 mod health;
 mod openai;
+mod openapi;
 mod sse;
 mod ws;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,13 +39,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use control::ControlSocket;
 pub use error::ApiError;
 
 /// Server settings (flags and environment are read by the binary, not here).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Accepted API keys; empty means no authentication. Every endpoint but
-    /// `/health` then requires `Authorization: Bearer KEY`.
+    /// `/health`, `/openapi.json` and `/docs` then requires `Authorization: Bearer KEY`.
     pub api_keys: Vec<String>,
     /// Largest request body in bytes; larger ones get a 413.
     pub body_limit: usize,
@@ -75,6 +83,23 @@ pub enum ServerError {
         "refusing to listen on {0} without an API key: anyone who can reach this address could use the server; pass --api-key KEY (or set CHORUS_API_KEY), or bind 127.0.0.1"
     )]
     UnprotectedBind(SocketAddr),
+    /// A live server answers on the control socket.
+    #[error(
+        "another chorus server is running with the control socket {}; stop it with `chorus ctl shutdown`, or give this one another --control-socket (or --no-control-socket)",
+        .0.display()
+    )]
+    ControlSocketInUse(PathBuf),
+    /// Something that is not a socket is at the control socket's path; it is left alone.
+    #[error("{} exists and is not a socket; remove it, or pass another --control-socket", .0.display())]
+    ControlSocketNotASocket(PathBuf),
+    /// The control socket could not be checked or bound.
+    #[error("cannot open the control socket {}: {source}; pass another --control-socket", path.display())]
+    ControlSocket {
+        /// Its path.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// The listener failed.
     #[error("server i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -87,12 +112,19 @@ pub struct AppState {
     config: Arc<ServerConfig>,
     /// Cancelled when in-flight streams must end (shutdown timeout passed).
     abort: CancellationToken,
+    /// HTTP requests answered, for the control socket's status.
+    requests: Arc<AtomicU64>,
 }
 
 impl AppState {
     /// State over an engine.
     pub fn new(engine: Engine, config: ServerConfig) -> Self {
-        Self { engine, config: Arc::new(config), abort: CancellationToken::new() }
+        Self {
+            engine,
+            config: Arc::new(config),
+            abort: CancellationToken::new(),
+            requests: Arc::new(AtomicU64::new(0)),
+        }
     }
 }
 
@@ -108,6 +140,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
+        .merge(openapi::routes())
         .merge(protected)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -122,13 +155,14 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `chorus_requests_total{endpoint,status}`.
+/// `chorus_requests_total{endpoint,status}`, and the total the control socket reports.
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let endpoint =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     let labels = RequestLabels { endpoint, status: response.status().as_u16() };
     state.engine.metrics().requests.get_or_create(&labels).inc();
+    state.requests.fetch_add(1, Ordering::Relaxed);
     response
 }
 
@@ -144,16 +178,46 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    run_with_control(listener, None, engine, config, shutdown).await
+}
+
+/// [`run`], with a control socket when `control` is set: it answers
+/// `GET /status` until the HTTP server has stopped, its `POST /shutdown`
+/// starts the same graceful shutdown as `shutdown` resolving, and its file is
+/// removed before this returns.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_control(
+    listener: TcpListener,
+    control: Option<ControlSocket>,
+    engine: Engine,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let addr = listener.local_addr()?;
     config.check_bind(addr)?;
     let timeout = config.shutdown_timeout;
     let state = AppState::new(engine, config);
     let abort = state.abort.clone();
     let draining = CancellationToken::new();
+    // Stops the control socket once the HTTP server has stopped.
+    let stopped = CancellationToken::new();
+    let control = control.map(|socket| {
+        let control_state = control::ControlState {
+            app: state.clone(),
+            url: format!("http://{addr}").into(),
+            shutdown: draining.clone(),
+        };
+        socket.serve(control_state, stopped.clone())
+    });
     let signal = {
         let draining = draining.clone();
         async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                () = draining.cancelled() => {}
+            }
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
             draining.cancel();
         }
@@ -169,8 +233,18 @@ pub async fn run(
         }
     });
     tracing::info!(%addr, "listening");
-    axum::serve(listener, app(state)).with_graceful_shutdown(signal).await?;
+    let served = axum::serve(listener, app(state)).with_graceful_shutdown(signal).await;
     abort.cancel();
+    stopped.cancel();
+    if let Some(mut task) = control {
+        // The task removes the socket file when it ends (or is aborted);
+        // a client still connected gets its answer first.
+        if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+    served?;
     tracing::info!("server stopped");
     Ok(())
 }

@@ -163,9 +163,10 @@ impl Connection {
                 self.pending.clear();
                 Ok(WsResponse::Subscribed { session_id: session.to_string() })
             }
-            Request::Prompt { content, priority, max_tokens, ignore_eos } => {
+            Request::Prompt { content, priority, max_tokens, ignore_eos, tool_choice } => {
                 let session = self.session()?;
-                let options = crate::api::prompt_options(priority, max_tokens, ignore_eos, "payload.max_tokens")?;
+                let options =
+                    crate::api::prompt_options(priority, max_tokens, ignore_eos, tool_choice, "payload.max_tokens")?;
                 let ticket = engine.prompt(&session, content, options).await?;
                 if let Some(id) = id {
                     self.pending.insert(ticket.prompt_id.clone(), id);
@@ -181,10 +182,13 @@ impl Connection {
                 let (cancelled, dropped) = engine.cancel(&session).await?;
                 Ok(WsResponse::Cancelled { cancelled, dropped })
             }
-            Request::PermissionReply { request_id, .. } => Err(ApiError::invalid(
-                Some("payload.request_id".into()),
-                format!("no permission request `{request_id}` is waiting for a reply"),
-            )),
+            Request::PermissionReply { request_id, allow } => {
+                let session = self.session()?;
+                engine
+                    .reply_permission(&session, &request_id, allow)
+                    .map_err(|e| ApiError::invalid(Some("payload.request_id".into()), e.to_string()))?;
+                Ok(WsResponse::PermissionRecorded { request_id, allow })
+            }
         }
     }
 

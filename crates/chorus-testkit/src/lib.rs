@@ -16,7 +16,7 @@ mod vocab;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-pub use model::{ModelSpec, WeightType, write_model};
+pub use model::{ModelSpec, Script, WeightType, write_model};
 pub use quantize::{QuantType, quantize};
 
 /// Errors of this crate.
@@ -66,16 +66,26 @@ impl TestkitError {
 /// When the model cannot be written (an unwritable temporary directory): test support only.
 pub fn tiny_model_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let spec = ModelSpec::tiny();
-        let key = format!("{}:{spec:?}", env!("CARGO_PKG_VERSION"));
-        let path = std::env::temp_dir().join(format!("chorus-testkit-{:016x}.gguf", fnv1a(&key)));
-        if let Err(e) = write_model(&spec, &path) {
-            panic!("chorus-testkit: cannot write the tiny test model to {}: {e}", path.display());
-        }
-        path
-    })
-    .clone()
+    PATH.get_or_init(|| cached_model(&ModelSpec::tiny())).clone()
+}
+
+/// The path of [`ModelSpec::scripted`] written as a GGUF file, cached like [`tiny_model_path`].
+///
+/// # Panics
+/// When the model cannot be written: test support only.
+pub fn scripted_model_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| cached_model(&ModelSpec::scripted())).clone()
+}
+
+/// Writes `spec` to `temp_dir()/chorus-testkit-<hash>.gguf` and returns the path.
+fn cached_model(spec: &ModelSpec) -> PathBuf {
+    let key = format!("{}:{spec:?}", env!("CARGO_PKG_VERSION"));
+    let path = std::env::temp_dir().join(format!("chorus-testkit-{:016x}.gguf", fnv1a(&key)));
+    if let Err(e) = write_model(spec, &path) {
+        panic!("chorus-testkit: cannot write the test model to {}: {e}", path.display());
+    }
+    path
 }
 
 /// 64-bit FNV-1a: a hash that is stable across processes and Rust versions (unlike

@@ -2,6 +2,7 @@
 //! and tensor layout llama.cpp expects for `LLM_ARCH_LLAMA` (`src/models/llama.cpp` in the
 //! vendored llama.cpp), seeded weights, and the file itself through candle's GGUF writer.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -84,6 +85,28 @@ pub struct ModelSpec {
     pub dtype: WeightType,
     /// Jinja chat template stored as `tokenizer.chat_template`, if any.
     pub chat_template: Option<String>,
+    /// When set, the weights make a deterministic bigram model instead of a random one (see
+    /// [`Script`]); needs `n_embd` of at least 257.
+    pub script: Option<Script>,
+}
+
+/// Weights that turn the model into a bigram table, so tests can make it write a chosen text:
+/// the embedding of byte token `b` is the unit vector `b`, every other token's is the unit
+/// vector 256, every attention output and feed-forward down projection is
+/// zero (each block adds nothing to the residual stream), and the output matrix scores the
+/// next token from the current one alone. With greedy sampling, or any sampling (the margins
+/// are large), the model then continues:
+///
+/// * after a byte listed in [`chains`](Script::chains), the byte that follows it there, and
+///   after a chain's last byte the end-of-generation token;
+/// * otherwise, and wherever a grammar forbids that choice, by a fixed preference: `<|im_end|>`,
+///   then `"`, `:`, `}`, `,`, then any other byte, then merged tokens, with whitespace last.
+///
+/// So under a JSON grammar the model writes compact JSON whose free strings follow the chains.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Script {
+    /// Byte chains; a byte may start or sit in several chains only with the same successor.
+    pub chains: Vec<String>,
 }
 
 impl ModelSpec {
@@ -101,6 +124,25 @@ impl ModelSpec {
             seed: 0x5eed,
             dtype: WeightType::F32,
             chat_template: Some(vocab::TOOLS_CHATML_TEMPLATE.to_owned()),
+            script: None,
+        }
+    }
+
+    /// A scripted model for agent-loop tests (see [`Script`]): 320-wide, 1 layer, F32. Under a
+    /// grammar that forces a call with one string argument it writes `"notes.md"` as that
+    /// string; answering freely after a chat turn's `\n` it writes `OK` and stops.
+    pub fn scripted() -> Self {
+        Self {
+            n_embd: 320,
+            n_layer: 1,
+            n_head: 8,
+            n_head_kv: 8,
+            n_ff: 64,
+            n_ctx_train: 4096,
+            seed: 0x5c41,
+            dtype: WeightType::F32,
+            chat_template: Some(vocab::TOOLS_CHATML_TEMPLATE.to_owned()),
+            script: Some(Script { chains: vec!["\"notes.md".into(), "\nOK".into()] }),
         }
     }
 
@@ -118,6 +160,7 @@ impl ModelSpec {
             seed: 0xbe4c,
             dtype: WeightType::F16,
             chat_template: Some(vocab::TOOLS_CHATML_TEMPLATE.to_owned()),
+            script: None,
         }
     }
 
@@ -150,6 +193,15 @@ impl ModelSpec {
         }
         if !self.n_head.is_multiple_of(self.n_head_kv) {
             return invalid("n_head must be a multiple of n_head_kv");
+        }
+        if let Some(script) = &self.script {
+            if self.n_embd < 257 {
+                return invalid("a scripted model needs n_embd of at least 257");
+            }
+            if self.dtype != WeightType::F32 {
+                return invalid("a scripted model is F32");
+            }
+            script.successors()?;
         }
         Ok(())
     }
@@ -253,6 +305,75 @@ fn random_values(seed: u64, index: u64, len: usize) -> Vec<f32> {
         .collect()
 }
 
+impl Script {
+    /// Successor of each chained byte (`None`: end of generation).
+    fn successors(&self) -> Result<BTreeMap<u8, Option<u8>>, TestkitError> {
+        let mut next = BTreeMap::new();
+        for chain in &self.chains {
+            let bytes = chain.as_bytes();
+            for (i, &b) in bytes.iter().enumerate() {
+                let successor = bytes.get(i + 1).copied();
+                if next.insert(b, successor).is_some_and(|old| old != successor) {
+                    return Err(TestkitError::InvalidSpec(format!(
+                        "script byte {:?} has two different successors",
+                        char::from(b)
+                    )));
+                }
+            }
+        }
+        Ok(next)
+    }
+}
+
+/// A scripted model's tensor (see [`Script`]); candle's row-major order, outermost first.
+fn scripted_values(script: &Script, spec: &ModelSpec, desc: &TensorDesc, len: usize) -> Result<Vec<f32>, TestkitError> {
+    let n_embd = spec.n_embd as usize;
+    let vocab = vocab::get();
+    let n_vocab = vocab.tokens.len();
+    let eos = vocab.tokens.iter().position(|t| t == vocab::IM_END_TEXT).unwrap_or(n_vocab - 1);
+    let mut values = vec![0.0_f32; len];
+    if desc.name == "token_embd.weight" {
+        // [n_vocab][n_embd]: byte token t is the unit vector t, every other token unit vector 256.
+        for t in 0..n_vocab {
+            values[t * n_embd + t.min(256)] = 1.0;
+        }
+    } else if desc.name == "output.weight" {
+        // [n_vocab][n_embd]: the logit of token j after token t is values[j][t] (times the
+        // normed one-hot's sqrt(n_embd)).
+        let preference = |j: usize| -> f32 {
+            if j == eos {
+                return 5.0;
+            }
+            match u8::try_from(j).ok() {
+                Some(b'"') => 4.0,
+                Some(b':') => 3.0,
+                Some(b'}') => 2.0,
+                Some(b',') => 1.0,
+                Some(b' ' | b'\n' | b'\t' | b'\r') => -5.0,
+                Some(_) => 0.0,
+                // Merged and special tokens come after single bytes, those with whitespace last
+                // (GPT-2's byte-to-unicode spelling: `Ġ` space, `Ċ` newline, `ĉ` tab, `č` CR).
+                None if vocab.tokens[j].contains(['Ġ', 'Ċ', 'ĉ', 'č']) => -5.0,
+                None => -1.0,
+            }
+        };
+        let next = script.successors()?;
+        for j in 0..n_vocab {
+            for t in 0..=256 {
+                values[j * n_embd + t] = preference(j);
+            }
+        }
+        for (byte, successor) in next {
+            let j = successor.map_or(eos, usize::from);
+            values[j * n_embd + usize::from(byte)] += 10.0;
+        }
+    } else if !(desc.name.ends_with("attn_output.weight") || desc.name.ends_with("ffn_down.weight")) {
+        // Query, key, value, gate and up projections do not matter (their blocks output zero).
+        return Ok(random_values(spec.seed, 0, len));
+    }
+    Ok(values)
+}
+
 /// Builds one tensor's data in candle's quantized-tensor form. candle's shapes list dimensions
 /// outermost first, the reverse of ggml's order; its GGUF writer reverses them back.
 fn build_tensor(spec: &ModelSpec, index: usize, desc: &TensorDesc) -> Result<QTensor, TestkitError> {
@@ -266,6 +387,8 @@ fn build_tensor(spec: &ModelSpec, index: usize, desc: &TensorDesc) -> Result<QTe
     let len: usize = dims.iter().product();
     let (values, dtype) = if desc.is_norm {
         (vec![1.0_f32; len], GgmlDType::F32)
+    } else if let Some(script) = &spec.script {
+        (scripted_values(script, spec, desc, len)?, GgmlDType::F32)
     } else {
         let index = u64::try_from(index).unwrap_or(u64::MAX);
         (random_values(spec.seed, index, len), spec.dtype.ggml_dtype())

@@ -1,7 +1,8 @@
 //! [`TestServer`]: the real `chorus serve` process on `127.0.0.1:0`, for
 //! end-to-end tests. It waits for the `chorus listening on URL` line, keeps the
 //! server's stderr in a file for failure messages, and kills the process on
-//! drop.
+//! drop. Its control socket is in a temp dir of its own (the server's
+//! `XDG_RUNTIME_DIR`), never the user's.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,14 +15,18 @@ pub struct TestServer {
     child: Child,
     /// Base URL, such as `http://127.0.0.1:40123`.
     pub url: String,
+    /// The control socket, unless ARGS hold `--no-control-socket`.
+    pub control_socket: Option<PathBuf>,
     stderr: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestServer {
     /// Start `bin serve --port 0 ARGS…` and wait until it listens (at most 60 s).
     /// Its session store is a SQLite file in a temp dir of its own unless ARGS
-    /// name a `--database-url`.
+    /// name a `--database-url`; that dir is also its `XDG_RUNTIME_DIR`, so its
+    /// control socket is `DIR/chorus/chorus.sock` unless ARGS name a
+    /// `--control-socket`.
     ///
     /// # Panics
     /// When the server does not start; the message holds its stderr.
@@ -29,11 +34,19 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir for the server's logs");
         let stderr = dir.path().join("stderr.log");
         let err_file = std::fs::File::create(&stderr).expect("server stderr file");
+        let control_socket = if args.contains(&"--no-control-socket") {
+            None
+        } else {
+            let flag = args.iter().position(|a| *a == "--control-socket").and_then(|i| args.get(i + 1));
+            Some(flag.map_or_else(|| dir.path().join("chorus").join("chorus.sock"), PathBuf::from))
+        };
         let mut child = Command::new(bin)
             .arg("serve")
             .args(["--port", "0"])
             .args(args)
             .env_remove("CHORUS_API_KEY")
+            .env_remove("CHORUS_CONTROL_SOCKET")
+            .env("XDG_RUNTIME_DIR", dir.path())
             .env("CHORUS_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("chorus.db").display()))
             .stdout(Stdio::piped())
             .stderr(err_file)
@@ -49,13 +62,19 @@ impl TestServer {
             }
         });
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => Self { child, url, stderr, _dir: dir },
+            Ok(url) => Self { child, url, control_socket, stderr, dir },
             Err(_) => {
                 let _ = child.kill();
                 let log = std::fs::read_to_string(&stderr).unwrap_or_default();
                 panic!("chorus serve did not start; its stderr:\n{log}");
             }
         }
+    }
+
+    /// The temp dir the server runs in: its `XDG_RUNTIME_DIR`, where its logs,
+    /// store and control socket are.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The process id.

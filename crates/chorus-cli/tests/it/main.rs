@@ -5,11 +5,14 @@
 #![allow(clippy::unwrap_used)] // a test that unwraps fails with the error, which is what it should do
 
 mod api;
+mod attach;
 mod cli;
 mod ctl;
+mod docs;
 mod errors;
 mod lifecycle;
 mod sessions;
+mod tools;
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,7 +32,8 @@ pub(crate) fn server(extra: &[&str]) -> TestServer {
     let model = model.to_str().expect("utf-8 temp path");
     let mut args = vec!["--model", model, "--alias", "tiny", "--threads", "2"];
     if !extra.contains(&"--ctx-size") {
-        args.extend_from_slice(&["--ctx-size", "4096"]);
+        // Session prompts carry the agent's tool definitions: ~1.5k tokens with the testkit's small BPE.
+        args.extend_from_slice(&["--ctx-size", "16384"]);
     }
     args.extend_from_slice(extra);
     TestServer::start(bin(), &args)

@@ -18,6 +18,7 @@ fn prompt(content: &str, max_tokens: u32) -> PromptRequest {
         priority: Priority::Normal,
         max_tokens: Some(max_tokens),
         ignore_eos: true,
+        tool_choice: None,
     }
 }
 
@@ -162,7 +163,8 @@ fn streamed_prompt_and_last_event_id_resume() {
         let kinds: Vec<&str> = streamed.iter().map(|e| e.event.kind()).collect();
         assert_eq!(kinds.first(), Some(&"message.start"), "{kinds:?}");
         assert_eq!(kinds.last(), Some(&"message.complete"), "{kinds:?}");
-        assert!(kinds[1..kinds.len() - 1].iter().all(|k| *k == "message.chunk"), "{kinds:?}");
+        assert_eq!(kinds.get(1), Some(&"agent.thinking"), "{kinds:?}");
+        assert!(kinds[2..kinds.len() - 1].iter().all(|k| *k == "message.chunk"), "{kinds:?}");
         let text: String = streamed
             .iter()
             .filter_map(|e| match &e.event {
@@ -470,5 +472,52 @@ fn the_simple_agent_api_uses_the_default_session() {
 
         let r = post("/request", serde_json::json!({"question": "x"})).await.unwrap();
         assert_eq!(r.status(), 400);
+    });
+}
+
+/// `kill -9` while a session streams, then restart on the same store: every message that was
+/// acknowledged before the kill is there, and the interrupted session is not left `busy`.
+#[test]
+fn kill_9_while_streaming_keeps_every_acknowledged_message() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", db_dir.path().join("chorus.db").display());
+    // One long sequence (a unified 64k-token cache) keeps the tiny model busy for seconds.
+    let flags = ["--database-url", &url, "--kv-unified", "--ctx-size", "65536"];
+    let mut srv = server(&flags);
+    let c = client(&srv.url, None);
+    let (id, acknowledged) = runtime().block_on(async {
+        let s = c.create_session(&CreateSessionRequest::default()).await.unwrap();
+        let mut acknowledged = Vec::new();
+        for i in 0..3 {
+            let answer = c.prompt(&s.id, &prompt(&format!("Question {i}"), 4)).await.unwrap();
+            acknowledged.push(answer);
+        }
+        // A long answer, killed mid-stream once a chunk has arrived.
+        let mut stream = c.prompt_stream(&s.id, &prompt("Tell me a long story", 60_000)).await.unwrap();
+        loop {
+            match stream.next().await.expect("the stream ended").expect("an event").event {
+                Event::MessageChunk { .. } => break,
+                _ => continue,
+            }
+        }
+        (s.id, acknowledged)
+    });
+    srv.signal("KILL");
+    assert!(srv.wait(Duration::from_secs(10)).is_some(), "the server did not die");
+
+    let srv = server(&flags);
+    let c = client(&srv.url, None);
+    runtime().block_on(async {
+        let messages = c.messages(&id).await.unwrap();
+        for answer in &acknowledged {
+            let stored = messages.iter().find(|m| m.id == answer.id).expect("an acknowledged answer is lost");
+            assert_eq!(stored.content, answer.content);
+        }
+        // 3 questions and answers, and the interrupted prompt's question (stored before its
+        // first chunk was sent).
+        assert!(messages.len() >= 7, "{messages:#?}");
+        assert_eq!(messages[6].content, "Tell me a long story");
+        let session = c.session(&id).await.unwrap();
+        assert_eq!(session.status, SessionStatus::Error, "an interrupted session is not left busy");
     });
 }

@@ -10,10 +10,16 @@
 //! (`<tool_call>\n{"name": …, "arguments": …}\n</tool_call>`), Llama 3.1+
 //! (`{"name": …, "parameters": …}` as the whole answer) and Mistral
 //! (`[TOOL_CALLS][{"name": …, "arguments": …}]`).
+//!
+//! The tools the server itself runs in the agent loop live in [`ToolRegistry`]
+//! (the [`Tool`] trait, permission policies) and [`builtin`].
 
+pub mod builtin;
 mod parse;
+mod registry;
 
 pub use parse::{ParsedOutput, ToolCallParser};
+pub use registry::{Permission, Tool, ToolContext, ToolError, ToolRegistry};
 
 use serde_json::{Value, json};
 

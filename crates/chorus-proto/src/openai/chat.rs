@@ -3,11 +3,12 @@
 //! `CreateChatCompletionStreamResponse`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{FinishReason, ObjectType, SamplingFields, Stop, StreamOptions, Usage};
 
 /// Body of `POST /v1/chat/completions`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     /// Model id from `GET /v1/models`; when absent the loaded model answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,7 +56,7 @@ pub struct ChatCompletionRequest {
 }
 
 /// `"function"`, the only tool type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolType {
     /// A function tool.
@@ -63,7 +64,7 @@ pub enum ToolType {
 }
 
 /// One entry of `tools` (OpenAI: `ChatCompletionTool`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tool {
     /// Always `function`.
     #[serde(rename = "type")]
@@ -73,7 +74,7 @@ pub struct Tool {
 }
 
 /// A function the model may call (OpenAI: `FunctionObject`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionDefinition {
     /// 1 to 64 of `a-z A-Z 0-9 _ -`.
     pub name: String,
@@ -82,6 +83,7 @@ pub struct FunctionDefinition {
     pub description: Option<String>,
     /// A JSON schema object of the arguments; none means no arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Value>,
     /// Follow the schema exactly (chorus constrains every forced call by its schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,7 +92,7 @@ pub struct FunctionDefinition {
 
 /// `tool_choice` (OpenAI: `ChatCompletionToolChoiceOption`): a mode or a named function.
 /// Anything else fails to deserialize with a message that lists the accepted forms.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged, expecting = r#""none", "auto", "required" or {"type": "function", "function": {"name": …}}"#)]
 pub enum ToolChoice {
     /// `"none"`, `"auto"` or `"required"`.
@@ -100,7 +102,7 @@ pub enum ToolChoice {
 }
 
 /// The string forms of `tool_choice`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolChoiceMode {
     /// Never call a tool.
@@ -112,7 +114,7 @@ pub enum ToolChoiceMode {
 }
 
 /// `tool_choice` naming a function (OpenAI: `ChatCompletionNamedToolChoice`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NamedToolChoice {
     /// Always `function`.
     #[serde(rename = "type")]
@@ -122,14 +124,14 @@ pub struct NamedToolChoice {
 }
 
 /// `{"name": …}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionName {
     /// The function's name.
     pub name: String,
 }
 
 /// `response_format` (OpenAI: `ResponseFormatText`, `ResponseFormatJsonObject`, `ResponseFormatJsonSchema`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ResponseFormat {
     /// Free text.
@@ -144,7 +146,7 @@ pub enum ResponseFormat {
 }
 
 /// `response_format.json_schema` (OpenAI: `JSONSchema`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JsonSchemaFormat {
     /// The format's name, 1 to 64 of `a-z A-Z 0-9 _ -`.
     pub name: String,
@@ -153,6 +155,7 @@ pub struct JsonSchemaFormat {
     pub description: Option<String>,
     /// The JSON schema; none means any JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub schema: Option<serde_json::Value>,
     /// Follow the schema exactly (always the case in chorus: the grammar enforces it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,7 +163,7 @@ pub struct JsonSchemaFormat {
 }
 
 /// A call the model made (OpenAI: `ChatCompletionMessageToolCall`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ToolCall {
     /// The call's id; the `role: tool` message with its result names it in `tool_call_id`.
     pub id: String,
@@ -172,7 +175,7 @@ pub struct ToolCall {
 }
 
 /// The function part of a [`ToolCall`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCall {
     /// The function's name.
     pub name: String,
@@ -183,7 +186,7 @@ pub struct FunctionCall {
 /// A streamed piece of a tool call (OpenAI: `ChatCompletionMessageToolCallChunk`). The first
 /// piece of a call carries `id`, `type` and `function.name`; chorus sends each call whole, in
 /// one piece.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ToolCallChunk {
     /// Position of the call in the answer's `tool_calls`.
     pub index: u32,
@@ -199,7 +202,7 @@ pub struct ToolCallChunk {
 }
 
 /// The function part of a [`ToolCallChunk`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCallChunk {
     /// The function's name (first piece).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,7 +213,7 @@ pub struct FunctionCallChunk {
 }
 
 /// The author of a message (OpenAI: `role`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Instructions from the application.
@@ -238,7 +241,7 @@ impl Role {
 }
 
 /// One message of `messages`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatMessage {
     /// Who wrote it.
     pub role: Role,
@@ -271,7 +274,7 @@ impl ChatMessage {
 }
 
 /// `content` of a message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// Plain text.
@@ -281,7 +284,7 @@ pub enum MessageContent {
 }
 
 /// One content part of a message (OpenAI: `ChatCompletionRequestMessageContentPart*`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
     /// `{"type": "text", "text": "…"}`.
@@ -292,12 +295,13 @@ pub enum ContentPart {
     /// `{"type": "image_url", …}`: not supported by text models; answered with a 400.
     ImageUrl {
         /// The image reference as sent.
+        #[schema(value_type = Object)]
         image_url: serde_json::Value,
     },
 }
 
 /// Body of a non-streamed chat completion (OpenAI: `CreateChatCompletionResponse`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletion {
     /// `chatcmpl-…`, unique per request.
     pub id: String,
@@ -317,7 +321,7 @@ pub struct ChatCompletion {
 }
 
 /// One choice of a [`ChatCompletion`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatChoice {
     /// Position in `choices`.
     pub index: u32,
@@ -330,7 +334,7 @@ pub struct ChatChoice {
 }
 
 /// The message of a [`ChatChoice`] (OpenAI: `ChatCompletionResponseMessage`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: Role,
@@ -344,7 +348,7 @@ pub struct AssistantMessage {
 }
 
 /// One server-sent event of a streamed chat completion (OpenAI: `CreateChatCompletionStreamResponse`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionChunk {
     /// The same for every chunk of one request.
     pub id: String,
@@ -359,6 +363,7 @@ pub struct ChatCompletionChunk {
     /// `null` on every chunk but the last when `stream_options.include_usage`
     /// is set; absent otherwise.
     #[serde(default, skip_serializing_if = "ChunkUsage::is_absent")]
+    #[schema(value_type = Option<Usage>)]
     pub usage: ChunkUsage,
     /// As in [`ChatCompletion`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,7 +406,7 @@ impl From<ChunkUsage> for Option<Usage> {
 }
 
 /// One choice of a [`ChatCompletionChunk`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChunkChoice {
     /// Position in `choices`.
     pub index: u32,
@@ -414,7 +419,7 @@ pub struct ChunkChoice {
 }
 
 /// `delta` of a [`ChunkChoice`] (OpenAI: `ChatCompletionStreamResponseDelta`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Delta {
     /// `assistant` on the first chunk only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `stop`: up to 4 sequences where the API stops generating; the returned text
 /// never contains them (OpenAI: `CreateChatCompletionRequest.stop`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Stop {
     /// A single stop sequence.
@@ -27,7 +28,7 @@ impl Stop {
 }
 
 /// `stream_options` (OpenAI: `ChatCompletionStreamOptions`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StreamOptions {
     /// When true, one more chunk is streamed before `data: [DONE]` with an
     /// empty `choices` array and the request's `usage`; every other chunk then
@@ -41,7 +42,7 @@ pub struct StreamOptions {
 /// OpenAI's fields first, then llama.cpp's (`top_k`, `min_p`, `repeat_penalty`,
 /// `ignore_eos`), with llama-server's meaning. Absent fields take llama-server's
 /// defaults in the engine.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SamplingFields {
     /// Sampling temperature, 0 to 2; 0 means greedy decoding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +77,7 @@ pub struct SamplingFields {
 }
 
 /// Why generation ended (OpenAI: `finish_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// An end-of-generation token or a `stop` sequence.
@@ -88,7 +89,7 @@ pub enum FinishReason {
 }
 
 /// `usage` (OpenAI: `CompletionUsage`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     /// Tokens in the prompt (after the chat template).
     pub prompt_tokens: u32,
@@ -102,14 +103,14 @@ pub struct Usage {
 }
 
 /// `usage.prompt_tokens_details`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PromptTokensDetails {
     /// Prompt tokens whose KV cache was reused from an earlier request (prefix reuse).
     pub cached_tokens: u32,
 }
 
 /// Object type tag: serializes as a fixed string, used for the `object` fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum ObjectType {
     /// `"chat.completion"`.
     #[serde(rename = "chat.completion")]

@@ -2,11 +2,12 @@
 //! `CreateCompletionRequest`, `CreateCompletionResponse`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{FinishReason, ObjectType, SamplingFields, Stop, StreamOptions, Usage};
 
 /// Body of `POST /v1/completions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionRequest {
     /// Model id from `GET /v1/models`; when absent the loaded model answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,7 +41,7 @@ pub struct CompletionRequest {
 }
 
 /// `prompt` of a [`CompletionRequest`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Prompt {
     /// One prompt.
@@ -50,7 +51,7 @@ pub enum Prompt {
 }
 
 /// Body of a completion, and of each streamed completion event (OpenAI: `CreateCompletionResponse`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Completion {
     /// `cmpl-…`, the same for every streamed event of one request.
     pub id: String,
@@ -71,7 +72,7 @@ pub struct Completion {
 }
 
 /// One choice of a [`Completion`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionChoice {
     /// The generated text (streamed: the text this event adds).
     pub text: String,

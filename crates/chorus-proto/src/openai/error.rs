@@ -2,16 +2,17 @@
 //! (`{"error": {"message", "type", "param", "code"}}`, OpenAI: `ErrorResponse`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Body of every error response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorResponse {
     /// The error.
     pub error: ErrorBody,
 }
 
 /// The `error` object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// What went wrong, for people.
     pub message: String,

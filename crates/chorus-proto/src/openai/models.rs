@@ -1,11 +1,12 @@
 //! `GET /v1/models` and `GET /v1/models/{id}` (OpenAI: `ListModelsResponse`, `Model`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::ObjectType;
 
 /// A model the server can answer with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Model {
     /// The id to pass as `model`.
     pub id: String,
@@ -18,7 +19,7 @@ pub struct Model {
 }
 
 /// Body of `GET /v1/models`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelList {
     /// Always `"list"`.
     pub object: ObjectType,

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use chorus_engine::Agent;
 use chorus_proto::native;
+use chorus_proto::openai::ErrorResponse;
 
 use crate::{ApiError, AppState};
 
@@ -14,9 +15,20 @@ fn agent(a: &Agent) -> native::Agent {
         description: a.description.clone(),
         system_prompt: a.system_prompt.clone(),
         model: a.model.clone(),
+        tools: a.tools.clone(),
     }
 }
 
+/// What this server is
+///
+/// Version, uptime, loaded models, session store and agents.
+#[utoipa::path(
+    get,
+    path = "/api/v1/info",
+    operation_id = "getInfo",
+    tag = "health",
+    responses((status = 200, description = "The server", body = native::Info))
+)]
 pub(crate) async fn info(State(state): State<AppState>) -> Json<native::Info> {
     let engine = &state.engine;
     Json(native::Info {
@@ -28,10 +40,32 @@ pub(crate) async fn info(State(state): State<AppState>) -> Json<native::Info> {
     })
 }
 
+/// List the agents
+///
+/// The default agent first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents",
+    operation_id = "listAgents",
+    tag = "agents",
+    responses((status = 200, description = "The agents", body = native::AgentList))
+)]
 pub(crate) async fn list(State(state): State<AppState>) -> Json<native::AgentList> {
     Json(native::AgentList { object: "list".into(), data: state.engine.agents().iter().map(agent).collect() })
 }
 
+/// Retrieve an agent
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{name}",
+    operation_id = "retrieveAgent",
+    tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    responses(
+        (status = 200, description = "The agent", body = native::Agent),
+        (status = 404, description = "No such agent (`agent_not_found`)", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -8,6 +8,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use chorus_engine::EventFilter;
 use chorus_engine::store::SessionId;
+use chorus_proto::native;
+use chorus_proto::openai::ErrorResponse;
 use futures::StreamExt;
 
 use crate::{ApiError, AppState, sse};
@@ -28,11 +30,46 @@ fn stream(state: &AppState, filter: EventFilter, after: Option<i64>) -> Response
     }))
 }
 
+/// Watch every session's events
+///
+/// Server-sent events, one per logged event: `id:` its log id, `event:` its type, `data:` the
+/// `Event`. With `Last-Event-ID` (EventSource sends it when it reconnects) the events after
+/// that id are replayed from the log first, then the live ones follow.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    operation_id = "streamEvents",
+    tag = "events",
+    params(("Last-Event-ID" = Option<i64>, Header, description = "Replay the events after this log id first")),
+    responses(
+        (status = 200, description = "The event stream", body = native::Event, content_type = "text/event-stream"),
+        (status = 400, description = "`Last-Event-ID` is not an event id", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn all(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let after = last_event_id(&headers)?;
     Ok(stream(&state, EventFilter::All, after))
 }
 
+/// Watch one session's events
+///
+/// As `GET /api/v1/events`, for the events of one session.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}/events",
+    operation_id = "streamSessionEvents",
+    tag = "events",
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Replay the events after this log id first"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", body = native::Event, content_type = "text/event-stream"),
+        (status = 400, description = "`Last-Event-ID` is not an event id", body = ErrorResponse),
+        (status = 404, description = "No such session (`session_not_found`)", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn session(
     State(state): State<AppState>,
     Path(id): Path<String>,

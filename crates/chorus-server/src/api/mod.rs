@@ -1,5 +1,6 @@
 //! chorus's native API under `/api/v1`: health and info, sessions (CRUD,
-//! prompt, cancel, clear, messages), their event streams, and agents.
+//! prompt, cancel, clear, messages), their event streams, agents, and tools
+//! (list, execute, permission answers).
 //! Also the simple agent API for scripts (`POST /request`, `POST /clear`).
 //! Session work is the engine's; these handlers only translate.
 
@@ -7,13 +8,39 @@ mod agents;
 mod events;
 mod sessions;
 mod simple;
+mod tools;
 
 pub(crate) use sessions::prompt_options;
 
 use axum::Router;
 use axum::routing::{get, post};
+use utoipa::OpenApi;
 
 use crate::AppState;
+
+/// The OpenAPI description of [`routes`], merged into the server's document by `crate::openapi`.
+#[derive(OpenApi)]
+#[openapi(paths(
+    agents::info,
+    agents::list,
+    agents::retrieve,
+    sessions::create,
+    sessions::list,
+    sessions::retrieve,
+    sessions::delete,
+    sessions::messages,
+    sessions::prompt,
+    sessions::cancel,
+    sessions::clear,
+    events::session,
+    events::all,
+    simple::request,
+    simple::clear,
+    tools::list,
+    tools::execute,
+    tools::reply,
+))]
+pub(crate) struct ApiDoc;
 
 /// Routes that need an API key when the server has one.
 pub(crate) fn routes() -> Router<AppState> {
@@ -29,6 +56,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/sessions/{id}/clear", post(sessions::clear))
         .route("/api/v1/sessions/{id}/events", get(events::session))
         .route("/api/v1/events", get(events::all))
+        .route("/api/v1/tools", get(tools::list))
+        .route("/api/v1/tools/{name}/execute", post(tools::execute))
+        .route("/api/v1/sessions/{id}/permissions/{request_id}", post(tools::reply))
         .route("/request", post(simple::request))
         .route("/clear", post(simple::clear))
 }

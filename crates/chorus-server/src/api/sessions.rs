@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chorus_engine::store::{NewSession, SessionId};
 use chorus_engine::{EventFilter, Priority, PromptOptions, PromptOutcome, wire};
 use chorus_proto::native;
+use chorus_proto::openai::ErrorResponse;
 use futures::StreamExt;
 
 use crate::extract::AppJson;
@@ -21,7 +22,24 @@ pub(crate) fn view(state: &AppState, session: &chorus_engine::store::Session) ->
     wire::session(session, state.engine.queue_length(&session.id))
 }
 
-/// `POST /api/v1/sessions`; an empty body creates a session with defaults.
+/// Create a session
+///
+/// Every field of the body is optional; an empty body creates a session with the defaults.
+/// Announced as a `session.created` event.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions",
+    operation_id = "createSession",
+    tag = "sessions",
+    request_body(content = Option<native::CreateSessionRequest>, description = "The session's settings; may be empty"),
+    responses(
+        (status = 201, description = "The new session", body = native::Session),
+        (status = 400, description = "Invalid body, or no such agent (`agent_not_found`)", body = ErrorResponse),
+        (status = 404, description = "No such model (`model_not_found`)", body = ErrorResponse),
+        (status = 413, description = "The body is over the server's limit", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     body: axum::body::Bytes,
@@ -42,11 +60,37 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, &session))))
 }
 
+/// List the sessions
+///
+/// Most recently updated first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions",
+    operation_id = "listSessions",
+    tag = "sessions",
+    responses(
+        (status = 200, description = "The sessions", body = native::SessionList),
+        (status = 500, description = "Server error", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<native::SessionList>, ApiError> {
     let sessions = state.engine.store().list_sessions().await?;
     Ok(Json(native::SessionList { object: "list".into(), data: sessions.iter().map(|s| view(&state, s)).collect() }))
 }
 
+/// Retrieve a session
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}",
+    operation_id = "retrieveSession",
+    tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The session", body = native::Session),
+        (status = 404, description = "No such session (`session_not_found`)", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn retrieve(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -55,6 +99,22 @@ pub(crate) async fn retrieve(
     Ok(Json(view(&state, &session)))
 }
 
+/// Delete a session
+///
+/// Cancels its running prompt, drops its queue and deletes its messages; announced as a
+/// `session.deleted` event. Its events stay in the log.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions/{id}",
+    operation_id = "deleteSession",
+    tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The session is deleted", body = native::Deleted),
+        (status = 404, description = "No such session (`session_not_found`)", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -63,6 +123,21 @@ pub(crate) async fn delete(
     Ok(Json(native::Deleted { id, object: "session".into(), deleted: true }))
 }
 
+/// List a session's messages
+///
+/// Oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}/messages",
+    operation_id = "listMessages",
+    tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The messages", body = native::MessageList),
+        (status = 404, description = "No such session (`session_not_found`)", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn messages(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -73,6 +148,36 @@ pub(crate) async fn messages(
     Ok(Json(native::MessageList { object: "list".into(), data: messages.iter().map(wire::message).collect() }))
 }
 
+/// Send a prompt to a session
+///
+/// The prompt joins the session's queue (`high` priority before `normal`). The answer is, as
+/// the body asks: the stored assistant message once it is complete (JSON); with `stream: true`,
+/// this prompt's events as server-sent events, ending with `message.complete` or
+/// `message.error`; with `async: true`, `202` at once with the queue position, the answer then
+/// arriving as events (`GET /api/v1/sessions/{id}/events`). A client that disconnects does not
+/// cancel the prompt; `POST /api/v1/sessions/{id}/cancel` does.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{id}/prompt",
+    operation_id = "promptSession",
+    tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    request_body = native::PromptRequest,
+    responses(
+        (status = 200, description = "The stored answer (`application/json`), or with `stream: true` this prompt's \
+            events (`text/event-stream`: `id:` the event's log id, `event:` its type, `data:` an `Event`)",
+            content((native::Message = "application/json"), (native::Event = "text/event-stream"))),
+        (status = 202, description = "With `async: true`: the prompt is queued", body = native::PromptAccepted),
+        (status = 400, description = "Invalid body (such as empty `content`, `stream` with `async`, \
+            `max_tokens: 0`), or a prompt longer than the context", body = ErrorResponse),
+        (status = 404, description = "No such session (`session_not_found`), or no such model \
+            (`model_not_found`)", body = ErrorResponse),
+        (status = 409, description = "The prompt was cancelled before it was answered (`cancelled`)", body = ErrorResponse),
+        (status = 413, description = "The body is over the server's limit", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+        (status = 503, description = "The model cannot take work (shutting down)", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn prompt(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -87,6 +192,7 @@ pub(crate) fn prompt_options(
     priority: native::Priority,
     max_tokens: Option<u32>,
     ignore_eos: bool,
+    tool_choice: Option<chorus_proto::openai::ToolChoice>,
     max_tokens_param: &str,
 ) -> Result<PromptOptions, ApiError> {
     if max_tokens == Some(0) {
@@ -96,7 +202,7 @@ pub(crate) fn prompt_options(
         native::Priority::Normal => Priority::Normal,
         native::Priority::High => Priority::High,
     };
-    Ok(PromptOptions { priority, max_tokens, ignore_eos })
+    Ok(PromptOptions { priority, max_tokens, ignore_eos, tool_choice: crate::openai::tool_choice(tool_choice) })
 }
 
 /// Queue a prompt on a session and answer as it asks: SSE of its events,
@@ -109,7 +215,8 @@ pub(crate) async fn answer(
     if request.stream && request.is_async {
         return Err(ApiError::invalid(Some("async".into()), "`stream` and `async` cannot both be true"));
     }
-    let options = prompt_options(request.priority, request.max_tokens, request.ignore_eos, "max_tokens")?;
+    let options =
+        prompt_options(request.priority, request.max_tokens, request.ignore_eos, request.tool_choice, "max_tokens")?;
     // Subscribe before queueing, so the stream cannot miss the prompt's first event.
     let events = request.stream.then(|| state.engine.events().subscribe(EventFilter::Session(id.clone()), None));
     let ticket = state.engine.prompt(&id, request.content, options).await?;
@@ -161,6 +268,22 @@ pub(crate) async fn answer(
     }
 }
 
+/// Cancel a session's prompts
+///
+/// Cancels the running prompt (its partial answer is stored with `finish_reason: cancelled`)
+/// and drops the queued ones.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{id}/cancel",
+    operation_id = "cancelSession",
+    tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "What was cancelled", body = native::CancelResult),
+        (status = 404, description = "No such session (`session_not_found`)", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -169,6 +292,22 @@ pub(crate) async fn cancel(
     Ok(Json(native::CancelResult { session_id: id, cancelled, dropped }))
 }
 
+/// Clear a session
+///
+/// Deletes its messages; refused while it answers a prompt.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{id}/clear",
+    operation_id = "clearSession",
+    tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The session, now empty", body = native::Session),
+        (status = 404, description = "No such session (`session_not_found`)", body = ErrorResponse),
+        (status = 409, description = "The session is answering a prompt (`session_busy`)", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+    )
+)]
 pub(crate) async fn clear(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use chorus_engine::{FinishReason, GenerationEvent, GenerationStream, Usage};
 use chorus_proto::openai::{
     self as wire, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
-    ChunkChoice, ChunkUsage, Delta, ObjectType, Role,
+    ChunkChoice, ChunkUsage, Delta, ErrorResponse, ObjectType, Role,
 };
 use futures::StreamExt;
 
@@ -14,6 +14,30 @@ use super::{ResponseMeta, convert};
 use crate::extract::AppJson;
 use crate::{ApiError, AppState, sse};
 
+/// Create a chat completion
+///
+/// Answers the conversation in `messages` with the model's next message, as one JSON body or,
+/// with `stream: true`, as server-sent events: each `data:` line is a `ChatCompletionChunk`, and
+/// the last is `data: [DONE]`. An error after the stream started is sent as an `ErrorResponse`
+/// event before `[DONE]`.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    operation_id = "createChatCompletion",
+    tag = "openai",
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The completion (`application/json`), or its chunks as server-sent events \
+            (`text/event-stream`, with `stream: true`)",
+            content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream"))),
+        (status = 400, description = "Invalid request: malformed JSON, a bad field (named in `param`), \
+            or a prompt longer than the context (`context_length_exceeded`)", body = ErrorResponse),
+        (status = 404, description = "No such model (`model_not_found`)", body = ErrorResponse),
+        (status = 413, description = "The body is over the server's limit", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+        (status = 503, description = "The model cannot take work (shutting down)", body = ErrorResponse),
+    )
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     AppJson(req): AppJson<ChatCompletionRequest>,

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chorus_engine::{GenerationEvent, GenerationStream, Usage};
-use chorus_proto::openai::{Completion, CompletionChoice, CompletionRequest, ObjectType, Prompt};
+use chorus_proto::openai::{Completion, CompletionChoice, CompletionRequest, ErrorResponse, ObjectType, Prompt};
 use futures::StreamExt;
 use futures::stream::select_all;
 
@@ -14,6 +14,29 @@ use super::{ResponseMeta, convert};
 use crate::extract::AppJson;
 use crate::{ApiError, AppState, sse};
 
+/// Create a text completion
+///
+/// Continues `prompt` (one string, or several answered as `choices[i]` and decoded together),
+/// as one JSON body or, with `stream: true`, as server-sent events: each `data:` line is a
+/// `Completion` holding the text it adds, and the last is `data: [DONE]`.
+#[utoipa::path(
+    post,
+    path = "/v1/completions",
+    operation_id = "createCompletion",
+    tag = "openai",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "The completion (`application/json`), or its pieces as server-sent events \
+            (`text/event-stream`, with `stream: true`)",
+            content((Completion = "application/json"), (Completion = "text/event-stream"))),
+        (status = 400, description = "Invalid request: malformed JSON, a bad field (named in `param`), \
+            or a prompt longer than the context (`context_length_exceeded`)", body = ErrorResponse),
+        (status = 404, description = "No such model (`model_not_found`)", body = ErrorResponse),
+        (status = 413, description = "The body is over the server's limit", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+        (status = 503, description = "The model cannot take work (shutting down)", body = ErrorResponse),
+    )
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     AppJson(req): AppJson<CompletionRequest>,

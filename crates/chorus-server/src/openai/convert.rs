@@ -36,10 +36,7 @@ pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
     let tools = tools(req.tools)?;
     let tool_choice = match req.tool_choice {
         None if tools.is_empty() => ToolChoice::None,
-        None | Some(wire::ToolChoice::Mode(ToolChoiceMode::Auto)) => ToolChoice::Auto,
-        Some(wire::ToolChoice::Mode(ToolChoiceMode::None)) => ToolChoice::None,
-        Some(wire::ToolChoice::Mode(ToolChoiceMode::Required)) => ToolChoice::Required,
-        Some(wire::ToolChoice::Named(named)) => ToolChoice::Function(named.function.name),
+        choice => tool_choice(choice),
     };
     Ok(Plan {
         model: req.model,
@@ -55,6 +52,16 @@ pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
         stream,
         include_usage,
     })
+}
+
+/// OpenAI's `tool_choice` in the engine's terms; absent is `auto`.
+pub(crate) fn tool_choice(choice: Option<wire::ToolChoice>) -> ToolChoice {
+    match choice {
+        None | Some(wire::ToolChoice::Mode(ToolChoiceMode::Auto)) => ToolChoice::Auto,
+        Some(wire::ToolChoice::Mode(ToolChoiceMode::None)) => ToolChoice::None,
+        Some(wire::ToolChoice::Mode(ToolChoiceMode::Required)) => ToolChoice::Required,
+        Some(wire::ToolChoice::Named(named)) => ToolChoice::Function(named.function.name),
+    }
 }
 
 /// `tools` to function definitions; a function without `parameters` takes none.

@@ -7,12 +7,20 @@ mod completions;
 mod convert;
 mod models;
 
+pub(crate) use convert::tool_choice;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::{get, post};
+use utoipa::OpenApi;
 
 use crate::AppState;
+
+/// The OpenAPI description of [`routes`], merged into the server's document by `crate::openapi`.
+#[derive(OpenApi)]
+#[openapi(paths(chat::create, completions::create, models::list, models::retrieve))]
+pub(crate) struct ApiDoc;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use chorus_engine::ModelInfo;
-use chorus_proto::openai::{Model, ModelList, ObjectType};
+use chorus_proto::openai::{ErrorResponse, Model, ModelList, ObjectType};
 
 use crate::{ApiError, AppState};
 
@@ -11,11 +11,33 @@ fn wire(m: &ModelInfo) -> Model {
     Model { id: m.id.clone(), object: ObjectType::Model, created: m.created, owned_by: "chorus".into() }
 }
 
+/// List the models
+///
+/// The models this server answers with; pass an `id` as `model`.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    operation_id = "listModels",
+    tag = "openai",
+    responses((status = 200, description = "The loaded models", body = ModelList))
+)]
 pub(super) async fn list(State(state): State<AppState>) -> Json<ModelList> {
     let data = state.engine.models().iter().map(wire).collect();
     Json(ModelList { object: ObjectType::List, data })
 }
 
+/// Retrieve a model
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    operation_id = "retrieveModel",
+    tag = "openai",
+    params(("id" = String, Path, description = "The model's id, as `GET /v1/models` lists it")),
+    responses(
+        (status = 200, description = "The model", body = Model),
+        (status = 404, description = "No such model (`model_not_found`)", body = ErrorResponse),
+    )
+)]
 pub(super) async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
     let model = state.engine.model(Some(&id))?;
     Ok(Json(wire(model)))

@@ -1,4 +1,4 @@
-//! `chorus-testkit write --tiny|--bench [--q4_0] [--threads N] PATH`: writes a test or
+//! `chorus-testkit write --tiny|--scripted|--bench [--q4_0] [--threads N] PATH`: writes a test or
 //! benchmark model for scripts (the benchmark harness) to `PATH`.
 
 use std::path::{Path, PathBuf};
@@ -24,8 +24,11 @@ enum Command {
 #[derive(Args)]
 struct WriteArgs {
     /// The tiny test model (F32, under 1 MB).
-    #[arg(long, conflicts_with = "bench", required_unless_present = "bench")]
+    #[arg(long, conflicts_with_all = ["bench", "scripted"], required_unless_present_any = ["bench", "scripted"])]
     tiny: bool,
+    /// The scripted bigram model of agent-loop tests (F32, ~2 MB; see `ModelSpec::scripted`).
+    #[arg(long, conflicts_with = "bench")]
+    scripted: bool,
     /// The ~400M-parameter benchmark model (F16, ~0.8 GB).
     #[arg(long)]
     bench: bool,
@@ -51,7 +54,13 @@ fn main() -> ExitCode {
 }
 
 fn write(args: &WriteArgs) -> Result<(), TestkitError> {
-    let spec = if args.bench { ModelSpec::bench() } else { ModelSpec::tiny() };
+    let spec = if args.bench {
+        ModelSpec::bench()
+    } else if args.scripted {
+        ModelSpec::scripted()
+    } else {
+        ModelSpec::tiny()
+    };
     if args.q4_0 {
         let mut name = args.path.as_os_str().to_owned();
         name.push(".unquantized.tmp");
