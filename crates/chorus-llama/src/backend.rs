@@ -195,12 +195,17 @@ impl Backend for LlamaBackend {
     }
 
     fn generate(&self, request: ValidGenerateRequest) -> Result<GenerationStream, BackendError> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         let tokens = crate::prompt::tokenize(&self.model, &self.template, &request)?;
-        let grammar =
-            tools::constraint(&request.tools, &request.tool_choice, &request.response_format, self.info.tool_format)
-                .map(|c| crate::grammar::sampler(&self.model, &c))
-                .transpose()?;
+        let constraint =
+            tools::constraint(&request.tools, &request.tool_choice, &request.response_format, self.info.tool_format);
+        // A grammar that holds from the first token ends the answer when it is complete (only
+        // end-of-generation is allowed then); a lazy one (`tool_choice: auto`) may never apply,
+        // so `ignore_eos` keeps its meaning there.
+        if constraint.as_ref().is_some_and(|c| c.trigger.is_none()) {
+            request.sampling.ignore_eos = false;
+        }
+        let grammar = constraint.map(|c| crate::grammar::sampler(&self.model, &c)).transpose()?;
         let n_prompt = tokens.len() as u32;
         if n_prompt >= self.info.n_ctx_slot {
             return Err(BackendError::PromptTooLong { n_prompt, n_ctx: self.info.n_ctx_slot });

@@ -278,8 +278,7 @@ impl Worker<'_, '_> {
             self.slots[i].cache.truncate(reuse);
         }
         let reuse = self.slots[i].cache.len();
-        // A grammar ends the answer when it is complete (only end-of-generation is allowed then).
-        let ignore_eos = job.sampling.ignore_eos && job.grammar.is_none();
+        let ignore_eos = job.sampling.ignore_eos;
         let sampler = crate::sampler::build(&job.sampling, job.grammar, self.model.n_vocab(), &job.tokens);
         self.metrics.cached_prompt_tokens.inc_by(reuse as u64);
         self.slots[i].active = Some(Active {
