@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import openai
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -182,3 +183,18 @@ def chorus_server(chorus_model: Path, tmp_path_factory: pytest.TempPathFactory) 
         if line is not None:
             extra.append(line)
     assert not extra, f"chorus serve printed more than the listening line on stdout: {extra!r}"
+
+
+@pytest.fixture(scope="module")
+def client(chorus_server: str) -> Iterator[openai.OpenAI]:
+    """The official SDK on the server, with strict response validation: a field its pydantic
+    models require, a wrong type or an unknown enum value fails the test."""
+    c = openai.OpenAI(
+        base_url=chorus_server + "/v1",
+        api_key="unused",
+        _strict_response_validation=True,
+        max_retries=0,
+        timeout=120.0,
+    )
+    yield c
+    c.close()

@@ -8,7 +8,7 @@ counts, never on words.
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import openai
 import pytest
@@ -18,19 +18,6 @@ from typing_extensions import Literal
 
 FINISH_REASONS = {"stop", "length"}
 MESSAGES = [{"role": "user", "content": "Say something."}]
-
-
-@pytest.fixture(scope="module")
-def client(chorus_server: str) -> Iterator[openai.OpenAI]:
-    c = openai.OpenAI(
-        base_url=chorus_server + "/v1",
-        api_key="unused",
-        _strict_response_validation=True,
-        max_retries=0,
-        timeout=120.0,
-    )
-    yield c
-    c.close()
 
 
 def assert_usage(usage, max_tokens: int, finish_reason: str | None = None) -> None:

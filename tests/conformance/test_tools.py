@@ -8,7 +8,6 @@ random model cannot run past `max_tokens` inside an unbounded string.
 from __future__ import annotations
 
 import json
-from typing import Iterator
 
 import jsonschema
 import openai
@@ -49,19 +48,6 @@ class Forecast(BaseModel):
     days: int
     metric: bool
     note: str = Field(max_length=12)
-
-
-@pytest.fixture(scope="module")
-def client(chorus_server: str) -> Iterator[openai.OpenAI]:
-    c = openai.OpenAI(
-        base_url=chorus_server + "/v1",
-        api_key="unused",
-        _strict_response_validation=True,
-        max_retries=0,
-        timeout=120.0,
-    )
-    yield c
-    c.close()
 
 
 def test_required_tool_call_validates_against_schema(client: openai.OpenAI, model_id: str) -> None:

@@ -486,7 +486,7 @@ mod tests {
     fn call(name: &str, arguments: &str) -> ToolCall {
         ToolCall {
             id: "call_1".into(),
-            kind: "function".into(),
+            kind: chorus_proto::openai::ToolType::Function,
             function: FunctionCall { name: name.into(), arguments: arguments.into() },
         }
     }

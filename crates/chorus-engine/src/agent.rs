@@ -64,7 +64,9 @@ pub(crate) async fn answer(
     let tools = config.tools.definitions(agent.tools.as_deref());
     let context = ToolContext { work_dir: PathBuf::from(&session.work_dir) };
     let max_rounds = config.max_tool_rounds.max(1);
-    for round in 1..=max_rounds {
+    let mut round = 0;
+    loop {
+        round += 1;
         engine
             .inner
             .bus
@@ -84,11 +86,14 @@ pub(crate) async fn answer(
         request.sampling.ignore_eos = options.ignore_eos;
         if !tools.is_empty() {
             request.tools = tools.clone();
-            request.tool_choice = match round {
-                // The caller's choice holds for the first round; later rounds read results.
-                1 if round < max_rounds => options.tool_choice.clone(),
-                r if r == max_rounds => ToolChoice::None,
-                _ => ToolChoice::Auto,
+            // The caller's choice holds for the first round; later rounds read results; the last
+            // has no tools, so the loop always ends with an answer.
+            request.tool_choice = if round >= max_rounds {
+                ToolChoice::None
+            } else if round == 1 {
+                options.tool_choice.clone()
+            } else {
+                ToolChoice::Auto
             };
         }
         let stream = match engine.generate(session.model.as_deref().or(agent.model.as_deref()), request) {
@@ -125,8 +130,6 @@ pub(crate) async fn answer(
             }
         }
     }
-    // The last round runs with `tool_choice: none`, so it returned above.
-    fail(engine, id, prompt_id, EngineError::Backend(crate::BackendError::Unavailable)).await
 }
 
 fn chat_message(m: &Message) -> ChatMessage {
@@ -207,11 +210,10 @@ async fn run_call(
     cancel: &CancellationToken,
 ) -> Option<String> {
     let config = &engine.inner.sessions_config;
-    let permission = if offered { config.tools.permission(&call.name) } else { Permission::Allow };
     let granted: Result<(), ToolError> = if !offered {
         Err(ToolError::UnknownTool(call.name.clone()))
     } else {
-        match permission {
+        match config.tools.permission(&call.name) {
             Permission::Allow => Ok(()),
             Permission::Deny => {
                 Err(ToolError::PermissionDenied(format!("the server's policy for `{}` is deny", call.name)))

@@ -41,7 +41,7 @@ fn usage(u: TokenUsage) -> native::TokenUsage {
 pub fn tool_call(c: &ToolCall) -> native::ToolCall {
     native::ToolCall {
         id: c.id.clone(),
-        kind: "function".into(),
+        kind: chorus_proto::openai::ToolType::Function,
         function: native::FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
     }
 }

@@ -86,29 +86,9 @@ pub struct CreateSessionRequest {
     pub model: Option<String>,
 }
 
-/// A tool call in a stored assistant message, in OpenAI's shape
-/// (`ChatCompletionMessageToolCall`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[schema(as = native::ToolCall)]
-pub struct ToolCall {
-    /// The call's id.
-    pub id: String,
-    /// Always `"function"`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The function and its arguments.
-    pub function: FunctionCall,
-}
-
-/// The function part of a [`ToolCall`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[schema(as = native::FunctionCall)]
-pub struct FunctionCall {
-    /// The function's name.
-    pub name: String,
-    /// Its arguments, a JSON object as text.
-    pub arguments: String,
-}
+/// A tool call in a stored assistant message: OpenAI's own type
+/// (`ChatCompletionMessageToolCall`), so both APIs spell calls the same way.
+pub use crate::openai::{FunctionCall, ToolCall};
 
 /// A message of a session (`GET /api/v1/sessions/{id}/messages`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -450,13 +450,7 @@ fn attach_shows_tool_calls_and_asks_for_permission() {
 #[test]
 fn attach_answers_a_real_permission_request() {
     // The testkit's scripted model: forced to call `read_file`, it asks for `notes.md`, then says `OK`.
-    let model = chorus_testkit::scripted_model_path();
-    let model = model.to_str().expect("utf-8 temp path");
-    let args = ["--model", model, "--threads", "2", "--ctx-size", "8192", "--parallel", "2"];
-    let srv = chorus_testkit::server::TestServer::start(
-        bin(),
-        &[&args[..], &["--tool-permission", "read_file=ask", "--permission-timeout", "60"]].concat(),
-    );
+    let srv = crate::tools::scripted_server(&["--tool-permission", "read_file=ask", "--permission-timeout", "60"]);
     let c = client(&srv.url, None);
     let rt = runtime();
     let work = tempfile::tempdir().unwrap();
@@ -470,18 +464,7 @@ fn attach_answers_a_real_permission_request() {
     attach.wait_for("that it is attached", |_, err| err.contains("attached to session"));
 
     // Another client's prompt makes the model call the tool; attach is asked.
-    let prompt = PromptRequest {
-        content: "Read my notes.".into(),
-        stream: false,
-        is_async: false,
-        priority: Priority::Normal,
-        max_tokens: Some(64),
-        ignore_eos: false,
-        tool_choice: Some(chorus_proto::openai::ToolChoice::Named(chorus_proto::openai::NamedToolChoice {
-            kind: chorus_proto::openai::ToolType::Function,
-            function: chorus_proto::openai::FunctionName { name: "read_file".into() },
-        })),
-    };
+    let prompt = crate::tools::read_notes();
     let answer = rt.spawn({
         let c = c.clone();
         let id = session.id.clone();

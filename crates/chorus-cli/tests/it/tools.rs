@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::{bin, client, runtime};
 
 /// A server on the scripted model with extra flags.
-fn scripted_server(extra: &[&str]) -> TestServer {
+pub(crate) fn scripted_server(extra: &[&str]) -> TestServer {
     let model = chorus_testkit::scripted_model_path();
     let model = model.to_str().expect("utf-8 temp path");
     let mut args = vec!["--model", model, "--threads", "2", "--ctx-size", "8192", "--parallel", "2"];
@@ -26,7 +26,7 @@ fn scripted_server(extra: &[&str]) -> TestServer {
 }
 
 /// A prompt that forces the agent's first round to call `read_file`.
-fn read_notes() -> PromptRequest {
+pub(crate) fn read_notes() -> PromptRequest {
     PromptRequest {
         content: "Read my notes.".into(),
         stream: false,
@@ -325,24 +325,22 @@ write_file = "deny"
 fn a_bad_config_file_stops_the_server_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("chorus.toml");
-    std::fs::write(&config, "[[agents]]\nname = \"x\"\ntools = [\"fly\"]\n").unwrap();
     let model = chorus_testkit::scripted_model_path();
-    let out = std::process::Command::new(bin())
-        .args(["serve", "--port", "0", "--no-control-socket", "--model", model.to_str().unwrap()])
-        .args(["--config", config.to_str().unwrap()])
-        .env("CHORUS_DATABASE_URL", format!("sqlite://{}", dir.path().join("c.db").display()))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // `serve` with `config` as its configuration file: its exit code and stderr.
+    let serve = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let out = std::process::Command::new(bin())
+            .args(["serve", "--port", "0", "--no-control-socket", "--model", model.to_str().unwrap()])
+            .args(["--config", config.to_str().unwrap()])
+            .env("CHORUS_DATABASE_URL", format!("sqlite://{}", dir.path().join("c.db").display()))
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = serve("[[agents]]\nname = \"x\"\ntools = [\"fly\"]\n");
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("names the tool `fly`, which does not exist"), "{stderr}");
-    std::fs::write(&config, "[[agents]\n").unwrap();
-    let out = std::process::Command::new(bin())
-        .args(["serve", "--port", "0", "--no-control-socket", "--model", model.to_str().unwrap()])
-        .args(["--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = serve("[[agents]\n");
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("is not valid") && stderr.contains("chorus.toml"), "{stderr}");
 }

@@ -156,14 +156,7 @@ pub(super) fn finish(reason: FinishReason) -> wire::FinishReason {
 }
 
 fn tool_calls_wire(calls: &[chorus_engine::ToolCall]) -> Vec<wire::ToolCall> {
-    calls
-        .iter()
-        .map(|c| wire::ToolCall {
-            id: c.id.clone(),
-            kind: wire::ToolType::Function,
-            function: wire::FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
-        })
-        .collect()
+    calls.iter().map(chorus_engine::wire::tool_call).collect()
 }
 
 pub(super) fn usage_wire(u: Usage) -> wire::Usage {
