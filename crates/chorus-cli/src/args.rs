@@ -30,6 +30,9 @@ pub(crate) enum Command {
     /// Work in a server's session over its WebSocket: prompts from stdin, answers, tool calls
     /// and permission questions as they happen, with what other clients of the session do.
     Attach(AttachArgs),
+    /// MCP: serve chorus to an MCP client over stdio (Claude Desktop and others launch
+    /// `chorus mcp`), or `mcp list` the MCP servers whose tools chorus's agents use.
+    Mcp(McpArgs),
 }
 
 /// Which model to load and how (llama-server's flag names).
@@ -269,4 +272,29 @@ pub(crate) struct AttachArgs {
     /// Seconds to wait for the server when connecting.
     #[arg(long, default_value_t = 30)]
     pub(crate) timeout: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct McpArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<McpCommand>,
+    /// The server to bridge to (its `/mcp`); with none, and none answering at the default URL,
+    /// the model runs in this process (embedded mode).
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum McpCommand {
+    /// The MCP servers of the configuration (`[[mcp.servers]]` in chorus.toml): status and tools.
+    List {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
 }

@@ -8,6 +8,7 @@ mod chat;
 mod config;
 mod ctl;
 mod health;
+mod mcp;
 mod model;
 mod serve;
 mod sessions;
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
             Command::Sessions(a) => sessions::run(a).await.map(|()| true),
             Command::Ctl(a) => ctl::run(a).await.map(|()| true),
             Command::Attach(a) => attach::run(a).await.map(|()| true),
+            Command::Mcp(a) => mcp::run(a).await.map(|()| true),
         }
     });
     match result {

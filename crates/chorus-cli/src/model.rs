@@ -1,6 +1,7 @@
 //! Loading the engine for `serve` and embedded mode: resolve the model source
 //! (local file or Hugging Face hub download with a progress bar), load it with
-//! llama.cpp off the async runtime, and open the session store.
+//! llama.cpp off the async runtime, open the session store, and register the
+//! configuration's MCP servers as tool providers.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use chorus_engine::tools::ToolRegistry;
 use chorus_engine::{Engine, Metrics, SessionsConfig};
 use chorus_hub::{DownloadProgress, HubConfig, ModelSource};
 use chorus_llama::{LlamaBackend, LlamaConfig};
+use chorus_server::mcp::client::McpServer;
 use chorus_store::{SqlStore, StoreConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -89,10 +91,15 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
         tokio::task::spawn_blocking(move || LlamaBackend::load(&config, metrics)).await??
     };
     let store = open_store(args.database_url.as_deref()).await?;
-    let tools =
-        args.tool_permissions.iter().fold(file.apply_permissions(ToolRegistry::default())?, |tools, (name, policy)| {
-            tools.with_permission(name.clone(), *policy)
-        });
+    // The MCP servers start when their tools are first needed, not here.
+    let mut tools = ToolRegistry::default();
+    for server in file.mcp_servers() {
+        tools = tools.with_provider(Arc::new(McpServer::new(server.clone())?));
+    }
+    let tools = args
+        .tool_permissions
+        .iter()
+        .fold(file.apply_permissions(tools)?, |tools, (name, policy)| tools.with_permission(name.clone(), *policy));
     let agents = file.agents(&tools)?;
     let sessions = SessionsConfig {
         agents,

@@ -5,9 +5,10 @@
 //! at that address" from the server's own OpenAI-shaped errors, so callers can
 //! fall back or explain. [`ControlClient`] talks to a server's control socket.
 //! [`SessionSocket`] is a session's WebSocket (`/ws`), which also reconnects
-//! by itself.
+//! by itself. [`mcp::serve_stdio`] is `chorus mcp`'s bridge from MCP on stdio to a server's `/mcp`.
 
 mod control;
+pub mod mcp;
 mod sessions;
 mod ws;
 
@@ -114,6 +115,11 @@ impl Client {
     /// The base URL.
     pub fn url(&self) -> &str {
         &self.config.url
+    }
+
+    /// The API key sent as `Authorization: Bearer KEY`, if any.
+    pub fn api_key(&self) -> Option<&str> {
+        self.config.api_key.as_deref()
     }
 
     fn request(&self, method: reqwest::Method, path: &str, whole: bool) -> reqwest::RequestBuilder {

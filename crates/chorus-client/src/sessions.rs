@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use chorus_proto::native::{
-    CancelResult, CreateSessionRequest, Deleted, Event, Message, MessageList, PromptAccepted, PromptRequest, Session,
-    SessionList,
+    CancelResult, CreateSessionRequest, Deleted, Event, McpServerList, Message, MessageList, PromptAccepted,
+    PromptRequest, Session, SessionList,
 };
 use eventsource_stream::Eventsource;
 use futures::stream::BoxStream;
@@ -66,6 +66,15 @@ impl Client {
     pub async fn sessions(&self) -> Result<Vec<Session>, ClientError> {
         let list: SessionList = self.send_json(self.request(Method::GET, "/api/v1/sessions", true)).await?;
         Ok(list.data)
+    }
+
+    /// `GET /api/v1/mcp/servers`: the server's external MCP servers, in configuration order,
+    /// with their state and tools. The server starts those not started yet before it answers.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn mcp_servers(&self) -> Result<McpServerList, ClientError> {
+        self.send_json(self.request(Method::GET, "/api/v1/mcp/servers", true)).await
     }
 
     /// `GET /api/v1/sessions/{id}`.

@@ -7,7 +7,9 @@
 //! results are stored as `role: tool` messages, and the next round reads
 //! them. The loop ends when the model answers without calls; the last round
 //! allowed (`max_tool_rounds`) is generated with `tool_choice: none`, so it
-//! always ends in an answer.
+//! always ends in an answer. The tools are those of the registry when the
+//! prompt starts (built-ins, and the tools of providers such as MCP servers,
+//! which are started then if the agent may call their tools).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::session::{PromptOptions, PromptOutcome};
 use crate::store::{Message, NewMessage, SessionId, StoreError, TokenUsage};
-use crate::tools::{Permission, ToolCall, ToolChoice, ToolContext, ToolError};
+use crate::tools::{Permission, ToolCall, ToolChoice, ToolContext, ToolError, ToolSet};
 use crate::wire;
 use crate::{ChatMessage, Engine, EngineError, GenerateRequest, GenerationEvent, Prompt, Role, Usage};
 
@@ -61,7 +63,13 @@ pub(crate) async fn answer(
 
     let config = &engine.inner.sessions_config;
     let agent = engine.agents().iter().find(|a| a.name == session.agent).cloned().unwrap_or_default();
-    let tools = config.tools.definitions(agent.tools.as_deref());
+    // Providers (MCP servers) may have to start first: a cancel meanwhile ends the prompt.
+    let toolset = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return cancelled(engine, id, prompt_id, String::new()).await,
+        set = config.tools.tool_set(agent.tools.as_deref()) => set,
+    };
+    let tools = toolset.definitions();
     let context = ToolContext { work_dir: PathBuf::from(&session.work_dir) };
     let max_rounds = config.max_tool_rounds.max(1);
     let mut round = 0;
@@ -117,8 +125,7 @@ pub(crate) async fn answer(
                     return PromptOutcome::Store(e);
                 }
                 for call in tool_calls {
-                    let allowed = tools.iter().any(|t| t.name == call.name);
-                    let Some(output) = run_call(engine, id, prompt_id, &context, &call, allowed, cancel).await else {
+                    let Some(output) = run_call(engine, id, prompt_id, &toolset, &context, &call, cancel).await else {
                         return cancelled(engine, id, prompt_id, String::new()).await;
                     };
                     let result =
@@ -204,16 +211,17 @@ async fn run_call(
     engine: &Engine,
     id: &SessionId,
     prompt_id: &str,
+    toolset: &ToolSet,
     context: &ToolContext,
     call: &ToolCall,
-    offered: bool,
     cancel: &CancellationToken,
 ) -> Option<String> {
     let config = &engine.inner.sessions_config;
-    let granted: Result<(), ToolError> = if !offered {
+    // Only the prompt's tools run: a name the model made up is unknown.
+    let granted: Result<(), ToolError> = if toolset.get(&call.name).is_none() {
         Err(ToolError::UnknownTool(call.name.clone()))
     } else {
-        match config.tools.permission(&call.name) {
+        match toolset.permission(&call.name) {
             Permission::Allow => Ok(()),
             Permission::Deny => {
                 Err(ToolError::PermissionDenied(format!("the server's policy for `{}` is deny", call.name)))
@@ -235,7 +243,7 @@ async fn run_call(
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return None,
-                result = config.tools.call(context, &call.name, &call.arguments) => result,
+                result = toolset.call(context, &call.name, &call.arguments) => result,
             }
         }
         Err(e) => Err(e),

@@ -204,14 +204,15 @@ impl GenerateRequest {
             return Err(ValidationError::new("tools", "tools are only supported in chat completions"));
         }
         for (i, tool) in self.tools.iter().enumerate() {
+            // OpenAI's characters, plus the dot of MCP servers' tools (`SERVER.TOOL`).
             let valid_name = !tool.name.is_empty()
                 && tool.name.len() <= 64
-                && tool.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                && tool.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
             if !valid_name {
                 return Err(ValidationError::new(
                     "tools",
                     format!(
-                        "tools[{i}].function.name `{}` must be 1 to 64 letters, digits, underscores or dashes",
+                        "tools[{i}].function.name `{}` must be 1 to 64 letters, digits, underscores, dashes or dots",
                         tool.name
                     ),
                 ));

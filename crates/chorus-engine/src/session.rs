@@ -379,6 +379,35 @@ impl Engine {
         Ok((running, n))
     }
 
+    /// Cancel one prompt and leave the session's other prompts alone: the running one stops as
+    /// with [`Engine::cancel`] (its text so far is stored), a queued one is dropped (with its
+    /// `message.error`). Returns false when the prompt is neither running nor queued (it ended).
+    ///
+    /// # Errors
+    /// [`SessionError::NotFound`]; the store's error.
+    pub async fn cancel_prompt(&self, id: &SessionId, prompt_id: &str) -> Result<bool, SessionError> {
+        self.session(id).await?;
+        let queue = self.inner.sessions.queue(id);
+        let dropped = {
+            let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((running, token)) = &q.running
+                && running == prompt_id
+            {
+                token.cancel();
+                return Ok(true);
+            }
+            match q.waiting.iter().position(|p| p.prompt_id == prompt_id) {
+                Some(index) => q.waiting.remove(index),
+                None => return Ok(false),
+            }
+        };
+        if let Some(prompt) = dropped {
+            crate::agent::emit_error(self, id, &prompt.prompt_id, crate::agent::cancelled_error(), None).await;
+            let _ = prompt.done.send(PromptOutcome::Cancelled);
+        }
+        Ok(true)
+    }
+
     /// Delete a session's messages. Refused while it is answering.
     ///
     /// # Errors

@@ -281,6 +281,51 @@ pub struct ToolList {
     pub data: Vec<ToolInfo>,
 }
 
+/// What an MCP server of the configuration is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum McpServerStatus {
+    /// Not started yet: servers start when their tools are first needed.
+    Idle,
+    /// Starting: its process or connection is being set up, then `initialize` and `tools/list`.
+    Starting,
+    /// Up; its tools are the agents' tools.
+    Running,
+    /// It exited or its connection closed; it is restarted after a backoff delay (0.5 s doubling
+    /// up to 30 s). Its tools' calls fail meanwhile.
+    Restarting,
+    /// It could not start (`error` says why); the next need after the backoff delay tries again.
+    Failed,
+}
+
+/// An external MCP server whose tools join the agents' tools as `SERVER.TOOL`
+/// (`[[mcp.servers]]` in `chorus.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct McpServer {
+    /// Its name, the `SERVER` of its tools' names.
+    pub name: String,
+    /// How chorus reaches it: `stdio` (a child process) or `http` (streamable HTTP).
+    pub transport: String,
+    /// What it is doing.
+    pub status: McpServerStatus,
+    /// Its tools' full names (`SERVER.TOOL`), as last listed; empty before its first start.
+    pub tools: Vec<String>,
+    /// How many times it was restarted after exiting unexpectedly.
+    pub restarts: u32,
+    /// Its last failure (a start that failed, an unexpected exit); `null` when none since it
+    /// last came up.
+    pub error: Option<String>,
+}
+
+/// `GET /api/v1/mcp/servers`, in configuration order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct McpServerList {
+    /// Always `"list"`.
+    pub object: String,
+    /// The servers.
+    pub data: Vec<McpServer>,
+}
+
 /// Body of `POST /api/v1/tools/{name}/execute`: run a tool directly, outside any model turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ToolExecuteRequest {
@@ -468,7 +513,8 @@ pub enum Event {
         /// What went wrong, for people and for the model.
         error: String,
         /// A stable code: `permission_denied`, `permission_timeout`, `unknown_tool`,
-        /// `invalid_arguments`, `path_outside_work_dir`, `timeout` or `failed`.
+        /// `invalid_arguments`, `path_outside_work_dir`, `timeout`, `failed`, or `unavailable`
+        /// (the tool's MCP server is restarting or could not start).
         code: String,
     },
     /// A tool whose policy is `ask` waits for a client's answer: a WebSocket

@@ -1,8 +1,9 @@
 //! The HTTP face of chorus and the only crate that knows HTTP: the
 //! OpenAI-compatible API under `/v1`, the native session API under `/api/v1` and its WebSocket `/ws`,
 //! `GET /health` and `GET /metrics`, the OpenAPI document (`GET /openapi.json`, Swagger UI at
-//! `/docs`), API-key authentication, request logging, and graceful shutdown; and the control
-//! socket (`GET /status`, `POST /shutdown` on a Unix socket, for `chorus ctl`).
+//! `/docs`), the MCP server at `/mcp` ([`mcp`]: streamable HTTP, with Host and Origin checks
+//! against DNS rebinding), API-key authentication, request logging, and graceful shutdown; and
+//! the control socket (`GET /status`, `POST /shutdown` on a Unix socket, for `chorus ctl`).
 //!
 //! [`app`] builds the `Router` (tested in-process); [`run`] serves it on a
 //! listener the caller bound, until a shutdown future resolves;
@@ -15,6 +16,7 @@ mod control;
 mod error;
 mod extract;
 mod health;
+pub mod mcp;
 mod openai;
 mod openapi;
 mod sse;
@@ -53,11 +55,21 @@ pub struct ServerConfig {
     /// How long in-flight requests may run on after a shutdown signal before
     /// their streams are ended.
     pub shutdown_timeout: Duration,
+    /// The address the server listens on, which decides the `Host` and `Origin` headers `/mcp`
+    /// accepts (a loopback address: loopback names only; any other: no check, the API key
+    /// protects it). [`run`] sets it from its listener; `None`, for an [`app`] served some other
+    /// way (in-process tests), counts as a loopback address on an unknown port.
+    pub bind: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { api_keys: Vec::new(), body_limit: 16 * 1024 * 1024, shutdown_timeout: Duration::from_secs(10) }
+        Self {
+            api_keys: Vec::new(),
+            body_limit: 16 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(10),
+            bind: None,
+        }
     }
 }
 
@@ -112,6 +124,8 @@ pub struct AppState {
     config: Arc<ServerConfig>,
     /// Cancelled when in-flight streams must end (shutdown timeout passed).
     abort: CancellationToken,
+    /// The `/mcp` sessions, closed at shutdown once none of their requests is in flight.
+    mcp: mcp::McpSessions,
     /// HTTP requests answered, for the control socket's status.
     requests: Arc<AtomicU64>,
 }
@@ -119,10 +133,12 @@ pub struct AppState {
 impl AppState {
     /// State over an engine.
     pub fn new(engine: Engine, config: ServerConfig) -> Self {
+        let abort = CancellationToken::new();
         Self {
             engine,
             config: Arc::new(config),
-            abort: CancellationToken::new(),
+            mcp: mcp::McpSessions::new(abort.child_token()),
+            abort,
             requests: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -142,6 +158,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/health", get(health::health))
         .merge(openapi::routes())
         .merge(protected)
+        // Its own Host/Origin check first, then the API key.
+        .merge(mcp::routes(&state))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
@@ -197,6 +215,7 @@ pub async fn run_with_control(
 ) -> Result<(), ServerError> {
     let addr = listener.local_addr()?;
     config.check_bind(addr)?;
+    let config = ServerConfig { bind: Some(addr), ..config };
     let timeout = config.shutdown_timeout;
     let state = AppState::new(engine, config);
     let abort = state.abort.clone();
@@ -230,6 +249,16 @@ pub async fn run_with_control(
             tokio::time::sleep(timeout).await;
             tracing::warn!("shutdown timeout passed; ending open streams");
             abort.cancel();
+        }
+    });
+    // MCP clients hold a stream open between calls: their sessions end once no `POST` to
+    // `/mcp` is in flight, so idle clients do not hold the shutdown.
+    tokio::spawn({
+        let draining = draining.clone();
+        let sessions = state.mcp.clone();
+        async move {
+            draining.cancelled().await;
+            sessions.close_when_idle().await;
         }
     });
     tracing::info!(%addr, "listening");

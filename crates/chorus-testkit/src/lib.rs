@@ -6,8 +6,11 @@
 //! - [`quantize()`]: `llama_model_quantize` from `llama-cpp-sys-2`;
 //! - [`tiny_model_path`]: the tiny model, written once per process;
 //! - the tokenizer inside every model is a GPT-2-style byte-level BPE with ChatML specials
-//!   (`<|endoftext|>` BOS, `<|im_start|>`, `<|im_end|>` EOS).
+//!   (`<|endoftext|>` BOS, `<|im_start|>`, `<|im_end|>` EOS);
+//! - [`mcp_server`]: a small stdio MCP server (`chorus-testkit mcp-server`) for the tests of
+//!   chorus as an MCP client.
 
+pub mod mcp_server;
 mod model;
 mod quantize;
 pub mod server;

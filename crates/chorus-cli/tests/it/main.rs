@@ -11,6 +11,8 @@ mod ctl;
 mod docs;
 mod errors;
 mod lifecycle;
+mod mcp_client;
+mod mcp_server;
 mod sessions;
 mod tools;
 

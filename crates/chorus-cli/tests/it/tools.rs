@@ -41,7 +41,7 @@ pub(crate) fn read_notes() -> PromptRequest {
     }
 }
 
-async fn session_in(c: &Client, work_dir: &Path) -> String {
+pub(crate) async fn session_in(c: &Client, work_dir: &Path) -> String {
     let request = CreateSessionRequest {
         work_dir: Some(work_dir.to_str().expect("utf-8").to_owned()),
         ..CreateSessionRequest::default()
@@ -49,8 +49,8 @@ async fn session_in(c: &Client, work_dir: &Path) -> String {
     c.create_session(&request).await.unwrap().id
 }
 
-/// All events of a session until (and with) its `agent.idle`.
-async fn events_until_idle(
+/// All events of a session until (and with) its `agent.idle` (waiting at most 60 s for each).
+pub(crate) async fn events_until_idle(
     events: &mut (impl futures::Stream<Item = Result<EventItem, ClientError>> + Unpin),
 ) -> Vec<Event> {
     let mut seen = Vec::new();

@@ -356,7 +356,11 @@ impl Tool for RunCommand {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::tools::ToolRegistry;
+    use crate::tools::{ToolRegistry, ToolSet};
+
+    async fn builtins() -> ToolSet {
+        ToolRegistry::default().tool_set(None).await
+    }
 
     fn setup() -> (tempfile::TempDir, ToolContext) {
         let dir = tempfile::tempdir().unwrap();
@@ -370,7 +374,7 @@ mod tests {
     #[tokio::test]
     async fn file_tools_work_inside_the_work_dir() {
         let (_dir, cx) = setup();
-        let tools = ToolRegistry::default();
+        let tools = builtins().await;
         assert_eq!(tools.call(&cx, "read_file", r#"{"path": "notes.txt"}"#).await.unwrap(), "hello\nworld\n");
         assert_eq!(tools.call(&cx, "list_dir", "{}").await.unwrap(), "notes.txt\nsub/");
         let found = tools.call(&cx, "search_files", r#"{"pattern": "hel+o"}"#).await.unwrap();
@@ -385,7 +389,7 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
-        let tools = ToolRegistry::default();
+        let tools = builtins().await;
         let secret = outside.path().join("secret.txt");
         for args in [
             json!({"path": "../secret.txt"}),
@@ -408,7 +412,7 @@ mod tests {
     #[tokio::test]
     async fn run_command_reports_status_and_times_out() {
         let (_dir, cx) = setup();
-        let tools = ToolRegistry::default();
+        let tools = builtins().await;
         let out =
             tools.call(&cx, "run_command", r#"{"command": "cat notes.txt; echo oops >&2; exit 3"}"#).await.unwrap();
         assert_eq!(out, "exit status: 3\n[stdout]\nhello\nworld\n\n[stderr]\noops\n");
@@ -419,7 +423,7 @@ mod tests {
     #[tokio::test]
     async fn bad_arguments_are_tool_errors() {
         let (_dir, cx) = setup();
-        let tools = ToolRegistry::default();
+        let tools = builtins().await;
         assert_eq!(tools.call(&cx, "read_file", "{}").await.unwrap_err().code(), "invalid_arguments");
         assert_eq!(tools.call(&cx, "read_file", "[1]").await.unwrap_err().code(), "invalid_arguments");
         assert_eq!(tools.call(&cx, "nope", "{}").await.unwrap_err().code(), "unknown_tool");

@@ -12,21 +12,26 @@
 //! (`[TOOL_CALLS][{"name": …, "arguments": …}]`).
 //!
 //! The tools the server itself runs in the agent loop live in [`ToolRegistry`]
-//! (the [`Tool`] trait, permission policies) and [`builtin`].
+//! (the [`Tool`] trait, permission policies, the [`ToolSet`] of one prompt),
+//! [`builtin`], and the [`ToolProvider`]s whose tools are known once they run
+//! (external MCP servers, `SERVER.TOOL`).
 
 pub mod builtin;
 mod parse;
+mod provider;
 mod registry;
 
 pub use parse::{ParsedOutput, ToolCallParser};
-pub use registry::{Permission, Tool, ToolContext, ToolError, ToolRegistry};
+pub use provider::{ProviderState, ProviderStatus, ToolProvider};
+pub use registry::{Permission, Tool, ToolContext, ToolError, ToolRegistry, ToolSet, tool_matches};
 
 use serde_json::{Value, json};
 
 /// A function the model may call (OpenAI: `FunctionObject`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionDefinition {
-    /// The name the model calls it by: 1 to 64 of `a-z A-Z 0-9 _ -`.
+    /// The name the model calls it by: 1 to 64 of `a-z A-Z 0-9 _ - .` (the dot for MCP servers'
+    /// tools, `SERVER.TOOL`).
     pub name: String,
     /// What it does, for the model.
     pub description: Option<String>,

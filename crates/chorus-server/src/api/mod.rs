@@ -1,11 +1,12 @@
 //! chorus's native API under `/api/v1`: health and info, sessions (CRUD,
-//! prompt, cancel, clear, messages), their event streams, agents, and tools
-//! (list, execute, permission answers).
+//! prompt, cancel, clear, messages), their event streams, agents, tools
+//! (list, execute, permission answers), and the MCP servers whose tools join them.
 //! Also the simple agent API for scripts (`POST /request`, `POST /clear`).
 //! Session work is the engine's; these handlers only translate.
 
 mod agents;
 mod events;
+mod mcp;
 mod sessions;
 mod simple;
 mod tools;
@@ -39,6 +40,7 @@ use crate::AppState;
     tools::list,
     tools::execute,
     tools::reply,
+    mcp::list,
 ))]
 pub(crate) struct ApiDoc;
 
@@ -59,6 +61,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/tools", get(tools::list))
         .route("/api/v1/tools/{name}/execute", post(tools::execute))
         .route("/api/v1/sessions/{id}/permissions/{request_id}", post(tools::reply))
+        .route("/api/v1/mcp/servers", get(mcp::list))
         .route("/request", post(simple::request))
         .route("/clear", post(simple::clear))
 }

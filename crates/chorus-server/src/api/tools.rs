@@ -1,5 +1,6 @@
 //! The agent's tools over HTTP: `GET /api/v1/tools` (name, description,
-//! parameters, permission policy), `POST /api/v1/tools/{name}/execute` (run a
+//! parameters, permission policy; the built-ins, then the tools of the MCP
+//! servers, which are started if needed), `POST /api/v1/tools/{name}/execute` (run a
 //! tool directly, confined to a session's work dir), and
 //! `POST /api/v1/sessions/{id}/permissions/{request_id}` (answer a
 //! `tool.permission_request`, as the WebSocket's `permission_reply` does).
@@ -27,7 +28,9 @@ fn permission(p: Permission) -> native::Permission {
 
 /// List the tools
 ///
-/// Every tool agents can call, with its JSON schema and permission policy.
+/// Every tool agents can call, with its JSON schema and permission policy: the built-in tools,
+/// then those of the configured MCP servers (`SERVER.TOOL`), which are started if they are not
+/// running; a server that cannot start contributes none (`GET /api/v1/mcp/servers` says why).
 #[utoipa::path(
     get,
     path = "/api/v1/tools",
@@ -36,7 +39,7 @@ fn permission(p: Permission) -> native::Permission {
     responses((status = 200, description = "The tools", body = native::ToolList))
 )]
 pub(crate) async fn list(State(state): State<AppState>) -> Json<native::ToolList> {
-    let tools = state.engine.tools();
+    let tools = state.engine.tools().tool_set(None).await;
     let data = tools
         .tools()
         .iter()
@@ -76,7 +79,8 @@ pub(crate) async fn execute(
     Path(name): Path<String>,
     AppJson(request): AppJson<native::ToolExecuteRequest>,
 ) -> Result<Json<native::ToolExecuteResult>, ApiError> {
-    let tools = state.engine.tools();
+    // Only the provider the name belongs to is started, if needed.
+    let tools = state.engine.tools().tool_set(Some(std::slice::from_ref(&name))).await;
     if tools.get(&name).is_none() {
         return Err(ApiError::not_found("tool", format!("there is no tool `{name}`; GET /api/v1/tools lists them")));
     }

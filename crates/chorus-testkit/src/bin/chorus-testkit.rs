@@ -1,5 +1,7 @@
 //! `chorus-testkit write --tiny|--scripted|--bench [--q4_0] [--threads N] PATH`: writes a test or
 //! benchmark model for scripts (the benchmark harness) to `PATH`.
+//! `chorus-testkit mcp-server`: a small MCP server on stdin/stdout, for the tests of chorus as
+//! an MCP client (see `chorus_testkit::mcp_server`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +21,8 @@ struct Cli {
 enum Command {
     /// Write a model to PATH (GGUF, architecture llama).
     Write(WriteArgs),
+    /// Serve MCP on stdin/stdout: tools `lookup` (read-only) and `crash` (exits at once).
+    McpServer,
 }
 
 #[derive(Args)]
@@ -43,8 +47,11 @@ struct WriteArgs {
 }
 
 fn main() -> ExitCode {
-    let Command::Write(args) = Cli::parse().command;
-    match write(&args) {
+    let result = match Cli::parse().command {
+        Command::Write(args) => write(&args).map_err(|e| e.to_string()),
+        Command::McpServer => chorus_testkit::mcp_server::serve_stdio(),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chorus-testkit: {e}");
