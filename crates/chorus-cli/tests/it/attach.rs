@@ -453,8 +453,7 @@ fn attach_answers_a_real_permission_request() {
     let srv = crate::tools::scripted_server(&["--tool-permission", "read_file=ask", "--permission-timeout", "60"]);
     let c = client(&srv.url, None);
     let rt = runtime();
-    let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("notes.md"), "buy milk\n").unwrap();
+    let work = crate::tools::notes_dir();
     let request = chorus_proto::native::CreateSessionRequest {
         work_dir: Some(work.path().to_str().expect("utf-8").to_owned()),
         ..Default::default()

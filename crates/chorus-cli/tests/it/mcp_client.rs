@@ -15,7 +15,7 @@ use chorus_proto::openai::{FunctionName, NamedToolChoice, ToolChoice, ToolType};
 use chorus_testkit::mcp_server::lookup_text;
 use chorus_testkit::server::TestServer;
 
-use crate::tools::{events_until_idle, scripted_server, session_in};
+use crate::tools::{events_until_idle, notes_dir, scripted_server, session_in};
 use crate::{bin, client, runtime};
 
 /// The testkit binary, built next to `chorus` (`cargo test --workspace` builds it).
@@ -223,8 +223,7 @@ fn a_crashing_mcp_server_is_restarted_and_reported() {
 fn a_server_that_cannot_start_breaks_no_prompt() {
     let (srv, _config) = server_with_mcp();
     let c = client(&srv.url, None);
-    let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("notes.md"), "buy milk\n").unwrap();
+    let work = notes_dir();
     runtime().block_on(async {
         let servers = c.mcp_servers().await.unwrap().data;
         let ghost = server(&servers, "ghost");

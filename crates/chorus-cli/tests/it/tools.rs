@@ -41,6 +41,14 @@ pub(crate) fn read_notes() -> PromptRequest {
     }
 }
 
+/// A work dir holding `notes.md` ("buy milk\n"), the file the scripted model's forced
+/// `read_file` call names.
+pub(crate) fn notes_dir() -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("notes.md"), "buy milk\n").unwrap();
+    work
+}
+
 pub(crate) async fn session_in(c: &Client, work_dir: &Path) -> String {
     let request = CreateSessionRequest {
         work_dir: Some(work_dir.to_str().expect("utf-8").to_owned()),
@@ -82,8 +90,7 @@ fn roles(messages: &[Message]) -> Vec<&str> {
 fn session_loop_reads_a_file_and_answers() {
     let srv = scripted_server(&[]);
     let c = client(&srv.url, None);
-    let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("notes.md"), "buy milk\n").unwrap();
+    let work = notes_dir();
     runtime().block_on(async {
         let id = session_in(&c, work.path()).await;
         let mut events = c.events(Some(&id), None).await.unwrap();
@@ -172,8 +179,7 @@ fn a_symlink_out_of_the_work_dir_is_a_tool_error() {
 fn deny_refuses_and_the_model_is_told() {
     let srv = scripted_server(&["--tool-permission", "read_file=deny"]);
     let c = client(&srv.url, None);
-    let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("notes.md"), "buy milk\n").unwrap();
+    let work = notes_dir();
     runtime().block_on(async {
         let id = session_in(&c, work.path()).await;
         let mut events = c.events(Some(&id), None).await.unwrap();
@@ -199,8 +205,7 @@ fn deny_refuses_and_the_model_is_told() {
 fn ask_runs_the_tool_once_a_client_allows_it() {
     let srv = scripted_server(&["--tool-permission", "read_file=ask", "--permission-timeout", "60"]);
     let c = client(&srv.url, None);
-    let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("notes.md"), "buy milk\n").unwrap();
+    let work = notes_dir();
     runtime().block_on(async {
         let id = session_in(&c, work.path()).await;
         let mut events = c.events(Some(&id), None).await.unwrap();
@@ -239,8 +244,7 @@ fn ask_runs_the_tool_once_a_client_allows_it() {
 fn ask_without_an_answer_times_out_to_deny() {
     let srv = scripted_server(&["--tool-permission", "read_file=ask", "--permission-timeout", "1"]);
     let c = client(&srv.url, None);
-    let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("notes.md"), "buy milk\n").unwrap();
+    let work = notes_dir();
     runtime().block_on(async {
         let id = session_in(&c, work.path()).await;
         let mut events = c.events(Some(&id), None).await.unwrap();
@@ -306,8 +310,7 @@ write_file = "deny"
 
     // A session of the agent runs with its tools: the forced read works as with the default.
     let c = client(&srv.url, None);
-    let work = tempfile::tempdir().unwrap();
-    std::fs::write(work.path().join("notes.md"), "buy milk\n").unwrap();
+    let work = notes_dir();
     runtime().block_on(async {
         let request = CreateSessionRequest {
             work_dir: Some(work.path().to_str().unwrap().to_owned()),
