@@ -2,7 +2,10 @@
 //! `chorus_proto::ws`): [`SessionSocket`] sends prompts, cancels and
 //! permission replies, and yields what the server sends: the session's events
 //! with their log ids (whoever caused them), the answers to this client's
-//! requests, and errors.
+//! requests (for a prompt: `queued`, `text` chunks, `tool_call` /
+//! `tool_result` as its tools run, `complete`), and errors. Envelope
+//! timestamps are read as the server writes them (RFC 3339) or as Unix
+//! milliseconds; requests go out stamped in RFC 3339.
 //!
 //! When the connection drops, the socket reconnects by itself: up to
 //! [`RECONNECT_ATTEMPTS`] times with backoff (0.5 s, 1 s, 2 s), subscribing
@@ -19,11 +22,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chorus_proto::native::{Event, PromptRequest};
 use chorus_proto::openai::ErrorResponse;
-use chorus_proto::ws::{Envelope, EnvelopeType, Request, Response, WsError};
+use chorus_proto::ws::{Envelope, EnvelopeType, Request, Response, Timestamp, WsError};
 use futures::{SinkExt, Stream, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -111,8 +114,9 @@ impl SocketRequests {
 
     /// Send a prompt (`content`, `priority`, `max_tokens`, `ignore_eos`, `tool_choice`; the
     /// HTTP-only `stream` and `async` are ignored). The server answers
-    /// `queued` with the prompt's id, then `text` chunks and `complete`, or an
-    /// error; the session's events carry the same answer.
+    /// `queued` with the prompt's id, then `text` chunks, a `tool_call` and a
+    /// `tool_result` for each tool call, and `complete`, or an error; the
+    /// session's events carry the same answer.
     ///
     /// # Errors
     /// [`ClientError::Closed`] when the socket has stopped.
@@ -123,6 +127,8 @@ impl SocketRequests {
             max_tokens: prompt.max_tokens,
             ignore_eos: prompt.ignore_eos,
             tool_choice: prompt.tool_choice.clone(),
+            // The connection watches the session already.
+            session_id: None,
         })
     }
 
@@ -132,7 +138,7 @@ impl SocketRequests {
     /// # Errors
     /// [`ClientError::Closed`] when the socket has stopped.
     pub fn cancel(&self) -> Result<String, ClientError> {
-        self.send(&Request::Cancel)
+        self.send(&Request::Cancel { session_id: None })
     }
 
     /// Answer a `tool.permission_request` by its `request_id`.
@@ -140,7 +146,7 @@ impl SocketRequests {
     /// # Errors
     /// [`ClientError::Closed`] when the socket has stopped.
     pub fn permission_reply(&self, request_id: &str, allow: bool) -> Result<String, ClientError> {
-        self.send(&Request::PermissionReply { request_id: request_id.to_owned(), allow })
+        self.send(&Request::PermissionReply { request_id: request_id.to_owned(), allow, session_id: None })
     }
 
     fn send(&self, request: &Request) -> Result<String, ClientError> {
@@ -151,13 +157,10 @@ impl SocketRequests {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 fn request_text(id: &str, request: &Request) -> Result<String, ClientError> {
     let payload = serde_json::to_value(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let envelope = Envelope { kind: EnvelopeType::Request, id: Some(id.to_owned()), timestamp: now_ms(), payload };
+    let envelope =
+        Envelope { kind: EnvelopeType::Request, id: Some(id.to_owned()), timestamp: Some(Timestamp::now()), payload };
     serde_json::to_string(&envelope).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 

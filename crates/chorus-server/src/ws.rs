@@ -1,13 +1,14 @@
 //! `GET /ws?session_id=…`: the WebSocket face of sessions (protocol in
-//! `chorus_proto::ws`). A connection watches one session: it receives every
-//! event of that session as an `event` envelope, in log order, like every
-//! other client on that session; a prompt it sends is also answered with
-//! `response` envelopes under the request's id (`queued`, `text` chunks,
-//! `complete`) or an `error`.
+//! `chorus_proto::ws`, the AMCP seed's envelope). A connection watches one
+//! session, named in the URL, by a `subscribe`, or by the `session_id` of its
+//! first request that names one: it receives every event of that session as
+//! an `event` envelope, in log order, like every other client on that
+//! session; a prompt it sends is also answered with `response` envelopes
+//! under the request's id (`queued`, `text` chunks, `tool_call` /
+//! `tool_result` as its tools run, `complete`) or an `error`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -16,7 +17,7 @@ use axum::response::Response;
 use chorus_engine::EventFilter;
 use chorus_engine::store::{SessionId, StoreError, StoredEvent};
 use chorus_proto::native::Event;
-use chorus_proto::ws::{Envelope, EnvelopeType, Request, Response as WsResponse, WsError};
+use chorus_proto::ws::{Envelope, EnvelopeType, Request, Response as WsResponse, Timestamp, WsError};
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -53,18 +54,13 @@ pub(crate) async fn upgrade(
     Ok(ws.on_upgrade(move |socket| connection(state, socket, session, events)))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
+/// One envelope, stamped now, serialized once.
 fn envelope(kind: EnvelopeType, id: Option<String>, payload: impl serde::Serialize) -> WsMessage {
-    let envelope = Envelope {
-        kind,
-        id,
-        timestamp: now_ms(),
-        payload: serde_json::to_value(payload).unwrap_or(serde_json::Value::Null),
-    };
-    WsMessage::Text(serde_json::to_string(&envelope).unwrap_or_default().into())
+    let envelope = Envelope { kind, id, timestamp: Some(Timestamp::now()), payload };
+    match serde_json::to_string(&envelope) {
+        Ok(text) => WsMessage::Text(text.into()),
+        Err(e) => error(envelope.id, &ApiError::internal(e)),
+    }
 }
 
 fn error(id: Option<String>, e: &ApiError) -> WsMessage {
@@ -139,11 +135,9 @@ impl Connection {
             )];
         }
         let id = envelope.id;
-        let request: Request = match serde_json::from_value(envelope.payload) {
+        let request = match Request::from_payload(envelope.payload) {
             Ok(r) => r,
-            Err(e) => {
-                return vec![error(id, &ApiError::invalid(Some("payload".into()), format!("invalid request: {e}")))];
-            }
+            Err(e) => return vec![error(id, &ApiError::invalid(Some(e.param.to_owned()), e.message))],
         };
         match self.handle(request, id.clone()).await {
             Ok(response) => vec![envelope_response(id, response)],
@@ -152,19 +146,15 @@ impl Connection {
     }
 
     async fn handle(&mut self, request: Request, id: Option<String>) -> Result<WsResponse, ApiError> {
-        let engine = &self.state.engine;
         match request {
             Request::Subscribe { session_id, last_event_id } => {
                 let session = SessionId::from_string(session_id);
-                engine.session(&session).await?;
-                self.events =
-                    Some(engine.events().subscribe(EventFilter::Session(session.clone()), last_event_id).boxed());
-                self.session = Some(session.clone());
-                self.pending.clear();
+                self.watch(session.clone(), last_event_id).await?;
                 Ok(WsResponse::Subscribed { session_id: session.to_string() })
             }
-            Request::Prompt { content, priority, max_tokens, ignore_eos, tool_choice } => {
-                let session = self.session()?;
+            Request::Prompt { content, priority, max_tokens, ignore_eos, tool_choice, session_id } => {
+                let session = self.session_for(session_id).await?;
+                let engine = &self.state.engine;
                 let options =
                     crate::api::prompt_options(priority, max_tokens, ignore_eos, tool_choice, "payload.max_tokens")?;
                 let ticket = engine.prompt(&session, content, options).await?;
@@ -177,14 +167,15 @@ impl Connection {
                     done: false,
                 })
             }
-            Request::Cancel => {
-                let session = self.session()?;
-                let (cancelled, dropped) = engine.cancel(&session).await?;
+            Request::Cancel { session_id } => {
+                let session = self.session_for(session_id).await?;
+                let (cancelled, dropped) = self.state.engine.cancel(&session).await?;
                 Ok(WsResponse::Cancelled { cancelled, dropped })
             }
-            Request::PermissionReply { request_id, allow } => {
-                let session = self.session()?;
-                engine
+            Request::PermissionReply { request_id, allow, session_id } => {
+                let session = self.session_for(session_id).await?;
+                self.state
+                    .engine
                     .reply_permission(&session, &request_id, allow)
                     .map_err(|e| ApiError::invalid(Some("payload.request_id".into()), e.to_string()))?;
                 Ok(WsResponse::PermissionRecorded { request_id, allow })
@@ -192,13 +183,42 @@ impl Connection {
         }
     }
 
-    fn session(&self) -> Result<SessionId, ApiError> {
-        self.session.clone().ok_or_else(|| {
-            ApiError::invalid(
-                Some("session_id".into()),
-                "no session: connect with /ws?session_id=ID or send `subscribe` first",
-            )
-        })
+    /// Watch `session` from now on (after `after`, replayed from the log,
+    /// when given), in place of the session watched so far.
+    async fn watch(&mut self, session: SessionId, after: Option<i64>) -> Result<(), ApiError> {
+        let engine = &self.state.engine;
+        engine.session(&session).await?;
+        self.events = Some(engine.events().subscribe(EventFilter::Session(session.clone()), after).boxed());
+        self.session = Some(session);
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// The session a request acts on: the one its payload names, which the
+    /// connection then watches if it watched none (as `subscribe` does), and
+    /// which must be the watched one otherwise; else the watched one.
+    async fn session_for(&mut self, named: Option<String>) -> Result<SessionId, ApiError> {
+        match (named, &self.session) {
+            (Some(named), Some(current)) if named == current.as_str() => Ok(current.clone()),
+            (Some(named), Some(current)) => Err(ApiError::invalid(
+                Some("payload.session_id".into()),
+                format!(
+                    "this connection watches session {current}, but the request names session {named}: leave \
+                     `session_id` out, send `subscribe` for {named} first, or use a connection to {named}"
+                ),
+            )),
+            (Some(named), None) => {
+                let session = SessionId::from_string(named);
+                self.watch(session.clone(), None).await?;
+                Ok(session)
+            }
+            (None, Some(current)) => Ok(current.clone()),
+            (None, None) => Err(ApiError::invalid(
+                Some("payload.session_id".into()),
+                "no session: connect with /ws?session_id=ID, send `subscribe` first, or name it in the \
+                 payload's `session_id`",
+            )),
+        }
     }
 
     /// One event of the session: the `event` envelope, and the prompt's
@@ -211,6 +231,22 @@ impl Connection {
         match event {
             Event::MessageChunk { content, .. } => {
                 out.push(envelope_response(Some(request), WsResponse::Text { content, done: false }));
+            }
+            Event::ToolCallStart { session_id, call, .. } => {
+                // The model's arguments are a JSON object as text; sent as the object they denote.
+                let arguments = serde_json::from_str(&call.function.arguments)
+                    .unwrap_or(serde_json::Value::String(call.function.arguments));
+                let response =
+                    WsResponse::ToolCall { tool_name: call.function.name, arguments, session_id, call_id: call.id };
+                out.push(envelope_response(Some(request), response));
+            }
+            Event::ToolCallComplete { call_id, name, output, .. } => {
+                let response = WsResponse::ToolResult { tool_name: name, result: output, success: true, call_id };
+                out.push(envelope_response(Some(request), response));
+            }
+            Event::ToolCallError { call_id, name, error, .. } => {
+                let response = WsResponse::ToolResult { tool_name: name, result: error, success: false, call_id };
+                out.push(envelope_response(Some(request), response));
             }
             Event::MessageComplete { prompt_id, message, .. } => {
                 self.pending.remove(&prompt_id);

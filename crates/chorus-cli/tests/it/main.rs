@@ -15,6 +15,7 @@ mod mcp_client;
 mod mcp_server;
 mod sessions;
 mod tools;
+mod ws_seed;
 
 use std::path::Path;
 use std::time::Duration;
