@@ -22,7 +22,7 @@ pub mod wire;
 
 pub use backend::{Backend, BackendError, BackendStats, ModelInfo};
 pub use engine::{Engine, EngineError};
-pub use events::{EventBus, EventFilter};
+pub use events::{EventBus, EventFilter, LoggedEvent};
 pub use metrics::Metrics;
 pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError};
 pub use session::{Agent, Priority, PromptOptions, PromptOutcome, PromptTicket, SessionError, SessionsConfig};

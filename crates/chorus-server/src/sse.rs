@@ -25,9 +25,13 @@ pub(crate) fn error(e: &ApiError) -> Event {
     Event::default().data(serde_json::to_string(&e.body()).unwrap_or_default())
 }
 
-/// A logged event of the native API: `id:`, `event:` (its type) and its payload.
-pub(crate) fn stored(event: &chorus_engine::store::StoredEvent) -> Event {
-    Event::default().id(event.id.to_string()).event(&event.kind).data(&event.data)
+/// A logged event of the native API: `id:` (its log id), `event:` (its type)
+/// and `data:` the [`chorus_proto::native::Event`] as JSON, serialized here, once.
+pub(crate) fn logged(event: &chorus_engine::LoggedEvent) -> Event {
+    match Event::default().id(event.id.to_string()).event(event.event.kind()).json_data(&event.event) {
+        Ok(sse) => sse,
+        Err(e) => error(&ApiError::internal(e)),
+    }
 }
 
 /// The terminator every OpenAI stream ends with.

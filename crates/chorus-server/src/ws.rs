@@ -14,8 +14,8 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
-use chorus_engine::EventFilter;
-use chorus_engine::store::{SessionId, StoreError, StoredEvent};
+use chorus_engine::store::{SessionId, StoreError};
+use chorus_engine::{EventFilter, LoggedEvent};
 use chorus_proto::native::Event;
 use chorus_proto::ws::{Envelope, EnvelopeType, Request, Response as WsResponse, Timestamp, WsError};
 use futures::stream::BoxStream;
@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use crate::{ApiError, AppState};
 
-type Events = BoxStream<'static, Result<Arc<StoredEvent>, StoreError>>;
+type Events = BoxStream<'static, Result<Arc<LoggedEvent>, StoreError>>;
 
 /// The query string of `/ws`.
 #[derive(Debug, Deserialize)]
@@ -114,7 +114,7 @@ async fn connection(state: AppState, socket: WebSocket, session: Option<SessionI
     }
 }
 
-async fn next_event(events: &mut Option<Events>) -> Option<Result<Arc<StoredEvent>, StoreError>> {
+async fn next_event(events: &mut Option<Events>) -> Option<Result<Arc<LoggedEvent>, StoreError>> {
     match events {
         Some(events) => events.next().await,
         None => std::future::pending().await,
@@ -221,48 +221,48 @@ impl Connection {
         }
     }
 
-    /// One event of the session: the `event` envelope, and the prompt's
-    /// response when this connection sent that prompt.
-    fn event(&mut self, stored: &StoredEvent) -> Vec<WsMessage> {
-        let payload: serde_json::Value = serde_json::from_str(&stored.data).unwrap_or(serde_json::Value::Null);
-        let mut out = vec![envelope(EnvelopeType::Event, Some(stored.id.to_string()), &payload)];
-        let Ok(event) = serde_json::from_value::<Event>(payload) else { return out };
-        let Some(request) = event.prompt_id().and_then(|p| self.pending.get(p)).cloned() else { return out };
-        match event {
-            Event::MessageChunk { content, .. } => {
-                out.push(envelope_response(Some(request), WsResponse::Text { content, done: false }));
-            }
-            Event::ToolCallStart { session_id, call, .. } => {
+    /// One event of the session: the `event` envelope (the typed event,
+    /// serialized once into it), and the prompt's response when this
+    /// connection sent that prompt.
+    fn event(&mut self, logged: &LoggedEvent) -> Vec<WsMessage> {
+        let mut out = vec![envelope(EnvelopeType::Event, Some(logged.id.to_string()), &logged.event)];
+        let Some(request) = logged.event.prompt_id().and_then(|p| self.pending.get(p)).cloned() else { return out };
+        let response = match &logged.event {
+            Event::MessageChunk { content, .. } => WsResponse::Text { content: content.clone(), done: false },
+            Event::ToolCallStart { session_id, call, .. } => WsResponse::ToolCall {
+                tool_name: call.function.name.clone(),
                 // The model's arguments are a JSON object as text; sent as the object they denote.
-                let arguments = serde_json::from_str(&call.function.arguments)
-                    .unwrap_or(serde_json::Value::String(call.function.arguments));
-                let response =
-                    WsResponse::ToolCall { tool_name: call.function.name, arguments, session_id, call_id: call.id };
-                out.push(envelope_response(Some(request), response));
-            }
-            Event::ToolCallComplete { call_id, name, output, .. } => {
-                let response = WsResponse::ToolResult { tool_name: name, result: output, success: true, call_id };
-                out.push(envelope_response(Some(request), response));
-            }
-            Event::ToolCallError { call_id, name, error, .. } => {
-                let response = WsResponse::ToolResult { tool_name: name, result: error, success: false, call_id };
-                out.push(envelope_response(Some(request), response));
-            }
+                arguments: serde_json::from_str(&call.function.arguments)
+                    .unwrap_or_else(|_| serde_json::Value::String(call.function.arguments.clone())),
+                session_id: session_id.clone(),
+                call_id: call.id.clone(),
+            },
+            Event::ToolCallComplete { call_id, name, output, .. } => WsResponse::ToolResult {
+                tool_name: name.clone(),
+                result: output.clone(),
+                success: true,
+                call_id: call_id.clone(),
+            },
+            Event::ToolCallError { call_id, name, error, .. } => WsResponse::ToolResult {
+                tool_name: name.clone(),
+                result: error.clone(),
+                success: false,
+                call_id: call_id.clone(),
+            },
             Event::MessageComplete { prompt_id, message, .. } => {
-                self.pending.remove(&prompt_id);
+                self.pending.remove(prompt_id);
                 let usage = message.usage.unwrap_or_default();
-                out.push(envelope_response(Some(request), WsResponse::Complete { message, usage, done: true }));
+                WsResponse::Complete { message: message.clone(), usage, done: true }
             }
             Event::MessageError { prompt_id, error: e, .. } => {
-                self.pending.remove(&prompt_id);
-                out.push(envelope(
-                    EnvelopeType::Error,
-                    Some(request),
-                    WsError { message: e.message, kind: e.kind, code: e.code },
-                ));
+                self.pending.remove(prompt_id);
+                let error = WsError { message: e.message.clone(), kind: e.kind.clone(), code: e.code.clone() };
+                out.push(envelope(EnvelopeType::Error, Some(request), error));
+                return out;
             }
-            _ => {}
-        }
+            _ => return out,
+        };
+        out.push(envelope_response(Some(request), response));
         out
     }
 }

@@ -25,7 +25,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 fn stream(state: &AppState, filter: EventFilter, after: Option<i64>) -> Response {
     let events = state.engine.events().subscribe(filter, after).take_until(state.abort.clone().cancelled_owned());
     sse::response(events.map(|event| match event {
-        Ok(event) => sse::stored(&event),
+        Ok(event) => sse::logged(&event),
         Err(e) => sse::error(&ApiError::internal(e)),
     }))
 }

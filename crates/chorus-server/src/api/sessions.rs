@@ -230,12 +230,11 @@ pub(crate) async fn answer(
             while let Some(event) = events.next().await {
                 match event {
                     Ok(event) => {
-                        let Ok(payload) = serde_json::from_str::<native::Event>(&event.data) else { continue };
-                        if payload.prompt_id() != Some(prompt_id.as_str()) {
+                        if event.event.prompt_id() != Some(prompt_id.as_str()) {
                             continue;
                         }
-                        let last = matches!(payload, native::Event::MessageComplete { .. } | native::Event::MessageError { .. });
-                        yield sse::stored(&event);
+                        let last = matches!(event.event, native::Event::MessageComplete { .. } | native::Event::MessageError { .. });
+                        yield sse::logged(&event);
                         if last {
                             break;
                         }

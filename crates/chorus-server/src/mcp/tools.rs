@@ -195,11 +195,8 @@ impl ChorusMcp {
                 outcome = &mut outcome => break outcome,
                 Some(event) = chunks.next() => {
                     let Ok(event) = event else { continue };
-                    if event.kind != "message.chunk" {
-                        continue;
-                    }
-                    if let Ok(native::Event::MessageChunk { prompt_id: of, .. }) = serde_json::from_str(&event.data)
-                        && of == prompt_id
+                    if let native::Event::MessageChunk { prompt_id: of, .. } = &event.event
+                        && *of == prompt_id
                     {
                         progress.advance().await;
                     }
