@@ -110,10 +110,14 @@ impl Engine {
     /// [`EngineError`]: unknown model, invalid field, or the backend's refusal.
     pub fn generate(&self, model: Option<&str>, request: GenerateRequest) -> Result<GenerationStream, EngineError> {
         let info = self.model(model)?;
-        let parse = request.parses_tool_calls();
+        // Calls are parsed for the tools the request offers.
+        let parser = request.parses_tool_calls().then(|| ToolCallParser::new(info.tool_format, &request.tools));
         let valid = request.validate(info)?;
         let stream = self.inner.backend.generate(valid)?;
-        Ok(if parse { stream.with_parser(ToolCallParser::new(info.tool_format)) } else { stream })
+        Ok(match parser {
+            Some(parser) => stream.with_parser(parser),
+            None => stream,
+        })
     }
 
     /// Scheduler statistics of the loaded model.
