@@ -10,10 +10,14 @@ Environment:
 The server is started once per session with ``--port 0`` and its base URL (no ``/v1``) is
 read from the single stdout line ``chorus listening on http://127.0.0.1:PORT``. On teardown
 it gets SIGTERM and must exit with status 0 within 30 seconds.
+
+`exercise_mcp_client` is what the MCP tests (test_mcp.py over HTTP, test_mcp_stdio.py over
+`chorus mcp`) check with the MCP SDK's default client, whatever protocol version it negotiates.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -22,10 +26,13 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+import httpx
 import openai
 import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -198,3 +205,80 @@ def client(chorus_server: str) -> Iterator[openai.OpenAI]:
     )
     yield c
     c.close()
+
+
+MCP_TOOLS = {"chat", "session_prompt", "list_sessions", "list_models"}
+RESOURCE_NOT_FOUND = -32002
+INVALID_PARAMS = -32602
+
+
+def native(chorus_server: str, method: str, path: str, body: dict | None = None) -> Any:
+    """A call of the server's native API (`/api/v1`), which must succeed; its JSON answer."""
+    response = httpx.request(method, chorus_server + path, json=body, timeout=120)
+    assert response.is_success, f"{method} {path}: {response.status_code} {response.text}"
+    return response.json()
+
+
+def session_with_an_exchange(chorus_server: str) -> str:
+    """A session made through the native API with one prompt and its answer; its id."""
+    session = native(chorus_server, "POST", "/api/v1/sessions", {"title": "MCP client"})
+    native(chorus_server, "POST", f"/api/v1/sessions/{session['id']}/prompt", {"content": "Hello", "max_tokens": 4})
+    return session["id"]
+
+
+def mcp_text(result: Any) -> str:
+    return "".join(c.text for c in result.content if c.type == "text")
+
+
+async def exercise_mcp_client(client: Client, model_id: str, session_id: str) -> None:
+    """What an MCP client does, with the official SDK's `mcp.Client` at whatever protocol version
+    it negotiated (2026-07-28 results carry `resultType`, which the SDK requires then): the
+    server's identity, tools/list, a `chat` call (the tool's text), a bad call (an error result),
+    resources and resource templates (list and read; `session_id` is a session of the server),
+    prompts (list and get)."""
+    assert client.server_info is not None and client.server_info.name == "chorus"
+    capabilities = client.server_capabilities
+    assert capabilities.tools is not None
+    assert capabilities.resources is not None
+    assert capabilities.prompts is not None
+
+    tools = {t.name for t in (await client.list_tools()).tools}
+    assert tools == MCP_TOOLS
+
+    result = await client.call_tool("chat", {"prompt": "Say something.", "max_tokens": 8, "temperature": 0})
+    assert not result.is_error, mcp_text(result)
+    assert result.content[0].type == "text" and result.content[0].text.strip()
+    assert result.structured_content["text"] == result.content[0].text
+    assert result.structured_content["model"] == model_id
+
+    bad = await client.call_tool("chat", {"prompt": "hi", "temperature": 3})
+    assert bad.is_error and "temperature" in mcp_text(bad)
+
+    session_uri = f"chorus://sessions/{session_id}"
+    model_uri = f"chorus://models/{model_id}"
+    resources = {r.uri: r for r in (await client.list_resources()).resources}
+    assert session_uri in resources and model_uri in resources
+    assert resources[session_uri].mime_type == "application/json"
+    templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+    assert templates == {"chorus://sessions/{id}", "chorus://models/{id}"}
+    read = await client.read_resource(session_uri)
+    assert len(read.contents) == 1 and read.contents[0].uri == session_uri
+    transcript = json.loads(read.contents[0].text)
+    assert transcript["session"]["id"] == session_id
+    assert [m["role"] for m in transcript["messages"]] == ["user", "assistant"]
+    read = await client.read_resource(model_uri)
+    assert json.loads(read.contents[0].text)["id"] == model_id
+    with pytest.raises(MCPError) as raised:
+        await client.read_resource("chorus://sessions/ses_missing")
+    # Protocol 2026-07-28 answers an unknown resource with invalid params; earlier ones, -32002.
+    expected = INVALID_PARAMS if client.protocol_version >= "2026-07-28" else RESOURCE_NOT_FOUND
+    assert raised.value.code == expected
+
+    prompts = (await client.list_prompts()).prompts
+    assert prompts, "no agent prompts"
+    got = await client.get_prompt(prompts[0].name)
+    assert len(got.messages) == 1
+    assert got.messages[0].content.type == "text" and got.messages[0].content.text
+    with pytest.raises(MCPError) as raised:
+        await client.get_prompt("no-such-agent")
+    assert raised.value.code == INVALID_PARAMS

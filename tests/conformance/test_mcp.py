@@ -5,7 +5,8 @@ through the native API, with its transcript, and a model), list and get the prom
 system prompts), and errors coming back as errors.
 
 Most tests use the SDK's handshake mode (`initialize`, protocol 2025-11-25 and earlier); one uses
-its default `auto` mode, which discovers the server's newest protocol (2026-07-28, stateless).
+its default `auto` mode, which discovers the server's newest protocol (2026-07-28, stateless), and
+does what every client does (`exercise_mcp_client`, as test_mcp_stdio.py does over stdio).
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-TOOLS = {"chat", "session_prompt", "list_sessions", "list_models"}
-RESOURCE_NOT_FOUND = -32002
-INVALID_PARAMS = -32602
+from conftest import INVALID_PARAMS, RESOURCE_NOT_FOUND, exercise_mcp_client, native, session_with_an_exchange
+from conftest import MCP_TOOLS as TOOLS
 
 
 def _run(chorus_server: str, body: Callable[[Client], Awaitable[None]], mode: str = "legacy") -> None:
@@ -36,12 +36,6 @@ def _run(chorus_server: str, body: Callable[[Client], Awaitable[None]], mode: st
 
 def _text(result: Any) -> str:
     return "".join(c.text for c in result.content if c.type == "text")
-
-
-def _native(chorus_server: str, method: str, path: str, body: dict | None = None) -> Any:
-    response = httpx.request(method, chorus_server + path, json=body, timeout=120)
-    assert response.is_success, f"{method} {path}: {response.status_code} {response.text}"
-    return response.json()
 
 
 def test_initialize_and_list_tools(chorus_server: str) -> None:
@@ -153,8 +147,8 @@ def test_session_prompt_starts_and_continues_a_session(chorus_server: str) -> No
 
 
 def test_resources_list_and_read_sessions_and_models(chorus_server: str, model_id: str) -> None:
-    session = _native(chorus_server, "POST", "/api/v1/sessions", {"title": "MCP resources"})
-    answer = _native(
+    session = native(chorus_server, "POST", "/api/v1/sessions", {"title": "MCP resources"})
+    answer = native(
         chorus_server,
         "POST",
         f"/api/v1/sessions/{session['id']}/prompt",
@@ -201,7 +195,7 @@ def test_unknown_resources_are_not_found(chorus_server: str) -> None:
 
 
 def test_prompts_are_the_agents_system_prompts(chorus_server: str) -> None:
-    agents = _native(chorus_server, "GET", "/api/v1/agents")["data"]
+    agents = native(chorus_server, "GET", "/api/v1/agents")["data"]
 
     async def body(client: Client) -> None:
         prompts = {p.name: p for p in (await client.list_prompts()).prompts}
@@ -220,13 +214,14 @@ def test_prompts_are_the_agents_system_prompts(chorus_server: str) -> None:
     _run(chorus_server, body)
 
 
-def test_a_client_of_the_newest_protocol(chorus_server: str) -> None:
-    """The SDK's default mode discovers the newest protocol the server speaks and uses it."""
+def test_a_client_of_the_newest_protocol(chorus_server: str, model_id: str) -> None:
+    """The SDK's default mode discovers the newest protocol the server speaks (2026-07-28) and
+    uses it: every result carries the `resultType` that version requires."""
+    session_id = session_with_an_exchange(chorus_server)
 
     async def body(client: Client) -> None:
-        assert client.protocol_version >= "2025-06-18"
-        tools = {t.name for t in (await client.list_tools()).tools}
-        assert tools == TOOLS
+        assert client.protocol_version >= "2026-07-28"
+        await exercise_mcp_client(client, model_id, session_id)
         progress: list[float] = []
 
         async def on_progress(value: float, total: float | None, message: str | None) -> None:
@@ -237,8 +232,6 @@ def test_a_client_of_the_newest_protocol(chorus_server: str) -> None:
         )
         assert not result.is_error and _text(result).strip()
         assert progress
-        with pytest.raises(MCPError):
-            await client.read_resource("chorus://sessions/ses_missing")
 
     _run(chorus_server, body, mode="auto")
 

@@ -4,7 +4,10 @@ in the process when no server runs.
 
 Each test starts `chorus mcp` with the SDK's `stdio_client` and talks to it through a
 `ClientSession`: initialize, tools/list, tools/call `chat` (with progress), resources/read,
-prompts/get, and errors coming back as errors.
+prompts/get, and errors coming back as errors. One uses the SDK's default `mcp.Client`, which
+opens with `server/discover` for protocol 2026-07-28: the bridge offers the versions its session
+with the server speaks (those with `initialize`), so that client falls back to `initialize` and
+does what every client does (`exercise_mcp_client`, as test_mcp.py does over HTTP).
 """
 
 from __future__ import annotations
@@ -18,13 +21,12 @@ from typing import AsyncIterator
 
 import anyio
 import pytest
-from mcp import ClientSession, StdioServerParameters
+from mcp import Client, ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import REPO_ROOT, _repo_path
-
-TOOLS = {"chat", "session_prompt", "list_sessions", "list_models"}
+from conftest import MCP_TOOLS as TOOLS
+from conftest import REPO_ROOT, _repo_path, exercise_mcp_client, session_with_an_exchange
 
 
 def _binary() -> str:
@@ -97,6 +99,19 @@ def test_bridge_to_a_running_server(chorus_server: str, model_id: str, tmp_path:
             except MCPError:
                 pass
             assert unknown is None or unknown.is_error
+
+    anyio.run(main)
+
+
+def test_the_sdks_default_client(chorus_server: str, model_id: str, tmp_path: Path) -> None:
+    session_id = session_with_an_exchange(chorus_server)
+    params = StdioServerParameters(command=_binary(), args=["mcp", "--url", chorus_server], cwd=str(REPO_ROOT))
+
+    async def main() -> None:
+        with open(tmp_path / "mcp.stderr", "w") as errlog:
+            async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=120) as client:
+                assert client.protocol_version < "2026-07-28", "the bridge offers what its HTTP session speaks"
+                await exercise_mcp_client(client, model_id, session_id)
 
     anyio.run(main)
 

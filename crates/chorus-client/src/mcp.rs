@@ -6,6 +6,11 @@
 //! What crosses the bridge:
 //! - `initialize`: answered with the chorus server's own capabilities, server info and
 //!   instructions, at the protocol version the two sides of the stdio connection agree on.
+//! - Protocol versions: the bridge offers those up to the one its HTTP session with the server
+//!   speaks (that session opens with `initialize`, so a version that has one: 2025-11-25 with
+//!   rmcp 3.9), so that every result it forwards has the shape its client's version wants. A
+//!   client that opens with `server/discover` for 2026-07-28 is told those versions
+//!   (`-32022`) and falls back to `initialize`, as the MCP SDKs' default clients do.
 //! - Requests (`ping`, `tools/*`, `resources/*`, `prompts/*`, `completion/complete`):
 //!   forwarded as they are, with their `_meta`; errors come back as the
 //!   server's JSON-RPC errors.
@@ -13,9 +18,12 @@
 //!   so the bridge maps each forwarded request's token back to the stdio client's token, and
 //!   forwards progress only for requests whose client asked for it.
 //! - Cancellation (spec, "Utilities: Cancellation"): a `notifications/cancelled` from the stdio
-//!   client cancels the forwarded request, which stops the generation on the server.
+//!   client cancels the forwarded request, which stops the generation on the server. The stdio
+//!   client going away is no cancellation: the bridge then ends its HTTP session, which stops a
+//!   `chat` (nobody reads it) and leaves a session prompt running, stored in its session.
 //! - List changes and resource updates from the server go to the stdio client.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -24,8 +32,8 @@ use rmcp::model::{
     CompleteRequest, CompleteRequestParams, CompleteResult, ErrorData, GetPromptRequest, GetPromptRequestParams,
     GetPromptResponse, Implementation, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, PingRequest, ProgressNotificationParam,
-    ProgressToken, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject,
-    RequestOptionalParam, ResourceUpdatedNotificationParam, ServerResult,
+    ProgressToken, ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, RequestId,
+    RequestMetaObject, RequestOptionalParam, ResourceUpdatedNotificationParam, ServerResult,
 };
 use rmcp::service::{
     NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient, RoleServer, RunningService, ServiceError,
@@ -34,6 +42,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ServerHandler, ServiceExt};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
 
 /// Why the bridge could not run.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +119,9 @@ struct Shared {
     downstream: Mutex<Option<Peer<RoleServer>>>,
     /// Progress token of a forwarded request → the stdio client's token for that request.
     progress: Mutex<HashMap<ProgressToken, ProgressToken>>,
+    /// The stdio client's id of a request being forwarded → what its `notifications/cancelled`
+    /// tells [`Bridge::forward`].
+    cancels: Mutex<HashMap<RequestId, oneshot::Sender<()>>>,
 }
 
 impl Shared {
@@ -119,6 +131,32 @@ impl Shared {
 
     fn progress(&self) -> std::sync::MutexGuard<'_, HashMap<ProgressToken, ProgressToken>> {
         self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn cancels(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, oneshot::Sender<()>>> {
+        self.cancels.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A request of the stdio client being forwarded, which its `notifications/cancelled` cancels;
+/// dropping it forgets the request.
+struct Forwarding<'a> {
+    shared: &'a Shared,
+    id: RequestId,
+    cancelled: oneshot::Receiver<()>,
+}
+
+impl<'a> Forwarding<'a> {
+    fn new(shared: &'a Shared, id: RequestId) -> Self {
+        let (tx, cancelled) = oneshot::channel();
+        shared.cancels().insert(id.clone(), tx);
+        Self { shared, id, cancelled }
+    }
+}
+
+impl Drop for Forwarding<'_> {
+    fn drop(&mut self) {
+        self.shared.cancels().remove(&self.id);
     }
 }
 
@@ -181,12 +219,19 @@ struct Bridge {
 
 impl Bridge {
     /// Send `request` to the server with the stdio request's `_meta`; map progress; cancel it
-    /// when the stdio client cancels.
+    /// when the stdio client cancels it (`notifications/cancelled`), and only then: rmcp cancels
+    /// `context.ct` when the stdio client goes away too.
     async fn forward(
         &self,
         request: ClientRequest,
         context: RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
+        // rmcp cancels `context.ct` before it hands `notifications/cancelled` to `on_cancelled`:
+        // one that came before this registration is seen in `context.ct` below.
+        let mut forwarding = Forwarding::new(&self.shared, context.id.clone());
+        if context.ct.is_cancelled() {
+            return Err(ErrorData::internal_error("the request was cancelled", None));
+        }
         let wanted = context.meta.get_progress_token();
         // The client's own `_meta` (trace context, vendor keys) goes along; the progress token
         // and the protocol's reserved `io.modelcontextprotocol/` keys belong to each connection.
@@ -206,7 +251,7 @@ impl Bridge {
         let peer = handle.peer.clone();
         let result = tokio::select! {
             result = handle.await_response() => result.map_err(upstream_error),
-            () = context.ct.cancelled() => {
+            Ok(()) = &mut forwarding.cancelled => {
                 // Tell the server; the stdio client expects no answer to a cancelled request.
                 let reason = Some("cancelled by the MCP client".to_owned());
                 let _ = peer.notify_cancelled(CancelledNotificationParam::new(Some(id), reason)).await;
@@ -239,6 +284,19 @@ fn unexpected(what: &str) -> ErrorData {
 impl ServerHandler for Bridge {
     fn get_info(&self) -> InitializeResult {
         self.info.clone()
+    }
+
+    /// The versions up to the one the bridge's session with the server speaks, whose results it
+    /// forwards: a newer one would want results of another shape.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&self.info.protocol_version))
+    }
+
+    async fn on_cancelled(&self, params: CancelledNotificationParam, _context: NotificationContext<RoleServer>) {
+        let cancel = params.request_id.and_then(|id| self.shared.cancels().remove(&id));
+        if let Some(cancel) = cancel {
+            let _ = cancel.send(());
+        }
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {

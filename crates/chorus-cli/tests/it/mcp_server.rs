@@ -1,11 +1,14 @@
 //! chorus as an MCP server: the real server's `/mcp` driven by `rmcp`'s streamable HTTP client
-//! (initialize, tools, resources, prompts, progress, cancellation), and raw HTTP for its Host,
+//! (initialize, tools, resources, prompts, progress, cancellation, a client that goes away while
+//! its session prompt runs), the same through `chorus mcp`'s bridge, and raw HTTP for its Host,
 //! Origin and API-key checks.
 
 use std::time::{Duration, Instant};
 
+use chorus_client::{EventItem, SessionEvent};
 use chorus_proto::mcp::{ChatResult, ModelList, SessionList, SessionPromptResult, SessionResource};
-use chorus_proto::native::{CreateSessionRequest, Priority, PromptRequest, SessionStatus};
+use chorus_proto::native::{CreateSessionRequest, Event, Priority, PromptRequest, SessionStatus};
+use futures::StreamExt;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientRequest, ErrorCode, GetPromptRequestParams, ProgressNotificationParam,
     ReadResourceRequestParams, Request, ResourceContents,
@@ -17,6 +20,7 @@ use rmcp::{ClientHandler, RoleClient, ServiceError, ServiceExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::tools::{notes_dir, read_notes, scripted_server, session_in};
 use crate::{client, runtime, server};
 
 /// An MCP client that hands the progress notifications it gets to a channel.
@@ -415,4 +419,124 @@ fn an_idle_mcp_client_does_not_hold_the_shutdown_and_a_running_call_finishes() {
     let status = srv.wait(Duration::from_secs(120)).expect("the open MCP streams held the shutdown");
     assert!(status.success(), "{status:?}");
     drop(mcp);
+}
+
+/// A session on the scripted model whose prompt waits for the permission of its `read_file`
+/// call (`ask`) until the test answers it, so prompts sent after it wait in the queue for as
+/// long as the test needs. Returns the session's id and the permission request's.
+async fn blocked_session(c: &chorus_client::Client, work_dir: &std::path::Path) -> (String, String) {
+    let id = session_in(c, work_dir).await;
+    let mut events = c.events(Some(&id), None).await.unwrap();
+    c.prompt_async(&id, &read_notes()).await.unwrap();
+    let request = loop {
+        let item = tokio::time::timeout(Duration::from_secs(60), events.next()).await.expect("a permission request");
+        if let Some(Ok(EventItem::Event(SessionEvent {
+            event: Event::ToolPermissionRequest { request_id, .. }, ..
+        }))) = item
+        {
+            break request_id;
+        }
+    };
+    (id, request)
+}
+
+/// Send `session_prompt` to the blocked session `id` and wait until it is queued there.
+async fn queue_session_prompt(mcp: &Mcp, c: &chorus_client::Client, id: &str) -> RequestHandle<RoleClient> {
+    let handle =
+        call_cancellable(mcp, "session_prompt", json!({"prompt": "Me next", "session_id": id, "max_tokens": 16})).await;
+    let start = Instant::now();
+    while c.session(id).await.unwrap().queue_length != 1 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the MCP prompt was not queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle
+}
+
+/// The MCP client that sent the prompt queued in `id` has gone away: the prompt stays queued, runs
+/// once the blocking prompt's permission (`request`) is answered, and its answer is stored.
+async fn answered_without_its_client(url: &str, c: &chorus_client::Client, id: &str, request: &str) {
+    // rmcp ends an MCP session's requests once their handlers have had 5 s to answer after it
+    // closed: a prompt cancelled with its client would be dropped from the queue by then.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(7) {
+        assert_eq!(c.session(id).await.unwrap().queue_length, 1, "the prompt left the queue with its client");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let allow = reqwest::Client::new()
+        .post(format!("{url}/api/v1/sessions/{id}/permissions/{request}"))
+        .json(&json!({"allow": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allow.status(), 204);
+    let start = Instant::now();
+    loop {
+        let session = c.session(id).await.unwrap();
+        if session.status != SessionStatus::Busy && session.queue_length == 0 {
+            assert_eq!(session.status, SessionStatus::Idle);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the prompts did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let messages = c.messages(id).await.unwrap();
+    let roles: Vec<&str> = messages.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant", "user", "assistant"]);
+    assert_eq!(messages[4].content, "Me next");
+    assert_eq!(messages[5].content, "OK", "the MCP prompt's answer is stored");
+    assert_ne!(messages[5].finish_reason.as_deref(), Some("cancelled"));
+}
+
+#[test]
+fn a_session_prompt_outlives_the_mcp_client_that_sent_it() {
+    let srv = scripted_server(&["--tool-permission", "read_file=ask", "--permission-timeout", "120"]);
+    let c = client(&srv.url, None);
+    let work = notes_dir();
+    runtime().block_on(async {
+        let (id, request) = blocked_session(&c, work.path()).await;
+        let (mcp, _) = connect(&srv.url, None).await;
+        let pending = queue_session_prompt(&mcp, &c, &id).await;
+        // The client goes away (its MCP session ends) without cancelling the call.
+        mcp.cancel().await.expect("close the session");
+        drop(pending);
+        answered_without_its_client(&srv.url, &c, &id, &request).await;
+    });
+}
+
+#[test]
+fn through_the_stdio_bridge_cancelling_a_session_prompt_cancels_it_and_going_away_does_not() {
+    let srv = scripted_server(&["--tool-permission", "read_file=ask", "--permission-timeout", "120"]);
+    let c = client(&srv.url, None);
+    let work = notes_dir();
+    runtime().block_on(async {
+        let (id, request) = blocked_session(&c, work.path()).await;
+        // `chorus mcp`'s bridge on an in-memory pipe, an MCP client on its other end.
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let bridge = tokio::spawn({
+            let url = srv.url.clone();
+            async move { chorus_client::mcp::serve(&url, None, tokio::io::split(theirs)).await }
+        });
+        let (tx, _progress) = mpsc::unbounded_channel();
+        let mcp: Mcp = Watcher { progress: tx }.serve(tokio::io::split(ours)).await.expect("initialize");
+        let info = mcp.peer_info().expect("the bridge's initialize result");
+        assert_eq!(info.server_info.as_ref().map(|i| i.name.as_str()), Some("chorus"));
+
+        // Cancelled by the client: the queued prompt is dropped.
+        let handle = queue_session_prompt(&mcp, &c, &id).await;
+        handle.cancel(None).await.expect("notifications/cancelled");
+        let start = Instant::now();
+        while c.session(&id).await.unwrap().queue_length != 0 {
+            assert!(start.elapsed() < Duration::from_secs(60), "the cancelled MCP prompt is still queued");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // The client goes away (end of its stdin) without cancelling: the prompt runs on.
+        let pending = queue_session_prompt(&mcp, &c, &id).await;
+        mcp.cancel().await.expect("close the connection");
+        drop(pending);
+        answered_without_its_client(&srv.url, &c, &id, &request).await;
+        let ended =
+            tokio::time::timeout(Duration::from_secs(30), bridge).await.expect("the bridge ends with its client");
+        ended.expect("the bridge's task").expect("the bridge");
+    });
 }

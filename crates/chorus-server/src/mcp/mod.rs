@@ -6,8 +6,9 @@
 //! `session_prompt`, `list_sessions`, `list_models`), `resources` (sessions and their
 //! transcripts, models) and `prompts` (the agents' system prompts); `endpoint` mounts it at
 //! `/mcp` behind `guard` (Host and Origin against DNS rebinding) and the API key, and
-//! `lifecycle` closes its sessions at shutdown once no request of theirs is in flight. Its wire
-//! types are in `chorus_proto::mcp`.
+//! `lifecycle` closes its sessions at shutdown once no request of theirs is in flight and tells
+//! a client's `notifications/cancelled` from its going away. Its wire types are in
+//! `chorus_proto::mcp`.
 
 pub mod client;
 mod endpoint;

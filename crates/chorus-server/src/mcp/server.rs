@@ -9,12 +9,14 @@
 
 use chorus_engine::Engine;
 use rmcp::model::{
-    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
-    ServerConfig,
+    CancelledNotificationParam, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
+
+use super::lifecycle::Cancellations;
 
 /// What an MCP client reads in `initialize`'s `instructions`.
 const INSTRUCTIONS: &str = "chorus serves local language models (llama.cpp). `chat` sends one prompt to a model and \
@@ -27,12 +29,15 @@ resources chorus://sessions/{id}, models chorus://models/{id}; the prompts are t
 #[derive(Debug, Clone)]
 pub struct ChorusMcp {
     pub(super) engine: Engine,
+    /// The session's requests that its client's `notifications/cancelled` cancels (see
+    /// `lifecycle`).
+    pub(super) cancellations: Cancellations,
 }
 
 impl ChorusMcp {
     /// A handler over `engine`.
     pub fn new(engine: Engine) -> Self {
-        Self { engine }
+        Self { engine, cancellations: Cancellations::default() }
     }
 }
 
@@ -47,6 +52,12 @@ impl ServerHandler for ChorusMcp {
                     .with_description("local language models, durable agent sessions"),
             )
             .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn on_cancelled(&self, params: CancelledNotificationParam, _context: NotificationContext<RoleServer>) {
+        if let Some(id) = &params.request_id {
+            self.cancellations.cancel(id);
+        }
     }
 
     async fn list_resources(

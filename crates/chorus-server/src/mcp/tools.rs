@@ -10,10 +10,18 @@
 //! Generation reports progress when the request carries `_meta.progressToken`:
 //! `notifications/progress` after the first piece of text and every [`PROGRESS_EVERY`] pieces,
 //! `progress` counting the pieces streamed so far (about one per token) and `total` being
-//! `max_tokens` when given. Cancelling the request (`notifications/cancelled`, or the end of
-//! the MCP session or of a stateless request's stream) stops the generation: `chat` drops its
-//! stream, which frees the model's slot at its next step; `session_prompt` cancels its prompt,
-//! whose text so far is stored in the session, as `POST /api/v1/sessions/{id}/cancel` would.
+//! `max_tokens` when given.
+//!
+//! Cancellation: `chat` stops when its request is cancelled (`notifications/cancelled`) or
+//! nobody is left to read its answer (the end of the MCP session, of a stateless request's
+//! stream): it drops its stream, which frees the model's slot at its next step. A
+//! `session_prompt`'s prompt belongs to its session, not to the connection: only
+//! `notifications/cancelled` for that request cancels it (its text so far is stored in the
+//! session, as `POST /api/v1/sessions/{id}/cancel` would); a client that goes away leaves it
+//! running to its end, its answer stored in the session. Over HTTP at protocol 2026-07-28,
+//! closing a request's stream is its only cancellation and cannot be told from a lost
+//! connection, so it too leaves the prompt running; such a client cancels the prompt with
+//! `POST /api/v1/sessions/{id}/cancel`.
 //!
 //! `session_prompt` runs the session's agent loop like any prompt: a tool call whose policy is
 //! `ask` waits for an answer from a client of the native API or the WebSocket
@@ -136,6 +144,9 @@ impl ChorusMcp {
         Parameters(args): Parameters<SessionPromptArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
+        // Only the client's `notifications/cancelled` cancels the prompt: it belongs to the
+        // session, and runs on when the client goes away (`context.ct` is cancelled then too).
+        let watched = self.cancellations.watch(context.id.clone());
         if args.prompt.trim().is_empty() {
             return Ok(tool_error("`prompt` must not be empty"));
         }
@@ -177,6 +188,10 @@ impl ChorusMcp {
             futures::stream::pending().boxed()
         };
         let options = PromptOptions { max_tokens: args.max_tokens, ..PromptOptions::default() };
+        if context.ct.is_cancelled() {
+            // Cancelled, or the client gone, before the prompt was queued: it is not queued.
+            return Ok(cancelled());
+        }
         let ticket = match self.engine.prompt(&id, args.prompt, options).await {
             Ok(ticket) => ticket,
             Err(e) => return Ok(session_error(e)),
@@ -186,7 +201,7 @@ impl ChorusMcp {
         let outcome = loop {
             tokio::select! {
                 biased;
-                () = context.ct.cancelled() => {
+                () = watched.cancelled() => {
                     if let Err(e) = self.engine.cancel_prompt(&id, &prompt_id).await {
                         tracing::warn!(session = %id, error = %e, "mcp: cannot cancel a session prompt");
                     }
