@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one command: chorus vs llama-server, side by side, on the ~400M-parameter
-# testkit model at F16 and Q4_0, with 1 and 8 concurrent streams.
+# The one command: chorus vs llama-server, side by side, on the real qwen-coder
+# model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, scripts/models.sh), with 1 and 8
+# concurrent streams; MODELS="F16 Q4_0" runs the ~400M-parameter testkit models.
 #
 #   bench/run.sh
 #
@@ -15,7 +16,8 @@
 #                       (default: $HOME/.cache/chorus-bench)
 #   THREADS             threads for both servers, generation and batch (default: nproc)
 #   STREAMS             stream counts to run (default: "1 8")
-#   MODELS              model variants to run (default: "F16 Q4_0")
+#   MODELS              models to run: qwen-coder (the real fixture), F16 and Q4_0 (the
+#                       testkit bench model) (default: "qwen-coder")
 #   PROMPT_TOKENS       prompt length per stream (default: 512)
 #   GEN_TOKENS          tokens generated per stream (default: 128)
 #   RUNS                repetitions per configuration, medians reported (default: 3)
@@ -34,7 +36,7 @@ CACHE="${CHORUS_BENCH_CACHE:-$HOME/.cache/chorus-bench}"
 export CHORUS_BENCH_CACHE="$CACHE"
 THREADS="${THREADS:-$(nproc)}"
 STREAMS="${STREAMS:-1 8}"
-MODELS="${MODELS:-F16 Q4_0}"
+MODELS="${MODELS:-qwen-coder}"
 PROMPT_TOKENS="${PROMPT_TOKENS:-512}"
 GEN_TOKENS="${GEN_TOKENS:-128}"
 RUNS="${RUNS:-3}"
@@ -71,8 +73,14 @@ build chorus-cli
 [[ -x "$CHORUS" ]] || { say "missing $CHORUS"; exit 1; }
 
 # --- 2. bench models (chorus-testkit only when one is missing) ----------------------
-model_path() { echo "$CACHE/models/bench-$1.gguf"; }
+model_path() {
+  case "$1" in
+    qwen-coder) "$repo/scripts/models.sh" qwen-coder ;;
+    *) echo "$CACHE/models/bench-$1.gguf" ;;
+  esac
+}
 for m in $MODELS; do
+  [[ "$m" == qwen-coder ]] && continue
   path="$(model_path "$m")"
   [[ -s "$path" ]] && continue
   if [[ -z "${testkit_built:-}" ]]; then
@@ -104,6 +112,11 @@ llama_common=(--host 127.0.0.1)
 has_flag --no-webui && llama_common+=(--no-webui)
 has_flag --cache-ram && llama_common+=(--cache-ram 0)
 has_flag --fit && llama_common+=(--fit off)
+
+# With -np N, llama-server gives each slot a cache of its own (its unified cache is the
+# default only with -np auto); chorus, unified by default, gets the same layout.
+chorus_kv=--no-kv-unified
+if grep -qE -- '(^| )(-kvu|--kv-unified)( |$)' <<<" $LLAMA_SERVER_EXTRA "; then chorus_kv=--kv-unified; fi
 
 # --- 4. measurements --------------------------------------------------------------
 server_pid=""
@@ -173,7 +186,7 @@ for m in $MODELS; do
     log="$CACHE/logs/$stamp-$m-$n-chorus.log"
     # shellcheck disable=SC2206
     cmd=("$CHORUS" serve --model "$model" --threads "$THREADS" --ctx-size "$ctx" --parallel "$n"
-         --batch-size 2048 --ubatch-size 512 --host 127.0.0.1 --port 0 $CHORUS_EXTRA)
+         --batch-size 2048 --ubatch-size 512 "$chorus_kv" --host 127.0.0.1 --port 0 $CHORUS_EXTRA)
     say "$m x$n: ${cmd[*]}"
     "${cmd[@]}" >"$log.stdout" 2>"$log" &
     server_pid=$!

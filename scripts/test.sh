@@ -3,10 +3,19 @@
 # end-to-end tests against the real server on 127.0.0.1:0), then the
 # conformance tests with the official openai Python SDK against the same binary.
 # The store's tests run against SQLite and against a private PostgreSQL server
-# started here (scripts/postgres.sh) and stopped on exit.
+# started here (scripts/postgres.sh) and stopped on exit. The real-model tests
+# (Rust `it::real_model`, Python `test_real_model.py`) run on the qwen-coder and
+# gemma fixtures (scripts/models.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+# Real models (Qwen2.5-Coder-0.5B-Instruct, Gemma 3 270M base) for the real-model tests,
+# fetched once into the user's cache dir; a fixture that cannot be had fails the run.
+fixtures="$(scripts/models.sh qwen-coder gemma)"
+CHORUS_QWEN_CODER="$(sed -n 1p <<<"$fixtures")"
+CHORUS_GEMMA="$(sed -n 2p <<<"$fixtures")"
+export CHORUS_QWEN_CODER CHORUS_GEMMA
 
 read -r pg_url pg_dir < <(scripts/postgres.sh start)
 trap 'scripts/postgres.sh stop "$pg_dir"' EXIT

