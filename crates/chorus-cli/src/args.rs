@@ -11,6 +11,10 @@ use clap::{Args, Parser, Subcommand};
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// More log on stderr: -v shows chorus's and llama.cpp's info lines, -vv debug (RUST_LOG,
+    /// when set, decides instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,8 +47,9 @@ pub(crate) struct ModelArgs {
     /// With a running server, `ask` and `chat` send it as the request's model id.
     #[arg(short, long, env = "CHORUS_MODEL")]
     pub(crate) model: Option<String>,
-    /// KV cache size in tokens, all slots together (0: the model's training context).
-    #[arg(short = 'c', long, default_value_t = 4096)]
+    /// KV cache size in tokens, all slots together (0: sized to the model and the machine: the
+    /// training context, at least 8192 tokens per slot, as far as free memory allows).
+    #[arg(short = 'c', long, default_value_t = 0)]
     pub(crate) ctx_size: u32,
     /// Threads for generation (default: one per core).
     #[arg(short, long)]
@@ -58,10 +63,13 @@ pub(crate) struct ModelArgs {
     /// Slots: the most sequences decoded at once.
     #[arg(long, short = 'n', default_value_t = 4)]
     pub(crate) parallel: u32,
-    /// One KV cache shared by all slots, so one sequence can use the whole --ctx-size
-    /// (default: each slot gets --ctx-size / --parallel tokens, as llama-server).
-    #[arg(long, alias = "kvu")]
+    /// One KV cache shared by all slots, so one sequence can use the whole --ctx-size (up to the
+    /// model's training context); the default, as in llama-server.
+    #[arg(long, alias = "kvu", overrides_with = "no_kv_unified")]
     pub(crate) kv_unified: bool,
+    /// Give each slot --ctx-size / --parallel tokens of its own instead of one shared cache.
+    #[arg(long, alias = "no-kvu", overrides_with = "kv_unified")]
+    pub(crate) no_kv_unified: bool,
     /// Jinja chat template file that replaces the model's own.
     #[arg(long, value_name = "FILE")]
     pub(crate) chat_template: Option<PathBuf>,

@@ -23,10 +23,14 @@ use args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The server logs its work; client commands stay quiet unless RUST_LOG says otherwise.
-    let default_filter = match cli.command {
-        Command::Serve(_) => "info,llama_cpp_2=warn",
-        _ => "warn,llama_cpp_2=error",
+    // The server logs its work; client commands (whose stdout and stderr are the user's
+    // conversation) keep llama.cpp's own log off the terminal unless -v or RUST_LOG asks.
+    // llama-cpp-2 logs llama.cpp's lines under the target `llama-cpp-2`.
+    let default_filter = match (&cli.command, cli.verbose) {
+        (_, 2..) => "debug",
+        (_, 1) => "info",
+        (Command::Serve(_), 0) => "info,llama-cpp-2=warn",
+        (_, 0) => "warn,llama-cpp-2=off",
     };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))

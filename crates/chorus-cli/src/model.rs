@@ -78,7 +78,7 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
     config.n_batch = args.batch_size;
     config.n_ubatch = args.ubatch_size;
     config.n_parallel = args.parallel;
-    config.kv_unified = args.kv_unified;
+    config.kv_unified = !args.no_kv_unified;
     if let Some(t) = args.threads {
         config.n_threads = t;
         config.n_threads_batch = t;

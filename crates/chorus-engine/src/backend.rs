@@ -36,6 +36,15 @@ pub struct ModelInfo {
     pub size: u64,
     /// How the model writes tool calls, from its chat template.
     pub tool_format: ToolFormat,
+    /// Whether all slots share one KV cache (`--kv-unified`).
+    pub kv_unified: bool,
+    /// Bytes of the KV cache (`n_ctx` tokens at its cache type).
+    pub kv_bytes: u64,
+    /// Why `n_ctx` is what it is: `--ctx-size`, or what the fit chose and why.
+    pub context_choice: String,
+    /// Whether the model (or `--chat-template`) has a chat template. A base model without one
+    /// serves `/v1/completions`; chat requests to it are refused.
+    pub has_chat_template: bool,
 }
 
 impl ModelInfo {
@@ -54,6 +63,10 @@ impl ModelInfo {
             n_params: 0,
             tool_format: ToolFormat::default(),
             size: 0,
+            kv_unified: false,
+            kv_bytes: 0,
+            context_choice: "--ctx-size".into(),
+            has_chat_template: true,
         }
     }
 }
@@ -91,6 +104,13 @@ pub trait Backend: Send + Sync + 'static {
     /// [`BackendError::InvalidPrompt`] are the client's fault;
     /// [`BackendError::Unavailable`] means the model thread is gone.
     fn generate(&self, request: ValidGenerateRequest) -> Result<GenerationStream, BackendError>;
+
+    /// The prompt's length in tokens, rendered and tokenized exactly as [`Backend::generate`]
+    /// would; nothing is queued.
+    ///
+    /// # Errors
+    /// [`BackendError::Template`] and [`BackendError::InvalidPrompt`], as for `generate`.
+    fn prompt_tokens(&self, request: &ValidGenerateRequest) -> Result<u32, BackendError>;
 
     /// What the scheduler is doing.
     fn stats(&self) -> BackendStats;

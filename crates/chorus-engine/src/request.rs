@@ -192,6 +192,17 @@ impl GenerateRequest {
             Prompt::Chat(messages) if messages.is_empty() => {
                 return Err(ValidationError::new("messages", "messages must hold at least one message"));
             }
+            // A base model never learnt a chat format: ChatML would make it babble.
+            Prompt::Chat(_) if !model.has_chat_template => {
+                return Err(ValidationError::new(
+                    "messages",
+                    format!(
+                        "the model `{}` has no chat template (a base model): send a prompt to /v1/completions, \
+                         or start the server with --chat-template FILE",
+                        model.id
+                    ),
+                ));
+            }
             _ => {}
         }
         self.validate_tools()?;

@@ -95,11 +95,24 @@ impl LlamaBackend {
         let model = LlamaModel::load_from_file(runtime, path, &params)
             .map_err(|e| load_err(format!("{e} (is it a GGUF file?)")))?;
         let model = Arc::new(model);
-        let template = load_template(&model, config)?;
+        let (template, has_chat_template) = load_template(&model, config)?;
 
         let n_ctx_train = model.n_ctx_train();
-        let n_ctx = if config.n_ctx == 0 { n_ctx_train } else { config.n_ctx };
         let n_parallel = config.n_parallel.clamp(1, 256);
+        let kv_bytes_per_token = kv_bytes_per_token(&model);
+        let model_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+        let (n_ctx, context_choice) = if config.n_ctx == 0 {
+            let fit = crate::fit::fit(crate::fit::FitInput {
+                n_ctx_train,
+                n_parallel,
+                kv_bytes_per_token,
+                model_bytes,
+                available_bytes: crate::fit::available_memory(),
+            });
+            (fit.n_ctx, fit.reason)
+        } else {
+            (config.n_ctx, "--ctx-size".to_owned())
+        };
         let ctx_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(config.n_batch.max(1))
@@ -128,8 +141,9 @@ impl LlamaBackend {
                         }
                     };
                     let n_ctx = ctx.n_ctx();
-                    // llama.cpp rounds the context to whole slots of 256 cells.
-                    let n_ctx_slot = if kv_unified { n_ctx } else { n_ctx / n_parallel };
+                    // llama.cpp rounds the context to whole slots of 256 cells. With a unified
+                    // cache one sequence may take all of it, but no more than the model learnt.
+                    let n_ctx_slot = if kv_unified { n_ctx.min(n_ctx_train.max(256)) } else { n_ctx / n_parallel };
                     let _ = ready_tx.send(Ok((n_ctx, n_ctx_slot)));
                     worker::run(&model, ctx, n_parallel, n_ctx_slot, jobs_rx, &stats, &metrics);
                 })
@@ -152,10 +166,18 @@ impl LlamaBackend {
             n_vocab: model.n_vocab().max(0) as u32,
             n_parallel,
             n_params: model.n_params(),
-            size: std::fs::metadata(path).map_or(0, |m| m.len()),
+            size: model_bytes,
             tool_format: ToolFormat::detect(template.source()),
+            kv_unified,
+            kv_bytes: u64::from(n_ctx) * kv_bytes_per_token,
+            context_choice,
+            has_chat_template,
         };
-        tracing::info!(model = %info.id, n_ctx, n_ctx_slot, n_parallel, kv_unified, params = info.n_params, "model loaded");
+        tracing::info!(
+            model = %info.id, n_ctx, n_ctx_slot, n_parallel, kv_unified, n_ctx_train,
+            kv_mib = info.kv_bytes >> 20, params = info.n_params,
+            "model loaded; context: {}", info.context_choice
+        );
         Ok(Self { info, model, template, jobs: Some(jobs_tx), stats, metrics, thread: Some(thread) })
     }
 
@@ -165,8 +187,9 @@ impl LlamaBackend {
     }
 }
 
-/// The template from `--chat-template`, else the GGUF's, else ChatML.
-fn load_template(model: &LlamaModel, config: &LlamaConfig) -> Result<ChatTemplate, LlamaError> {
+/// The template from `--chat-template`, else the GGUF's, else ChatML; and whether there was
+/// one (a base model without a template is served for completions only).
+fn load_template(model: &LlamaModel, config: &LlamaConfig) -> Result<(ChatTemplate, bool), LlamaError> {
     let vocab = model.vocab();
     let piece = |t: llama_cpp_2::token::LlamaToken| {
         if t.0 < 0 { String::new() } else { String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned() }
@@ -177,12 +200,28 @@ fn load_template(model: &LlamaModel, config: &LlamaConfig) -> Result<ChatTemplat
         None => model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
     };
     match source {
-        Some(source) => Ok(ChatTemplate::new(&source, &bos, &eos)?),
+        Some(source) => Ok((ChatTemplate::new(&source, &bos, &eos)?, true)),
         None => {
-            tracing::info!("the model has no chat template; using ChatML");
-            Ok(ChatTemplate::chatml())
+            tracing::warn!(
+                "the model has no chat template: it is served for /v1/completions; chat requests are refused \
+                 unless the server is started with --chat-template FILE"
+            );
+            Ok((ChatTemplate::chatml(), false))
         }
     }
+}
+
+/// Bytes of KV cache one token takes: K and V of every layer at F16 (llama.cpp's default
+/// cache type), from the GGUF's head counts and sizes.
+fn kv_bytes_per_token(model: &LlamaModel) -> u64 {
+    let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+    let meta = |key: &str| model.meta_val_str(&format!("{arch}.{key}")).ok().and_then(|v| v.parse::<u64>().ok());
+    let n_head = u64::from(model.n_head().max(1));
+    let head_dim = u64::try_from(model.n_embd()).unwrap_or(0) / n_head;
+    let n_head_kv = u64::from(model.n_head_kv().max(1));
+    let k = meta("attention.key_length").unwrap_or(head_dim);
+    let v = meta("attention.value_length").unwrap_or(head_dim);
+    u64::from(model.n_layer()) * n_head_kv * (k + v) * 2
 }
 
 fn file_stem(path: &Path) -> String {
@@ -224,6 +263,10 @@ impl Backend for LlamaBackend {
         jobs.send(job).map_err(|_| BackendError::Unavailable)?;
         self.metrics.queue_depth.inc();
         Ok(stream)
+    }
+
+    fn prompt_tokens(&self, request: &ValidGenerateRequest) -> Result<u32, BackendError> {
+        Ok(crate::prompt::tokenize(&self.model, &self.template, request.get())?.len() as u32)
     }
 
     fn stats(&self) -> BackendStats {

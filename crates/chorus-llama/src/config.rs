@@ -10,8 +10,9 @@ pub struct LlamaConfig {
     pub model_path: PathBuf,
     /// The id clients use (`model`); the file stem when `None`.
     pub alias: Option<String>,
-    /// `--ctx-size`: KV cache size in tokens, shared by all slots; 0 takes the
-    /// model's training context.
+    /// `--ctx-size`: KV cache size in tokens, shared by all slots; 0 (the
+    /// default) takes the model's training context, at least 8,192 tokens per
+    /// slot, as far as free memory allows (see `fit`).
     pub n_ctx: u32,
     /// `--batch-size`: the most tokens submitted to one decode step.
     pub n_batch: u32,
@@ -20,9 +21,10 @@ pub struct LlamaConfig {
     /// `--parallel`: slots, the most sequences decoded at once.
     pub n_parallel: u32,
     /// `--kv-unified`: all slots share one KV cache of `n_ctx` cells, so one
-    /// sequence may use all of it. Off (llama-server's default with
-    /// `--parallel`), each slot has `n_ctx / n_parallel` cells of its own,
-    /// and attention in a batch of many sequences only spans each one's cells.
+    /// sequence may use all of it (up to the training context). On by default,
+    /// as in llama-server; off (`--no-kv-unified`), each slot has `n_ctx /
+    /// n_parallel` cells of its own, and attention in a batch of many
+    /// sequences only spans each one's cells.
     pub kv_unified: bool,
     /// `--threads`: threads for generation.
     pub n_threads: u32,
@@ -35,17 +37,18 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
-    /// Defaults for a model file: 4096-token context, 4 slots, one thread per core.
+    /// Defaults for a model file (llama-server's): the fitted context, 4 slots sharing a
+    /// unified KV cache, one thread per core.
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
         let threads = std::thread::available_parallelism().map_or(4, |n| n.get() as u32);
         Self {
             model_path: model_path.into(),
             alias: None,
-            n_ctx: 4096,
+            n_ctx: 0,
             n_batch: 2048,
             n_ubatch: 512,
             n_parallel: 4,
-            kv_unified: false,
+            kv_unified: true,
             n_threads: threads,
             n_threads_batch: threads,
             n_gpu_layers: 0,

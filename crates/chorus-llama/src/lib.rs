@@ -8,6 +8,7 @@
 
 mod backend;
 mod config;
+mod fit;
 mod grammar;
 mod prompt;
 mod sampler;

@@ -18,6 +18,26 @@ pub struct Health {
     pub slots: SlotsHealth,
     /// What the most recent decode steps held.
     pub decode: DecodeHealth,
+    /// The KV cache: its size and why it has that size.
+    pub context: ContextHealth,
+}
+
+/// The KV cache in [`Health`], with llama-server's names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ContextHealth {
+    /// Tokens of KV cache, all slots together (`--ctx-size`).
+    pub n_ctx: u32,
+    /// The most tokens one sequence can hold, prompt and answer together.
+    pub n_ctx_slot: u32,
+    /// The context length the model was trained with.
+    pub n_ctx_train: u32,
+    /// Whether all slots share one cache (`--kv-unified`, the default).
+    pub kv_unified: bool,
+    /// Bytes of KV cache.
+    pub kv_bytes: u64,
+    /// Why `n_ctx` is what it is: `--ctx-size`, or what sizing to the machine chose and why
+    /// (e.g. "the model's training context: 384 MiB of KV cache, 20480 MiB free after the model").
+    pub source: String,
 }
 
 /// Slot usage in [`Health`].

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use chorus_proto::chorus::{DecodeHealth, Health, SlotsHealth};
+use chorus_proto::chorus::{ContextHealth, DecodeHealth, Health, SlotsHealth};
 
 use crate::AppState;
 
@@ -24,10 +24,29 @@ use crate::AppState;
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     let engine = &state.engine;
     let stats = engine.stats();
-    let model = engine.models().into_iter().next().map(|m| m.id).unwrap_or_default();
+    let info = engine.models().into_iter().next();
+    let context = info.as_ref().map_or(
+        ContextHealth {
+            n_ctx: 0,
+            n_ctx_slot: 0,
+            n_ctx_train: 0,
+            kv_unified: false,
+            kv_bytes: 0,
+            source: String::new(),
+        },
+        |m| ContextHealth {
+            n_ctx: m.n_ctx,
+            n_ctx_slot: m.n_ctx_slot,
+            n_ctx_train: m.n_ctx_train,
+            kv_unified: m.kv_unified,
+            kv_bytes: m.kv_bytes,
+            source: m.context_choice.clone(),
+        },
+    );
     Json(Health {
         status: "ok".into(),
-        model,
+        model: info.map(|m| m.id).unwrap_or_default(),
+        context,
         uptime_s: engine.uptime_s(),
         version: env!("CARGO_PKG_VERSION").into(),
         slots: SlotsHealth { total: stats.slots_total, busy: stats.slots_busy, queued: stats.queued },

@@ -60,7 +60,7 @@ fn serve_refused(args: &[&str]) -> Output {
 #[test]
 fn ctl_status_finds_the_server_and_reports_it() {
     // Sizes of its own, so the test does not depend on the suite's defaults.
-    let srv = server(&["--ctx-size", "8192", "--parallel", "2"]);
+    let srv = server(&["--ctx-size", "8192", "--parallel", "2", "--no-kv-unified"]);
     let socket = srv.control_socket.clone().expect("a control socket");
     assert_eq!(socket, srv.dir().join("chorus/chorus.sock"), "the default path under XDG_RUNTIME_DIR");
     // One HTTP request and one session for the status to count.
