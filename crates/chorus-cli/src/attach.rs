@@ -459,6 +459,11 @@ impl Attach {
                     }
                 }
             }
+            Event::SessionCompacted { messages_out_of_window, .. } => {
+                self.print_line(&format!(
+                    "[history compacted: the model now sees the newest turns; {messages_out_of_window} older messages are kept but not shown to it]"
+                ))?;
+            }
             Event::SessionDeleted { .. } => self.deleted = true,
             Event::SessionCreated { .. } | Event::SessionStatusChanged { .. } | Event::AgentThinking { .. } => {}
         }

@@ -48,8 +48,8 @@ use chorus_server::mcp::client::{McpServerConfig, McpTransport};
 use serde::Deserialize;
 
 /// The variables of chorus's environment a stdio MCP server inherits (as the MCP SDKs' clients
-/// do); its `env` adds to them.
-const INHERITED_ENV: [&str; 8] = ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR"];
+/// do, and as `run_command` does); its `env` adds to them.
+use chorus_engine::tools::builtin::INHERITED_ENV;
 
 /// The file's contents.
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,7 @@
 //! prompt starts (built-ins, and the tools of providers such as MCP servers,
 //! which are started then if the agent may call their tools).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use crate::session::{PromptOptions, PromptOutcome};
 use crate::store::{Message, NewMessage, SessionId, StoreError, TokenUsage};
 use crate::tools::{Permission, ToolCall, ToolChoice, ToolContext, ToolError, ToolSet};
 use crate::wire;
-use crate::{ChatMessage, Engine, EngineError, GenerateRequest, GenerationEvent, Prompt, Role, Usage};
+use crate::{ChatMessage, Engine, EngineError, GenerateRequest, GenerationEvent, Prompt, PublicError, Role, Usage};
 
 /// How one round of generation ended.
 enum RoundEnd {
@@ -44,12 +45,12 @@ pub(crate) async fn answer(
     let store = &engine.inner.store;
     let session = match store.session(id).await {
         Ok(Some(s)) => s,
-        Ok(None) => return PromptOutcome::Store(StoreError::SessionNotFound(id.clone())),
-        Err(e) => return PromptOutcome::Store(e),
+        Ok(None) => return store_failed(engine, id, prompt_id, StoreError::SessionNotFound(id.clone())).await,
+        Err(e) => return store_failed(engine, id, prompt_id, e).await,
     };
     let user = match store.append_message(id, NewMessage::text(Role::User, content)).await {
         Ok(m) => m,
-        Err(e) => return PromptOutcome::Store(e),
+        Err(e) => return store_failed(engine, id, prompt_id, e).await,
     };
     engine
         .inner
@@ -73,8 +74,13 @@ pub(crate) async fn answer(
     let context = ToolContext { work_dir: PathBuf::from(&session.work_dir) };
     let max_rounds = config.max_tool_rounds.max(1);
     let mut round = 0;
+    // The calls made so far (name and arguments): a model that repeats one has its result
+    // already, and is asked to answer instead.
+    let mut made: HashSet<(String, String)> = HashSet::new();
+    let mut answer_now = false;
     loop {
         round += 1;
+        let last = answer_now || round >= max_rounds;
         engine
             .inner
             .bus
@@ -82,29 +88,43 @@ pub(crate) async fn answer(
             .await;
         let history = match store.messages(id).await {
             Ok(h) => h,
-            Err(e) => return PromptOutcome::Store(e),
+            Err(e) => return store_failed(engine, id, prompt_id, e).await,
         };
-        let mut messages = Vec::with_capacity(history.len() + 1);
-        if !agent.system_prompt.is_empty() {
-            messages.push(ChatMessage::new(Role::System, agent.system_prompt.clone()));
-        }
-        messages.extend(history.iter().map(chat_message));
-        let mut request = GenerateRequest::new(Prompt::Chat(messages));
-        request.max_tokens = options.max_tokens;
-        request.sampling.ignore_eos = options.ignore_eos;
-        if !tools.is_empty() {
-            request.tools = tools.clone();
-            // The caller's choice holds for the first round; later rounds read results; the last
-            // has no tools, so the loop always ends with an answer.
-            request.tool_choice = if round >= max_rounds {
-                ToolChoice::None
-            } else if round == 1 {
-                options.tool_choice.clone()
+        // The caller's choice holds for the first round; later rounds read results; the last
+        // is offered no tools at all, so the loop always ends with an answer (a small model
+        // shown tools under `tool_choice: none` still writes calls, as text).
+        let tool_choice = if last {
+            ToolChoice::None
+        } else if round == 1 {
+            options.tool_choice.clone()
+        } else {
+            ToolChoice::Auto
+        };
+        let model = session.model.as_deref().or(agent.model.as_deref());
+        let build = |start: usize| {
+            let mut messages = Vec::with_capacity(history.len() - start + 1);
+            if !agent.system_prompt.is_empty() {
+                messages.push(ChatMessage::new(Role::System, agent.system_prompt.clone()));
+            }
+            if last {
+                messages.extend(answer_round(&history[start..]));
             } else {
-                ToolChoice::Auto
-            };
-        }
-        let stream = match engine.generate(session.model.as_deref().or(agent.model.as_deref()), request) {
+                messages.extend(history[start..].iter().map(chat_message));
+            }
+            let mut request = GenerateRequest::new(Prompt::Chat(messages));
+            request.max_tokens = options.max_tokens;
+            request.sampling.ignore_eos = options.ignore_eos;
+            if !tools.is_empty() && !last {
+                request.tools = tools.clone();
+                request.tool_choice = tool_choice.clone();
+            }
+            request
+        };
+        let start = match window(engine, id, prompt_id, model, options, &history, &build).await {
+            Ok(start) => start,
+            Err(e) => return fail(engine, id, prompt_id, e).await,
+        };
+        let stream = match engine.generate(model, build(start)) {
             Ok(s) => s,
             Err(e) => return fail(engine, id, prompt_id, e).await,
         };
@@ -114,7 +134,16 @@ pub(crate) async fn answer(
             RoundEnd::Done { text, tool_calls, finish_reason, usage } if tool_calls.is_empty() => {
                 return complete(engine, id, prompt_id, text, finish_reason, usage).await;
             }
+            RoundEnd::Done { tool_calls, .. }
+                if tool_calls.iter().all(|c| made.contains(&(c.name.clone(), canonical(&c.arguments)))) =>
+            {
+                // The same calls again: their results are in the history already. This round is
+                // dropped, and the next one answers from what the calls returned.
+                tracing::info!(session = %id, round, "the model repeated its tool calls; asking for the answer");
+                answer_now = true;
+            }
             RoundEnd::Done { text, tool_calls, finish_reason, usage } => {
+                made.extend(tool_calls.iter().map(|c| (c.name.clone(), canonical(&c.arguments))));
                 let message = NewMessage {
                     tool_calls: tool_calls.clone(),
                     usage: Some(token_usage(usage)),
@@ -122,7 +151,7 @@ pub(crate) async fn answer(
                     ..NewMessage::text(Role::Assistant, text)
                 };
                 if let Err(e) = store.append_message(id, message).await {
-                    return PromptOutcome::Store(e);
+                    return store_failed(engine, id, prompt_id, e).await;
                 }
                 for call in tool_calls {
                     let Some(output) = run_call(engine, id, prompt_id, &toolset, &context, &call, cancel).await else {
@@ -131,12 +160,99 @@ pub(crate) async fn answer(
                     let result =
                         NewMessage { tool_call_id: Some(call.id.clone()), ..NewMessage::text(Role::Tool, output) };
                     if let Err(e) = store.append_message(id, result).await {
-                        return PromptOutcome::Store(e);
+                        return store_failed(engine, id, prompt_id, e).await;
                     }
                 }
             }
         }
     }
+}
+
+/// Tokens kept free for the answer when the prompt sets no `max_tokens`, at most a quarter of
+/// the budget.
+const ANSWER_RESERVE: u32 = 1024;
+
+/// Where the window of `history` the model sees starts (see [`crate::compact`]): where it
+/// started for the session's last prompt, unless the prompt outgrew the session's budget; then
+/// it moves past the oldest turns and `session.compacted` says so.
+async fn window(
+    engine: &Engine,
+    id: &SessionId,
+    prompt_id: &str,
+    model: Option<&str>,
+    options: &PromptOptions,
+    history: &[Message],
+    build: &impl Fn(usize) -> GenerateRequest,
+) -> Result<usize, EngineError> {
+    let info = engine.model(model)?;
+    // A sequence's share of the cache: with a unified cache one could take all of it, but then
+    // the other slots' conversations would be evicted.
+    let budget = info.n_ctx_slot.min(info.n_ctx / info.n_parallel.max(1));
+    let reserve = options.max_tokens.unwrap_or(ANSWER_RESERVE).min(budget / 4);
+    let sessions = &engine.inner.sessions;
+    let current = sessions.window_start(id).and_then(|first| history.iter().position(|m| m.id == first)).unwrap_or(0);
+    let roles: Vec<Role> = history.iter().map(|m| m.role).collect();
+    let mut before = 0;
+    let cut = crate::compact::choose(&roles, current, budget, reserve, |start| {
+        let n = engine.prompt_tokens(model, build(start))?;
+        if start == current {
+            before = n;
+        }
+        Ok::<_, EngineError>(n)
+    })?;
+    let Some(cut) = cut else { return Ok(current) };
+    let first = &history[cut.start];
+    sessions.set_window_start(id, first.id.clone());
+    tracing::info!(session = %id, dropped = cut.start - current, out_of_window = cut.start, budget, "session compacted");
+    engine
+        .inner
+        .bus
+        .emit(Event::SessionCompacted {
+            session_id: id.to_string(),
+            prompt_id: prompt_id.to_owned(),
+            messages_dropped: (cut.start - current) as u32,
+            messages_out_of_window: cut.start as u32,
+            first_message_id: first.id.clone(),
+            prompt_tokens_before: before,
+            prompt_tokens_after: cut.prompt_tokens,
+            budget_tokens: budget,
+        })
+        .await;
+    Ok(cut.start)
+}
+
+/// The history as the answer round shows it: the turns before the current one as they are,
+/// then the current question with the results of the calls made for it written out as text,
+/// and the request to answer from them. Offered no tools, a small model shown its own calls
+/// and `role: tool` results in the template's format writes more calls, as text; shown the
+/// results as plain text, it answers. The stored messages stay as they are.
+fn answer_round(history: &[Message]) -> Vec<ChatMessage> {
+    let Some(turn) = history.iter().rposition(|m| m.role == Role::User) else {
+        return history.iter().map(chat_message).collect();
+    };
+    let mut messages: Vec<ChatMessage> = history[..turn].iter().map(chat_message).collect();
+    let exchanges: Vec<&Message> = history[turn + 1..].iter().collect();
+    if !exchanges.iter().any(|m| !m.tool_calls.is_empty()) {
+        messages.extend(history[turn..].iter().map(chat_message));
+        return messages;
+    }
+    let mut text = format!("{}\n\nTool results:\n", history[turn].content);
+    for call in exchanges.iter().flat_map(|m| m.tool_calls.iter()) {
+        let output = exchanges
+            .iter()
+            .find(|m| m.role == Role::Tool && m.tool_call_id.as_deref() == Some(call.id.as_str()))
+            .map_or("(no result)", |m| m.content.as_str());
+        text.push_str(&format!("{} {} returned:\n{}\n\n", call.name, call.arguments, output.trim_end()));
+    }
+    text.push_str("Answer in plain words from these results; call no tool.");
+    messages.push(ChatMessage::new(Role::User, text));
+    messages
+}
+
+/// A call's arguments in one spelling (parsed and written again), so two calls with the same
+/// arguments compare equal.
+fn canonical(arguments: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(arguments).map_or_else(|_| arguments.trim().to_owned(), |v| v.to_string())
 }
 
 fn chat_message(m: &Message) -> ChatMessage {
@@ -333,24 +449,29 @@ async fn complete(
                 .await;
             PromptOutcome::Complete(stored)
         }
-        Err(e) => PromptOutcome::Store(e),
+        Err(e) => store_failed(engine, id, prompt_id, e).await,
     }
 }
 
 async fn fail(engine: &Engine, id: &SessionId, prompt_id: &str, error: EngineError) -> PromptOutcome {
-    let client = match &error {
-        EngineError::Backend(b) => b.is_client_error(),
-        EngineError::Invalid(_) | EngineError::ModelNotFound(_) => true,
-    };
-    let code = match &error {
-        EngineError::Backend(crate::BackendError::PromptTooLong { .. }) => Some("context_length_exceeded".into()),
-        EngineError::ModelNotFound(_) => Some("model_not_found".into()),
-        _ => None,
-    };
-    let kind = if client { "invalid_request_error" } else { "server_error" };
-    let event_error = EventError { message: error.to_string(), kind: kind.into(), code };
-    emit_error(engine, id, prompt_id, event_error, None).await;
+    if error.is_internal() {
+        tracing::error!(session = %id, prompt = prompt_id, error = %error, "a prompt failed");
+    }
+    emit_error(engine, id, prompt_id, event_error(&error.public()), None).await;
     PromptOutcome::Failed(error)
+}
+
+/// The store failed while answering: the prompt ends with `message.error` (a server fault, so
+/// the details go to the log only).
+async fn store_failed(engine: &Engine, id: &SessionId, prompt_id: &str, error: StoreError) -> PromptOutcome {
+    tracing::error!(session = %id, prompt = prompt_id, error = %error, "the store failed while answering a prompt");
+    emit_error(engine, id, prompt_id, event_error(&error.public()), None).await;
+    PromptOutcome::Store(error)
+}
+
+/// A `message.error` payload from the engine's one error mapping.
+fn event_error(public: &PublicError) -> EventError {
+    EventError { message: public.message.clone(), kind: public.kind().into(), code: public.code.map(str::to_owned) }
 }
 
 async fn cancelled(engine: &Engine, id: &SessionId, prompt_id: &str, text: String) -> PromptOutcome {

@@ -120,6 +120,16 @@ impl Engine {
         })
     }
 
+    /// The tokens `request`'s prompt takes on the model named `model` (validated and rendered
+    /// as [`Engine::generate`] would); nothing is generated.
+    ///
+    /// # Errors
+    /// [`EngineError`]: unknown model, invalid field, or the template's refusal.
+    pub fn prompt_tokens(&self, model: Option<&str>, request: GenerateRequest) -> Result<u32, EngineError> {
+        let info = self.model(model)?;
+        Ok(self.inner.backend.prompt_tokens(&request.validate(info)?)?)
+    }
+
     /// Scheduler statistics of the loaded model.
     pub fn stats(&self) -> BackendStats {
         self.inner.backend.stats()

@@ -25,6 +25,10 @@ const LIVE_BUFFER: usize = 1024;
 /// Events read from the log per query while catching up.
 const PAGE: u32 = 256;
 
+/// The id of an event broadcast without being logged (see [`EventBus::emit`]):
+/// transports send it without an event id, so no client resumes from it.
+pub const UNLOGGED: i64 = 0;
+
 /// An event as the bus delivers it: the typed [`Event`] with what the log
 /// gave it.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,9 +158,23 @@ impl EventBus {
 
     /// Publish one event, logging (not returning) a store failure: for events
     /// whose loss must not fail the operation that caused them.
+    ///
+    /// When the log cannot be written, a prompt's `message.error` is still
+    /// broadcast, unlogged (id [`UNLOGGED`]), so the clients waiting on that
+    /// prompt (its SSE answer, a WebSocket request) learn that it ended instead
+    /// of waiting forever; it cannot be replayed.
     pub async fn emit(&self, event: Event) {
+        let terminal = matches!(event, Event::MessageError { .. }).then(|| event.clone());
         if let Err(e) = self.publish(vec![event]).await {
             tracing::error!(error = %e, "cannot record an event");
+            if let Some(event) = terminal {
+                let _order = self.publish.lock().await;
+                let created_at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                let session_id = Some(SessionId::from_string(event.session_id()));
+                let _ = self.live.send(Arc::new(LoggedEvent { id: UNLOGGED, created_at, session_id, event }));
+            }
         }
     }
 
@@ -197,6 +215,12 @@ impl EventBus {
                     last = last.max(cursor);
                 }
                 match live.recv().await {
+                    // Never in the log, so never replayed: delivered as it comes.
+                    Ok(event) if event.id == UNLOGGED => {
+                        if filter.matches(&event) {
+                            yield event;
+                        }
+                    }
                     Ok(event) => {
                         if event.id <= last {
                             continue;

@@ -9,7 +9,9 @@
 
 mod agent;
 pub mod backend;
+mod compact;
 pub mod engine;
+pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod request;
@@ -22,6 +24,7 @@ pub mod wire;
 
 pub use backend::{Backend, BackendError, BackendStats, ModelInfo};
 pub use engine::{Engine, EngineError};
+pub use error::{ErrorClass, PublicError};
 pub use events::{EventBus, EventFilter, LoggedEvent};
 pub use metrics::Metrics;
 pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError};

@@ -104,6 +104,24 @@ pub struct PromptOptions {
     pub tool_choice: ToolChoice,
 }
 
+impl PromptOptions {
+    /// The one check of a prompt and its options, for every front end: `content` not blank,
+    /// `max_tokens` at least 1. [`Engine::prompt`] runs it; a front end that would create a
+    /// session for the prompt runs it first.
+    ///
+    /// # Errors
+    /// [`SessionError::EmptyPrompt`], [`SessionError::Invalid`] naming the field.
+    pub fn check(&self, content: &str) -> Result<(), SessionError> {
+        if content.trim().is_empty() {
+            return Err(SessionError::EmptyPrompt);
+        }
+        if self.max_tokens == Some(0) {
+            return Err(crate::ValidationError::new("max_tokens", "max_tokens must be at least 1").into());
+        }
+        Ok(())
+    }
+}
+
 /// Why a session operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -122,6 +140,9 @@ pub enum SessionError {
     /// The prompt was empty.
     #[error("`content` must not be empty")]
     EmptyPrompt,
+    /// A prompt option is out of range (the field and the rule).
+    #[error(transparent)]
+    Invalid(#[from] crate::ValidationError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -172,9 +193,22 @@ struct SessionQueue {
 pub(crate) struct SessionTable {
     queues: Mutex<HashMap<SessionId, Arc<Mutex<SessionQueue>>>>,
     permissions: Mutex<HashMap<String, (SessionId, oneshot::Sender<bool>)>>,
+    /// The id of the first message each compacted session's model sees (`crate::compact`);
+    /// kept in memory: after a restart the first prompt that overflows chooses anew.
+    windows: Mutex<HashMap<SessionId, String>>,
 }
 
 impl SessionTable {
+    /// The first message the model sees of a compacted session.
+    pub(crate) fn window_start(&self, id: &SessionId) -> Option<String> {
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
+
+    /// Move a session's window to start at message `first`.
+    pub(crate) fn set_window_start(&self, id: &SessionId, first: String) {
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), first);
+    }
+
     /// Register a call waiting for permission under `request_id`.
     pub(crate) fn await_permission(&self, request_id: &str, session: SessionId, reply: oneshot::Sender<bool>) {
         self.permissions.lock().unwrap_or_else(PoisonError::into_inner).insert(request_id.to_owned(), (session, reply));
@@ -202,6 +236,7 @@ impl SessionTable {
     }
 
     fn remove(&self, id: &SessionId) -> Option<Arc<Mutex<SessionQueue>>> {
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
         self.queues.lock().unwrap_or_else(PoisonError::into_inner).remove(id)
     }
 }
@@ -320,17 +355,18 @@ impl Engine {
 
     /// Queue a prompt; it runs when the prompts before it are done.
     ///
+    /// The prompt and its options are checked here ([`PromptOptions::check`]), for every front end.
+    ///
     /// # Errors
-    /// [`SessionError::EmptyPrompt`], [`SessionError::NotFound`], the store's error.
+    /// [`SessionError::EmptyPrompt`], [`SessionError::Invalid`], [`SessionError::NotFound`],
+    /// the store's error.
     pub async fn prompt(
         &self,
         id: &SessionId,
         content: String,
         options: PromptOptions,
     ) -> Result<PromptTicket, SessionError> {
-        if content.trim().is_empty() {
-            return Err(SessionError::EmptyPrompt);
-        }
+        options.check(&content)?;
         self.session(id).await?;
         let (done, outcome) = oneshot::channel();
         let prompt_id = new_prompt_id();

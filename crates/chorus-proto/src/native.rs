@@ -533,6 +533,28 @@ pub enum Event {
         /// How long the server waits, in milliseconds.
         timeout_ms: u64,
     },
+    /// The session's history outgrew its context: the oldest turns left the window the model
+    /// sees. The stored transcript is unchanged; the window keeps the agent's system prompt and
+    /// the newest whole turns (a turn's tool calls stay with their results).
+    #[serde(rename = "session.compacted")]
+    SessionCompacted {
+        /// The session.
+        session_id: String,
+        /// The prompt being answered when it happened.
+        prompt_id: String,
+        /// Messages that left the window this time.
+        messages_dropped: u32,
+        /// Messages outside the window now, in all.
+        messages_out_of_window: u32,
+        /// The id of the first message the model still sees.
+        first_message_id: String,
+        /// The prompt's tokens before.
+        prompt_tokens_before: u32,
+        /// The prompt's tokens now.
+        prompt_tokens_after: u32,
+        /// The tokens a sequence of this session may hold (prompt and answer).
+        budget_tokens: u32,
+    },
 }
 
 impl Event {
@@ -552,6 +574,7 @@ impl Event {
             Event::ToolCallComplete { .. } => "tool.call_complete",
             Event::ToolCallError { .. } => "tool.call_error",
             Event::ToolPermissionRequest { .. } => "tool.permission_request",
+            Event::SessionCompacted { .. } => "session.compacted",
         }
     }
 
@@ -570,7 +593,8 @@ impl Event {
             | Event::ToolCallStart { session_id, .. }
             | Event::ToolCallComplete { session_id, .. }
             | Event::ToolCallError { session_id, .. }
-            | Event::ToolPermissionRequest { session_id, .. } => session_id,
+            | Event::ToolPermissionRequest { session_id, .. }
+            | Event::SessionCompacted { session_id, .. } => session_id,
         }
     }
 
@@ -585,7 +609,8 @@ impl Event {
             | Event::ToolCallStart { prompt_id, .. }
             | Event::ToolCallComplete { prompt_id, .. }
             | Event::ToolCallError { prompt_id, .. }
-            | Event::ToolPermissionRequest { prompt_id, .. } => Some(prompt_id),
+            | Event::ToolPermissionRequest { prompt_id, .. }
+            | Event::SessionCompacted { prompt_id, .. } => Some(prompt_id),
             _ => None,
         }
     }

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chorus_engine::store::StoreError;
-use chorus_engine::{BackendError, EngineError, SessionError};
+use chorus_engine::{BackendError, EngineError, ErrorClass, PublicError, SessionError};
 use chorus_proto::openai::{ErrorBody, ErrorResponse};
 
 /// An error answered in OpenAI's format.
@@ -46,13 +46,7 @@ impl ApiError {
 
     /// 404 `model_not_found`.
     pub fn model_not_found(model: &str) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            kind: "invalid_request_error",
-            message: format!("the model `{model}` does not exist; GET /v1/models lists the models this server has"),
-            param: Some("model".into()),
-            code: Some("model_not_found"),
-        }
+        EngineError::ModelNotFound(model.to_owned()).into()
     }
 
     /// 403 for an action the server's policy refuses (code `permission_denied`).
@@ -106,25 +100,12 @@ impl ApiError {
 
     /// 500 `server_error`; `detail` is logged, not sent.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(%detail, "internal error");
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            kind: "server_error",
-            message: "the server had an error while processing the request".into(),
-            param: None,
-            code: Some("server_error"),
-        }
+        Self::public(PublicError::internal(), &detail)
     }
 
     /// 503 while the model cannot take work.
     pub fn unavailable() -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            kind: "server_error",
-            message: "the model is not available; the server may be shutting down".into(),
-            param: None,
-            code: Some("model_unavailable"),
-        }
+        BackendError::Unavailable.into()
     }
 
     /// The HTTP status.
@@ -145,74 +126,45 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The response for an engine error, as the engine's one mapping ([`PublicError`]) says;
+    /// server faults are logged with their details (`detail`).
+    fn public(public: PublicError, detail: &dyn std::fmt::Display) -> Self {
+        let status = match public.class {
+            ErrorClass::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorClass::NotFound => StatusCode::NOT_FOUND,
+            ErrorClass::Conflict => StatusCode::CONFLICT,
+            ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorClass::Internal => {
+                tracing::error!(%detail, "internal error");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        Self { status, kind: public.kind(), message: public.message, param: public.param, code: public.code }
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::ModelNotFound(model) => ApiError::model_not_found(&model),
-            EngineError::Invalid(v) => ApiError::invalid(Some(v.param.to_owned()), v.message),
-            EngineError::Backend(b) => b.into(),
-        }
+        Self::public(e.public(), &e)
     }
 }
 
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
-        match e {
-            BackendError::PromptTooLong { .. } => {
-                let mut err = ApiError::invalid(Some("messages".to_owned()), e.to_string());
-                err.code = Some("context_length_exceeded");
-                err
-            }
-            BackendError::Template(_) | BackendError::InvalidPrompt(_) => {
-                ApiError::invalid(Some("messages".to_owned()), e.to_string())
-            }
-            BackendError::InvalidSchema { param, .. } => ApiError::invalid(Some(param.to_owned()), e.to_string()),
-            BackendError::Unavailable => ApiError::unavailable(),
-            BackendError::Decode(_) => ApiError::internal(e),
-        }
+        Self::public(e.public(), &e)
     }
 }
 
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
-        match e {
-            SessionError::NotFound(id) => {
-                ApiError::not_found("session", format!("session {id} not found; GET /api/v1/sessions lists them"))
-            }
-            SessionError::AgentNotFound(_) => {
-                let mut err = ApiError::invalid(Some("agent".into()), format!("{e}; GET /api/v1/agents lists them"));
-                err.code = Some("agent_not_found");
-                err
-            }
-            SessionError::Busy(_) => Self {
-                status: StatusCode::CONFLICT,
-                kind: "invalid_request_error",
-                message: e.to_string(),
-                param: None,
-                code: Some("session_busy"),
-            },
-            SessionError::EmptyPrompt => ApiError::invalid(Some("content".into()), e.to_string()),
-            SessionError::PermissionNotPending(_) => ApiError::not_found("permission request", e.to_string()),
-            SessionError::Store(e) => e.into(),
-        }
+        Self::public(e.public(), &e)
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::SessionNotFound(id) => {
-                ApiError::not_found("session", format!("session {id} not found; GET /api/v1/sessions lists them"))
-            }
-            StoreError::SessionExists(id) => Self {
-                status: StatusCode::CONFLICT,
-                kind: "invalid_request_error",
-                message: format!("session {id} exists already"),
-                param: None,
-                code: Some("session_exists"),
-            },
-            other => ApiError::internal(other),
-        }
+        Self::public(e.public(), &e)
     }
 }
 

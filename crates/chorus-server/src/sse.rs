@@ -28,7 +28,10 @@ pub(crate) fn error(e: &ApiError) -> Event {
 /// A logged event of the native API: `id:` (its log id), `event:` (its type)
 /// and `data:` the [`chorus_proto::native::Event`] as JSON, serialized here, once.
 pub(crate) fn logged(event: &chorus_engine::LoggedEvent) -> Event {
-    match Event::default().id(event.id.to_string()).event(event.event.kind()).json_data(&event.event) {
+    let sse = Event::default().event(event.event.kind());
+    // An unlogged event has no id a client could resume from.
+    let sse = if event.id == chorus_engine::events::UNLOGGED { sse } else { sse.id(event.id.to_string()) };
+    match sse.json_data(&event.event) {
         Ok(sse) => sse,
         Err(e) => error(&ApiError::internal(e)),
     }

@@ -155,8 +155,7 @@ impl Connection {
             Request::Prompt { content, priority, max_tokens, ignore_eos, tool_choice, session_id } => {
                 let session = self.session_for(session_id).await?;
                 let engine = &self.state.engine;
-                let options =
-                    crate::api::prompt_options(priority, max_tokens, ignore_eos, tool_choice, "payload.max_tokens")?;
+                let options = crate::api::prompt_options(priority, max_tokens, ignore_eos, tool_choice);
                 let ticket = engine.prompt(&session, content, options).await?;
                 if let Some(id) = id {
                     self.pending.insert(ticket.prompt_id.clone(), id);
@@ -225,7 +224,9 @@ impl Connection {
     /// serialized once into it), and the prompt's response when this
     /// connection sent that prompt.
     fn event(&mut self, logged: &LoggedEvent) -> Vec<WsMessage> {
-        let mut out = vec![envelope(EnvelopeType::Event, Some(logged.id.to_string()), &logged.event)];
+        // An unlogged event (the store failed) has no id to resume from.
+        let id = (logged.id != chorus_engine::events::UNLOGGED).then(|| logged.id.to_string());
+        let mut out = vec![envelope(EnvelopeType::Event, id, &logged.event)];
         let Some(request) = logged.event.prompt_id().and_then(|p| self.pending.get(p)).cloned() else { return out };
         let response = match &logged.event {
             Event::MessageChunk { content, .. } => WsResponse::Text { content: content.clone(), done: false },

@@ -13,6 +13,7 @@ mod errors;
 mod lifecycle;
 mod mcp_client;
 mod mcp_server;
+mod real_model;
 mod sessions;
 mod tools;
 mod ws_seed;

@@ -16,6 +16,10 @@ use super::FunctionDefinition;
 use super::registry::{Permission, Tool, ToolContext, ToolError};
 
 /// The most bytes of a file `read_file` returns.
+/// The variables of chorus's environment that `run_command` (and a stdio MCP server) inherits;
+/// nothing else of it is passed on.
+pub const INHERITED_ENV: [&str; 8] = ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR"];
+
 const READ_LIMIT: usize = 256 * 1024;
 /// The most entries `list_dir` returns.
 const LIST_LIMIT: usize = 1000;
@@ -328,9 +332,14 @@ impl Tool for RunCommand {
                 ToolError::InvalidArguments(format!("`timeout_s` must be an integer from 1 to {COMMAND_TIMEOUT_MAX_S}"))
             })?,
         };
+        // A cleared environment plus the allowlist: chorus's secrets (API keys, HF_TOKEN, the
+        // database URL) never reach a command the model wrote.
+        let inherited = INHERITED_ENV.iter().filter_map(|k| Some((*k, std::env::var_os(k)?)));
         let child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(command)
+            .env_clear()
+            .envs(inherited)
             .current_dir(&context.work_dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -418,6 +427,26 @@ mod tests {
         assert_eq!(out, "exit status: 3\n[stdout]\nhello\nworld\n\n[stderr]\noops\n");
         let e = tools.call(&cx, "run_command", r#"{"command": "sleep 5", "timeout_s": 1}"#).await.unwrap_err();
         assert_eq!(e, ToolError::Timeout(1));
+    }
+
+    #[tokio::test]
+    async fn run_command_gets_only_the_allowlisted_environment() {
+        let (_dir, cx) = setup();
+        let tools = builtins().await;
+        // cargo runs tests with CARGO_* variables set: a stand-in for chorus's secrets
+        // (CHORUS_API_KEY, HF_TOKEN, CHORUS_DATABASE_URL), which are no more allowlisted.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some(), "the test needs a variable to hide");
+        let out = tools.call(&cx, "run_command", r#"{"command": "env"}"#).await.unwrap();
+        assert!(!out.contains("CARGO_MANIFEST_DIR="), "{out}");
+        assert!(out.lines().any(|l| l.starts_with("PATH=")), "PATH is inherited: {out}");
+        for line in out.lines().skip(2).take_while(|l| *l != "[stderr]").filter(|l| l.contains('=')) {
+            let name = line.split('=').next().unwrap();
+            // `sh` itself sets PWD, SHLVL and `_`.
+            assert!(
+                INHERITED_ENV.contains(&name) || ["PWD", "SHLVL", "_", "OLDPWD"].contains(&name),
+                "{name} reached the command"
+            );
+        }
     }
 
     #[tokio::test]

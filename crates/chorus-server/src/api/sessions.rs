@@ -187,22 +187,18 @@ pub(crate) async fn prompt(
 }
 
 /// The engine's options for a prompt's wire fields (HTTP body or WebSocket
-/// payload); `max_tokens_param` names the field in errors.
+/// payload); the engine checks them (`Engine::prompt`).
 pub(crate) fn prompt_options(
     priority: native::Priority,
     max_tokens: Option<u32>,
     ignore_eos: bool,
     tool_choice: Option<chorus_proto::openai::ToolChoice>,
-    max_tokens_param: &str,
-) -> Result<PromptOptions, ApiError> {
-    if max_tokens == Some(0) {
-        return Err(ApiError::invalid(Some(max_tokens_param.into()), "max_tokens must be at least 1"));
-    }
+) -> PromptOptions {
     let priority = match priority {
         native::Priority::Normal => Priority::Normal,
         native::Priority::High => Priority::High,
     };
-    Ok(PromptOptions { priority, max_tokens, ignore_eos, tool_choice: crate::openai::tool_choice(tool_choice) })
+    PromptOptions { priority, max_tokens, ignore_eos, tool_choice: crate::openai::tool_choice(tool_choice) }
 }
 
 /// Queue a prompt on a session and answer as it asks: SSE of its events,
@@ -215,8 +211,7 @@ pub(crate) async fn answer(
     if request.stream && request.is_async {
         return Err(ApiError::invalid(Some("async".into()), "`stream` and `async` cannot both be true"));
     }
-    let options =
-        prompt_options(request.priority, request.max_tokens, request.ignore_eos, request.tool_choice, "max_tokens")?;
+    let options = prompt_options(request.priority, request.max_tokens, request.ignore_eos, request.tool_choice);
     // Subscribe before queueing, so the stream cannot miss the prompt's first event.
     let events = request.stream.then(|| state.engine.events().subscribe(EventFilter::Session(id.clone()), None));
     let ticket = state.engine.prompt(&id, request.content, options).await?;

@@ -147,11 +147,10 @@ impl ChorusMcp {
         // Only the client's `notifications/cancelled` cancels the prompt: it belongs to the
         // session, and runs on when the client goes away (`context.ct` is cancelled then too).
         let watched = self.cancellations.watch(context.id.clone());
-        if args.prompt.trim().is_empty() {
-            return Ok(tool_error("`prompt` must not be empty"));
-        }
-        if args.max_tokens == Some(0) {
-            return Ok(tool_error("`max_tokens` must be at least 1"));
+        let options = PromptOptions { max_tokens: args.max_tokens, ..PromptOptions::default() };
+        // Checked before a session is created for it.
+        if let Err(e) = options.check(&args.prompt) {
+            return Ok(session_error(e));
         }
         let session = match &args.session_id {
             Some(id) => match self.engine.session(&SessionId::from_string(id.as_str())).await {
@@ -187,7 +186,6 @@ impl ChorusMcp {
         } else {
             futures::stream::pending().boxed()
         };
-        let options = PromptOptions { max_tokens: args.max_tokens, ..PromptOptions::default() };
         if context.ct.is_cancelled() {
             // Cancelled, or the client gone, before the prompt was queued: it is not queued.
             return Ok(cancelled());

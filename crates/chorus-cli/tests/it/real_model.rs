@@ -1,0 +1,180 @@
+//! Real-model tests: the `qwen-coder` fixture (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, from
+//! `scripts/models.sh`, path in `CHORUS_QWEN_CODER`) served at default flags, used as a person
+//! uses it, with assertions on what the model really wrote. Without the fixture they say so
+//! and pass, except under CI (`CI` set), where a missing fixture fails: `scripts/test.sh`
+//! always provides it.
+//!
+//! They take minutes of CPU on 2 cores, so they run one at a time (a lock), beside the
+//! structural tests on the testkit models.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chorus_client::{Client, ClientConfig};
+use chorus_proto::native::{CreateSessionRequest, Event, Message, Priority, PromptRequest};
+use chorus_testkit::server::TestServer;
+use futures::StreamExt;
+
+use crate::{bin, runtime};
+
+/// One real-model server at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The fixture named by `var`, or `None` (outside CI) when it is not there.
+pub(crate) fn fixture(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var).map(PathBuf::from) {
+        Some(path) if path.is_file() => Some(path),
+        other => {
+            let why = match other {
+                Some(path) => format!("{var}={} is not a file", path.display()),
+                None => format!("{var} is not set"),
+            };
+            assert!(std::env::var_os("CI").is_none(), "{why}: under CI the real-model fixtures must be there");
+            eprintln!("skipped: {why} (scripts/models.sh qwen-coder fetches it; scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
+/// `chorus serve` on a real model at default flags (plus `extra`), and the lock that keeps
+/// real-model tests apart.
+pub(crate) fn real_server(var: &str, extra: &[&str]) -> Option<(TestServer, std::sync::MutexGuard<'static, ()>)> {
+    let model = fixture(var)?;
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut args = vec!["--model", model.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    Some((TestServer::start(bin(), &args), guard))
+}
+
+/// A client that waits as long as a real model on a loaded 2-core machine may take.
+pub(crate) fn patient_client(url: &str) -> Client {
+    Client::new(ClientConfig { url: url.to_owned(), api_key: None, timeout: Some(Duration::from_secs(600)) })
+        .expect("client")
+}
+
+fn prompt(content: &str, max_tokens: u32) -> PromptRequest {
+    PromptRequest {
+        content: content.into(),
+        stream: false,
+        is_async: false,
+        priority: Priority::Normal,
+        max_tokens: Some(max_tokens),
+        ignore_eos: false,
+        tool_choice: None,
+    }
+}
+
+#[test]
+fn a_session_runs_list_dir_and_names_a_file_that_is_there() {
+    // Default flags but one: nobody answers permission questions here, so a `run_command` the
+    // sampled model may try is refused after 5 s rather than 60.
+    let Some((srv, _guard)) = real_server("CHORUS_QWEN_CODER", &["--permission-timeout", "5"]) else { return };
+    let work = tempfile::tempdir().unwrap();
+    for file in ["invoice_2026.pdf", "garden_plan.txt", "recipes.md"] {
+        std::fs::write(work.path().join(file), "x\n").unwrap();
+    }
+    let c = patient_client(&srv.url);
+    runtime().block_on(async {
+        let request = CreateSessionRequest {
+            work_dir: Some(work.path().to_str().unwrap().to_owned()),
+            ..CreateSessionRequest::default()
+        };
+        let id = c.create_session(&request).await.unwrap().id;
+        let events = c.events(Some(&id), Some(0)).await.unwrap();
+        let answer = c
+            .prompt(&id, &prompt("What files are in the working directory? Use the list_dir tool.", 200))
+            .await
+            .unwrap();
+        let events: Vec<Event> = events
+            .take_while(|e| {
+                std::future::ready(
+                    !matches!(e, Ok(chorus_client::EventItem::Event(s)) if matches!(s.event, Event::AgentIdle { .. })),
+                )
+            })
+            .filter_map(|e| async move {
+                match e {
+                    Ok(chorus_client::EventItem::Event(s)) => Some(s.event),
+                    _ => None,
+                }
+            })
+            .collect()
+            .await;
+        let ran = events.iter().any(|e| matches!(e, Event::ToolCallComplete { name, .. } if name == "list_dir"));
+        assert!(ran, "list_dir never ran; events: {events:#?}");
+        let messages = c.messages(&id).await.unwrap();
+        assert!(
+            messages.iter().any(|m| m.role == "tool" && m.content.contains("garden_plan.txt")),
+            "no tool result lists the dir: {messages:#?}"
+        );
+        let named = ["invoice_2026", "garden_plan", "recipes"].iter().any(|f| answer.content.contains(f));
+        assert!(named, "the answer names no file of the dir: {:?}", answer.content);
+    });
+}
+
+/// A paragraph of about 300 tokens, different for every turn.
+fn long_turn(i: usize) -> String {
+    let topics = ["the harbour", "a mountain hut", "the old library", "a night train", "the market square"];
+    let topic = topics[i % topics.len()];
+    let mut text = format!("Note {i}, about {topic}. ");
+    for j in 0..14 {
+        text.push_str(&format!(
+            "Line {j}: on day {} of the trip we walked past {topic} again, counted {} boats and {} birds, \
+             and wrote down the weather. ",
+            i * 3 + j,
+            i + j,
+            2 * i + j
+        ));
+    }
+    text.push_str("Reply with one short sentence about this note.");
+    text
+}
+
+#[test]
+fn a_30_turn_session_answers_every_turn_and_says_when_it_compacted() {
+    let Some((srv, _guard)) = real_server("CHORUS_QWEN_CODER", &[]) else { return };
+    let c = patient_client(&srv.url);
+    runtime().block_on(async {
+        let health: serde_json::Value =
+            reqwest::get(format!("{}/health", srv.url)).await.unwrap().json().await.unwrap();
+        let n_ctx_slot = health["context"]["n_ctx_slot"].as_u64().unwrap();
+        assert!(n_ctx_slot >= 8192, "a slot holds at least 8192 tokens by default: {health}");
+        let id = c.create_session(&CreateSessionRequest::default()).await.unwrap().id;
+        let mut answers: Vec<Message> = Vec::new();
+        for turn in 0..30 {
+            let answer = c
+                .prompt(&id, &prompt(&long_turn(turn), 24))
+                .await
+                .unwrap_or_else(|e| panic!("turn {} failed: {e}", turn + 1));
+            assert!(!answer.content.trim().is_empty(), "turn {} answered nothing", turn + 1);
+            answers.push(answer);
+        }
+        // The transcript is whole: nothing was deleted from the store.
+        let messages = c.messages(&id).await.unwrap();
+        let users: Vec<&Message> = messages.iter().filter(|m| m.role == "user").collect();
+        assert_eq!(users.len(), 30);
+        assert_eq!(users[0].content, long_turn(0));
+        assert_eq!(messages.iter().filter(|m| m.role == "assistant" && m.tool_calls.is_empty()).count(), 30);
+        // The history (~9,000 tokens) outgrew the 8,192 a session may hold: the event says so.
+        // The whole log of the session (replayed from the start; the live tail is cut off).
+        let events: Vec<Event> = c
+            .events(Some(&id), Some(0))
+            .await
+            .unwrap()
+            .take_until(tokio::time::sleep(Duration::from_secs(5)))
+            .filter_map(|e| async move {
+                match e {
+                    Ok(chorus_client::EventItem::Event(s)) => Some(s.event),
+                    _ => None,
+                }
+            })
+            .collect()
+            .await;
+        let compacted: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::SessionCompacted { .. })).collect();
+        assert!(!compacted.is_empty(), "no session.compacted in {} events", events.len());
+        if let Event::SessionCompacted { messages_dropped, prompt_tokens_after, budget_tokens, .. } = compacted[0] {
+            assert!(*messages_dropped >= 2, "whole turns leave the window");
+            assert!(*prompt_tokens_after <= budget_tokens / 2, "{compacted:?}");
+        }
+    });
+}
