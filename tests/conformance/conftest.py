@@ -7,9 +7,15 @@ Environment:
   random-weight model is written with ``cargo run -q -p chorus-testkit --bin chorus-testkit
   -- write --tiny PATH`` into a temporary directory.
 
-The server is started once per session with ``--port 0`` and its base URL (no ``/v1``) is
-read from the single stdout line ``chorus listening on http://127.0.0.1:PORT``. On teardown
-it gets SIGTERM and must exit with status 0 within 30 seconds.
+- ``CHORUS_QWEN_CODER``, ``CHORUS_GEMMA``: the real-model fixtures of test_real_model.py
+  (``scripts/models.sh qwen-coder gemma`` prints their paths; ``scripts/test.sh`` sets both).
+  Without one its tests skip, except under CI (``CI`` set), where they fail (`real_model`).
+
+`start_server` runs `chorus serve` on a given model with given flags, on ``--port 0``; its
+base URL (no ``/v1``) is read from the single stdout line ``chorus listening on
+http://127.0.0.1:PORT``. On exit it gets SIGTERM and must exit with status 0 within 30
+seconds. The `chorus_server` fixture is one on the test model for the whole session;
+test_real_model.py starts one per real model for its module.
 
 `exercise_mcp_client` is what the MCP tests (test_mcp.py over HTTP, test_mcp_stdio.py over
 `chorus mcp`) check with the MCP SDK's default client, whatever protocol version it negotiates.
@@ -25,8 +31,9 @@ import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import httpx
 import openai
@@ -83,6 +90,19 @@ def chorus_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def real_model(var: str) -> Path:
+    """The real-model fixture named by the environment variable `var`: its tests skip (with the
+    reason) when it is not there, except under CI (`CI` set), where they fail."""
+    configured = os.environ.get(var)
+    path = _repo_path(configured) if configured else None
+    if path is not None and path.is_file():
+        return path
+    why = f"{var}={configured} is not a file" if configured else f"{var} is not set"
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}: under CI the real-model fixtures must be there (scripts/test.sh sets them)")
+    pytest.skip(f"{why} (scripts/models.sh prints the fixture's path; scripts/test.sh sets it)")
+
+
 @pytest.fixture(scope="session")
 def model_id(chorus_model: Path) -> str:
     """The id the server advertises: the GGUF file stem (no --alias is passed)."""
@@ -96,23 +116,29 @@ def _pump_stdout(stream, lines: "queue.Queue[str | None]") -> None:
     lines.put(None)
 
 
-@pytest.fixture(scope="session")
-def chorus_server(chorus_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Runs `chorus serve` for the whole session and yields its base URL, e.g. http://127.0.0.1:PORT."""
+def chorus_binary() -> Path:
+    """The chorus binary under test (``CHORUS_BIN``, default ``target/debug/chorus``)."""
     binary = _repo_path(os.environ.get("CHORUS_BIN", "target/debug/chorus"))
     if not binary.is_file():
         pytest.fail(f"chorus binary not found at {binary} (build it or set CHORUS_BIN)")
+    return binary
 
-    server_dir = tmp_path_factory.mktemp("server")
+
+@contextmanager
+def start_server(model: Path, extra_args: Sequence[str], server_dir: Path) -> Iterator[str]:
+    """Runs `chorus serve --model MODEL EXTRA_ARGS` and yields its base URL, e.g.
+    http://127.0.0.1:PORT. It listens on `--port 0`, keeps its session store in `server_dir`
+    and opens no control socket, so a test run never touches the user's data dir or a server
+    the user runs; its stderr goes to `server_dir/chorus-serve.stderr`. On exit it gets SIGTERM
+    and must exit with status 0 within 30 seconds, having printed nothing on stdout but the
+    listening line."""
+    binary = chorus_binary()
     stderr_path = server_dir / "chorus-serve.stderr"
-    # Its own session store and no control socket: a test run never touches the user's
-    # data dir or a server the user runs.
     cmd = [
         str(binary), "serve",
-        "--model", str(chorus_model),
+        "--model", str(model),
         "--port", "0",
-        "--parallel", "4",
-        "--ctx-size", "8192",
+        *extra_args,
         "--database-url", f"sqlite://{server_dir / 'chorus.db'}",
         "--no-control-socket",
     ]
@@ -171,7 +197,12 @@ def chorus_server(chorus_model: Path, tmp_path_factory: pytest.TempPathFactory) 
                 "(logs belong on stderr)"
             )
 
-    yield base_url
+    try:
+        yield base_url
+    except BaseException:
+        # The body failed: stop the server, but let its error be the one reported.
+        stop(signal.SIGTERM)
+        raise
 
     code = stop(signal.SIGTERM)
     if code is None:
@@ -192,17 +223,32 @@ def chorus_server(chorus_model: Path, tmp_path_factory: pytest.TempPathFactory) 
     assert not extra, f"chorus serve printed more than the listening line on stdout: {extra!r}"
 
 
-@pytest.fixture(scope="module")
-def client(chorus_server: str) -> Iterator[openai.OpenAI]:
-    """The official SDK on the server, with strict response validation: a field its pydantic
-    models require, a wrong type or an unknown enum value fails the test."""
-    c = openai.OpenAI(
-        base_url=chorus_server + "/v1",
+@pytest.fixture(scope="session")
+def chorus_server(chorus_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Runs `chorus serve` on the test model for the whole session and yields its base URL."""
+    with start_server(
+        chorus_model, ["--parallel", "4", "--ctx-size", "8192"], tmp_path_factory.mktemp("server")
+    ) as base_url:
+        yield base_url
+
+
+def openai_client(base_url: str, timeout: float = 120.0) -> openai.OpenAI:
+    """The official SDK on the server at `base_url` (no ``/v1``), with strict response
+    validation: a field its pydantic models require, a wrong type or an unknown enum value
+    fails the test."""
+    return openai.OpenAI(
+        base_url=base_url + "/v1",
         api_key="unused",
         _strict_response_validation=True,
         max_retries=0,
-        timeout=120.0,
+        timeout=timeout,
     )
+
+
+@pytest.fixture(scope="module")
+def client(chorus_server: str) -> Iterator[openai.OpenAI]:
+    """`openai_client` on the session's server."""
+    c = openai_client(chorus_server)
     yield c
     c.close()
 
