@@ -15,6 +15,7 @@ mod mcp_client;
 mod mcp_server;
 mod real_model;
 mod sessions;
+mod store_failure;
 mod tools;
 mod ws_seed;
 

@@ -178,3 +178,98 @@ fn a_30_turn_session_answers_every_turn_and_says_when_it_compacted() {
         }
     });
 }
+
+/// The next envelope from a raw WebSocket client (at most 300 s: a real model on a loaded
+/// 2-core machine), its timestamp checked to be RFC 3339 UTC.
+async fn ws_recv(socket: &mut crate::ws_seed::Socket) -> serde_json::Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(300), socket.next())
+            .await
+            .expect("a message within 300 s")
+            .expect("the socket is open")
+            .expect("a message");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let envelope: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
+            crate::ws_seed::check_timestamp(&envelope);
+            return envelope;
+        }
+    }
+}
+
+/// Envelopes until the `agent.idle` event (included).
+async fn ws_until_idle(socket: &mut crate::ws_seed::Socket) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    loop {
+        let envelope = ws_recv(socket).await;
+        let idle = envelope["type"] == "event" && envelope["payload"]["type"] == "agent.idle";
+        seen.push(envelope);
+        if idle {
+            return seen;
+        }
+    }
+}
+
+/// The answer to request `id`: `queued`, `text` chunks, `complete`; the chunks make up the
+/// completed message's content, which is returned.
+fn ws_answer(seen: &[serde_json::Value], id: &str) -> String {
+    use crate::ws_seed::{response_kinds, responses};
+    assert_eq!(response_kinds(seen, id), ["queued", "text", "complete"], "{seen:#?}");
+    let answers = responses(seen, id);
+    let text: String = answers.iter().filter(|p| p["kind"] == "text").map(|p| p["content"].as_str().unwrap()).collect();
+    let complete = answers.last().unwrap();
+    assert_eq!(complete["done"], true);
+    let content = complete["message"]["content"].as_str().unwrap();
+    assert_eq!(text, content, "the text chunks make up the answer");
+    content.to_owned()
+}
+
+#[test]
+fn two_websocket_clients_send_the_seeds_example_messages_and_get_real_answers() {
+    use crate::ws_seed::{SEED_EXAMPLE, connect, events, responses, send};
+
+    let Some((srv, _guard)) = real_server("CHORUS_QWEN_CODER", &[]) else { return };
+    let c = patient_client(&srv.url);
+    runtime().block_on(async {
+        let s = c.create_session(&CreateSessionRequest::default()).await.unwrap().id;
+        let mut a = connect(&srv.url, Some(&s)).await;
+        let mut b = connect(&srv.url, Some(&s)).await;
+
+        // A: the seed's example message, with a real question and this session's id.
+        let question = "What is the capital of France? Answer in one word.";
+        let request = SEED_EXAMPLE.replace(r#""content": "Hello""#, &format!(r#""content": "{question}""#));
+        let request = request.replace("ses_abc", &s);
+        assert_eq!(
+            request,
+            format!(
+                r#"{{"type": "request", "id": "req_001", "timestamp": "2026-01-07T12:00:00Z", "payload": {{"action": "prompt", "content": "{question}", "session_id": "{s}"}}}}"#
+            )
+        );
+        send(&mut a, &request).await;
+        let (mut seen_a, mut seen_b) = (ws_until_idle(&mut a).await, ws_until_idle(&mut b).await);
+        let answer = ws_answer(&seen_a, "req_001");
+        eprintln!("req_001 answered: {answer:?}");
+        assert!(answer.contains("Paris"), "{answer:?}");
+
+        // B: the seed's form without `timestamp` (and a small `max_tokens`).
+        let request = serde_json::json!({
+            "type": "request", "id": "req_002",
+            "payload": {"action": "prompt", "content": "What is the capital of Italy? Answer in one word.",
+                        "session_id": s, "max_tokens": 16},
+        });
+        send(&mut b, &request.to_string()).await;
+        let answer_b = ws_until_idle(&mut b).await;
+        let answer = ws_answer(&answer_b, "req_002");
+        eprintln!("req_002 answered: {answer:?}");
+        assert!(answer.contains("Rome"), "{answer:?}");
+        seen_b.extend(answer_b);
+        seen_a.extend(ws_until_idle(&mut a).await);
+
+        // The same events, in the same order, with the same ids, on both; each request's
+        // responses went to its sender only.
+        assert_eq!(events(&seen_a), events(&seen_b));
+        let completes = events(&seen_a).iter().filter(|(_, e)| e["type"] == "message.complete").count();
+        assert_eq!(completes, 2);
+        assert!(responses(&seen_b, "req_001").is_empty() && responses(&seen_a, "req_002").is_empty());
+        assert!(seen_a.iter().chain(&seen_b).all(|e| e["type"] != "error"), "{seen_a:#?} {seen_b:#?}");
+    });
+}

@@ -19,13 +19,13 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::tools::{notes_dir, read_notes, scripted_server, session_in};
 use crate::{client, runtime};
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The seed's example client message, verbatim.
-const SEED_EXAMPLE: &str = r#"{"type": "request", "id": "req_001", "timestamp": "2026-01-07T12:00:00Z", "payload": {"action": "prompt", "content": "Hello", "session_id": "ses_abc"}}"#;
+pub(crate) const SEED_EXAMPLE: &str = r#"{"type": "request", "id": "req_001", "timestamp": "2026-01-07T12:00:00Z", "payload": {"action": "prompt", "content": "Hello", "session_id": "ses_abc"}}"#;
 
 /// `/ws`, watching `session` from the start when given.
-async fn connect(url: &str, session: Option<&str>) -> Socket {
+pub(crate) async fn connect(url: &str, session: Option<&str>) -> Socket {
     let mut ws_url = format!("{}/ws", url.replacen("http://", "ws://", 1));
     if let Some(session) = session {
         ws_url = format!("{ws_url}?session_id={session}");
@@ -33,7 +33,7 @@ async fn connect(url: &str, session: Option<&str>) -> Socket {
     tokio_tungstenite::connect_async(ws_url).await.expect("websocket handshake").0
 }
 
-async fn send(socket: &mut Socket, text: &str) {
+pub(crate) async fn send(socket: &mut Socket, text: &str) {
     socket.send(Message::Text(text.into())).await.expect("send");
 }
 
@@ -54,7 +54,7 @@ async fn recv(socket: &mut Socket) -> Value {
     }
 }
 
-fn check_timestamp(envelope: &Value) {
+pub(crate) fn check_timestamp(envelope: &Value) {
     let text = envelope["timestamp"].as_str().unwrap_or_else(|| panic!("a string timestamp in {envelope}"));
     let shape = text.len() == "2026-01-07T12:00:00.123Z".len() && text.ends_with('Z') && text.as_bytes()[10] == b'T';
     assert!(shape, "RFC 3339 UTC with milliseconds: {text}");
@@ -77,17 +77,17 @@ async fn until_idle(socket: &mut Socket) -> Vec<Value> {
 }
 
 /// The `(id, payload)` of each event envelope.
-fn events(seen: &[Value]) -> Vec<(Value, Value)> {
+pub(crate) fn events(seen: &[Value]) -> Vec<(Value, Value)> {
     seen.iter().filter(|e| e["type"] == "event").map(|e| (e["id"].clone(), e["payload"].clone())).collect()
 }
 
 /// The payloads of the responses to request `id`.
-fn responses<'a>(seen: &'a [Value], id: &str) -> Vec<&'a Value> {
+pub(crate) fn responses<'a>(seen: &'a [Value], id: &str) -> Vec<&'a Value> {
     seen.iter().filter(|e| e["type"] == "response" && e["id"] == id).map(|e| &e["payload"]).collect()
 }
 
 /// The kinds of the responses to request `id`, text chunks once.
-fn response_kinds(seen: &[Value], id: &str) -> Vec<String> {
+pub(crate) fn response_kinds(seen: &[Value], id: &str) -> Vec<String> {
     let mut kinds: Vec<String> = Vec::new();
     for payload in responses(seen, id) {
         let kind = payload["kind"].as_str().unwrap().to_owned();
