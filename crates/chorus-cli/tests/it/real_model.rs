@@ -53,6 +53,23 @@ pub(crate) fn patient_client(url: &str) -> Client {
         .expect("client")
 }
 
+/// Every event the session's log holds (replayed from the start; the live tail is cut off
+/// after 5 s), for a session whose prompts have ended.
+async fn logged_events(c: &Client, id: &str) -> Vec<Event> {
+    c.events(Some(id), Some(0))
+        .await
+        .unwrap()
+        .take_until(tokio::time::sleep(Duration::from_secs(5)))
+        .filter_map(|e| async move {
+            match e {
+                Ok(chorus_client::EventItem::Event(s)) => Some(s.event),
+                _ => None,
+            }
+        })
+        .collect()
+        .await
+}
+
 fn prompt(content: &str, max_tokens: u32) -> PromptRequest {
     PromptRequest {
         content: content.into(),
@@ -81,25 +98,11 @@ fn a_session_runs_list_dir_and_names_a_file_that_is_there() {
             ..CreateSessionRequest::default()
         };
         let id = c.create_session(&request).await.unwrap().id;
-        let events = c.events(Some(&id), Some(0)).await.unwrap();
         let answer = c
             .prompt(&id, &prompt("What files are in the working directory? Use the list_dir tool.", 200))
             .await
             .unwrap();
-        let events: Vec<Event> = events
-            .take_while(|e| {
-                std::future::ready(
-                    !matches!(e, Ok(chorus_client::EventItem::Event(s)) if matches!(s.event, Event::AgentIdle { .. })),
-                )
-            })
-            .filter_map(|e| async move {
-                match e {
-                    Ok(chorus_client::EventItem::Event(s)) => Some(s.event),
-                    _ => None,
-                }
-            })
-            .collect()
-            .await;
+        let events = logged_events(&c, &id).await;
         let ran = events.iter().any(|e| matches!(e, Event::ToolCallComplete { name, .. } if name == "list_dir"));
         assert!(ran, "list_dir never ran; events: {events:#?}");
         let messages = c.messages(&id).await.unwrap();
@@ -156,20 +159,7 @@ fn a_30_turn_session_answers_every_turn_and_says_when_it_compacted() {
         assert_eq!(users[0].content, long_turn(0));
         assert_eq!(messages.iter().filter(|m| m.role == "assistant" && m.tool_calls.is_empty()).count(), 30);
         // The history (~9,000 tokens) outgrew the 8,192 a session may hold: the event says so.
-        // The whole log of the session (replayed from the start; the live tail is cut off).
-        let events: Vec<Event> = c
-            .events(Some(&id), Some(0))
-            .await
-            .unwrap()
-            .take_until(tokio::time::sleep(Duration::from_secs(5)))
-            .filter_map(|e| async move {
-                match e {
-                    Ok(chorus_client::EventItem::Event(s)) => Some(s.event),
-                    _ => None,
-                }
-            })
-            .collect()
-            .await;
+        let events = logged_events(&c, &id).await;
         let compacted: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::SessionCompacted { .. })).collect();
         assert!(!compacted.is_empty(), "no session.compacted in {} events", events.len());
         if let Event::SessionCompacted { messages_dropped, prompt_tokens_after, budget_tokens, .. } = compacted[0] {
