@@ -26,7 +26,7 @@ cargo test --workspace --locked
 # `cargo test` built both binaries for the integration tests; reuse them rather
 # than running another `cargo build`, whose per-package feature set would
 # rebuild llama.cpp.
-bin="$root/target/debug"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 model="$(mktemp -d)/tiny.gguf"
 "$bin/chorus-testkit" write --tiny "$model" >/dev/null
 venv="$(scripts/python-env.sh)"
