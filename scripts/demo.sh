@@ -30,4 +30,4 @@ else
   echo "demo.sh: the hub does not answer; using the qwen-coder fixture" >&2
   model=(--model "$(scripts/models.sh qwen-coder)")
 fi
-exec target/release/chorus ask "${model[@]}" "$question"
+exec "${CARGO_TARGET_DIR:-$root/target}/release/chorus" ask "${model[@]}" "$question"
