@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chorus_client::{Client, ClientConfig};
-use chorus_proto::native::{CreateSessionRequest, Event, Message, Priority, PromptRequest};
+use chorus_proto::native::{CreateSessionRequest, Event, Message, PromptRequest};
 use chorus_testkit::server::TestServer;
 use futures::StreamExt;
 
@@ -70,16 +70,9 @@ async fn logged_events(c: &Client, id: &str) -> Vec<Event> {
         .await
 }
 
+/// A plain prompt that ends where the model ends it.
 fn prompt(content: &str, max_tokens: u32) -> PromptRequest {
-    PromptRequest {
-        content: content.into(),
-        stream: false,
-        is_async: false,
-        priority: Priority::Normal,
-        max_tokens: Some(max_tokens),
-        ignore_eos: false,
-        tool_choice: None,
-    }
+    PromptRequest { ignore_eos: false, ..crate::sessions::prompt(content, max_tokens) }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use futures::StreamExt;
 
 use crate::{client, runtime, server};
 
-fn prompt(content: &str, max_tokens: u32) -> PromptRequest {
+pub(crate) fn prompt(content: &str, max_tokens: u32) -> PromptRequest {
     PromptRequest {
         content: content.into(),
         stream: false,
