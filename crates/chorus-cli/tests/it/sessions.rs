@@ -319,21 +319,18 @@ fn two_clients_see_the_same_events() {
 }
 
 mod websocket {
-    use std::time::Duration;
-
     use chorus_proto::native::CreateSessionRequest;
     use chorus_proto::ws::{Envelope, EnvelopeType};
-    use futures::{SinkExt, StreamExt};
+    use futures::SinkExt;
     use serde_json::json;
     use tokio_tungstenite::tungstenite::Message;
 
     use crate::{client, runtime, server};
 
-    type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+    use crate::ws_seed::Socket;
 
     async fn connect(url: &str, session: &str) -> Socket {
-        let ws_url = format!("{}/ws?session_id={session}", url.replacen("http://", "ws://", 1));
-        tokio_tungstenite::connect_async(ws_url).await.expect("websocket handshake").0
+        crate::ws_seed::connect(url, Some(session)).await
     }
 
     async fn send(socket: &mut Socket, id: &str, payload: serde_json::Value) {
@@ -341,17 +338,9 @@ mod websocket {
         socket.send(Message::Text(envelope.to_string().into())).await.expect("send");
     }
 
+    /// The next envelope (its timestamp checked by `ws_seed::recv`), typed.
     async fn recv(socket: &mut Socket) -> Envelope {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
-                .await
-                .expect("a message within 60 s")
-                .expect("the socket is open")
-                .expect("a message");
-            if let Message::Text(text) = message {
-                return serde_json::from_str(text.as_str()).expect("an envelope");
-            }
-        }
+        serde_json::from_value(crate::ws_seed::recv(socket).await).expect("an envelope")
     }
 
     /// Envelopes until the one `until` accepts (included).

@@ -39,7 +39,7 @@ pub(crate) async fn send(socket: &mut Socket, text: &str) {
 
 /// The next envelope, as JSON; its timestamp must be RFC 3339 in UTC with
 /// milliseconds, and about now.
-async fn recv(socket: &mut Socket) -> Value {
+pub(crate) async fn recv(socket: &mut Socket) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
             .await

@@ -102,7 +102,12 @@ fn function(name: &str, description: &str, parameters: Value) -> FunctionDefinit
 }
 
 fn io_error(what: &str, path: &str, e: &std::io::Error) -> ToolError {
-    ToolError::Failed(format!("cannot {what} `{path}`: {e}"))
+    // What the model needs to try again: where paths start.
+    let hint = match e.kind() {
+        std::io::ErrorKind::NotFound => "; paths are relative to the work dir, and `.` is the work dir itself",
+        _ => "",
+    };
+    ToolError::Failed(format!("cannot {what} `{path}`: {e}{hint}"))
 }
 
 /// Cut `text` to at most `limit` bytes at a character boundary, saying so.
