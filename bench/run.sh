@@ -26,7 +26,26 @@
 #   LLAMA_SERVER_EXTRA  extra llama-server flags (e.g. "-kvu" for a unified KV cache)
 #   CHORUS_EXTRA        extra chorus serve flags
 #   SKIP_BUILD=1        use the existing target/release binaries
+#
+#   bench/run.sh sessions [SESSIONS.PY FLAGS...]
+#
+# The prompt-cache benchmark instead: builds chorus and llama-server the same way,
+# then bench/sessions.py runs multi-turn conversations against each server in turn
+# (qwen-coder, -c 16384, 4 slots, THREADS threads (default 2 here), both servers'
+# default prompt caches), restarts it and runs one more round; the report goes to
+# bench/results/latest-sessions.md, the JSON and server logs to the run's dir under
+# $CHORUS_BENCH_CACHE/runs. Extra arguments go to sessions.py (e.g. --conversations 4).
 set -euo pipefail
+
+mode=throughput
+if [[ "${1:-}" == sessions ]]; then
+  mode=sessions
+  shift
+elif (($#)); then
+  printf '[run] unknown mode %s (none: throughput; sessions)\n' "$1" >&2
+  exit 2
+fi
+threads_env="${THREADS:-}"
 
 start_epoch=$(date +%s)
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -71,6 +90,22 @@ build() {
 }
 build chorus-cli
 [[ -x "$CHORUS" ]] || { say "missing $CHORUS"; exit 1; }
+
+if [[ "$mode" == sessions ]]; then
+  LLAMA_SERVER="$(nice -n 10 "$here/build-llama-server.sh" | tail -n1)"
+  [[ -x "$LLAMA_SERVER" ]] || { say "llama-server not built"; exit 1; }
+  sdist_name="$(sed -n 's/^sdist=//p' "$CACHE/llama-server.version" 2>/dev/null || true)"
+  llama_commit="$(git -C "$(dirname "$(readlink -f "$LLAMA_SERVER")")" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  load_now="$(cut -d' ' -f1 /proc/loadavg)"
+  if awk -v l="$load_now" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+    say "warning: load average $load_now on $(nproc) cores; other work skews the numbers"
+  fi
+  "$PY" "$here/sessions.py" --chorus "$CHORUS" --llama-server "$LLAMA_SERVER" \
+    --model "$("$repo/scripts/models.sh" qwen-coder)" --threads "${threads_env:-2}" --work-dir "$work" \
+    --report "$here/results/latest-sessions.md" --command "bench/run.sh sessions${*:+ $*} (THREADS=${threads_env:-2})" \
+    --versions "llama-server: ${sdist_name:-unknown} (llama.cpp $llama_commit)" "$@"
+  exit $?
+fi
 
 # --- 2. bench models (chorus-testkit only when one is missing) ----------------------
 model_path() {
