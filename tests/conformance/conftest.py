@@ -127,7 +127,7 @@ def chorus_binary() -> Path:
 @contextmanager
 def start_server(model: Path, extra_args: Sequence[str], server_dir: Path) -> Iterator[str]:
     """Runs `chorus serve --model MODEL EXTRA_ARGS` and yields its base URL, e.g.
-    http://127.0.0.1:PORT. It listens on `--port 0`, keeps its session store in `server_dir`
+    http://127.0.0.1:PORT. It listens on `--port 0`, keeps its session store and data dir in `server_dir`
     and opens no control socket, so a test run never touches the user's data dir or a server
     the user runs; its stderr goes to `server_dir/chorus-serve.stderr`. On exit it gets SIGTERM
     and must exit with status 0 within 30 seconds, having printed nothing on stdout but the
@@ -140,6 +140,7 @@ def start_server(model: Path, extra_args: Sequence[str], server_dir: Path) -> It
         "--port", "0",
         *extra_args,
         "--database-url", f"sqlite://{server_dir / 'chorus.db'}",
+        "--data-dir", str(server_dir),
         "--no-control-socket",
     ]
     with open(stderr_path, "wb") as stderr:

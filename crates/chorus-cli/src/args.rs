@@ -85,8 +85,26 @@ pub(crate) struct ModelArgs {
     /// Never download; use cached models only.
     #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::FalseyValueParser::new())]
     pub(crate) offline: bool,
+    /// Host RAM for prompt states that left their slot, in MiB (llama-server's --cache-ram):
+    /// a conversation whose slot was taken resumes from it instead of recomputing its
+    /// history. 0 turns it off, -1 sets no limit (default: half the memory free after
+    /// loading, at most 8192).
+    #[arg(long, value_name = "MiB", allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
+    pub(crate) cache_ram: Option<i64>,
+    /// Disk for prompt snapshots in DATA_DIR/kv-cache, in MiB: every session (and every
+    /// request with a prompt_cache_key) resumes from its snapshot, even after a restart.
+    /// 0 turns them off (default: a tenth of the free disk space, at most 16384).
+    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64))]
+    pub(crate) cache_disk: Option<u64>,
+    /// Where the server keeps its state: the default session store (chorus.db) and prompt
+    /// snapshots (kv-cache/) (default: the platform data dir, e.g. ~/.local/share/chorus).
+    #[arg(long, env = "CHORUS_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Directory for llama-server's slot files: enables POST /slots/{id}?action=save|restore|erase.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) slot_save_path: Option<PathBuf>,
     /// Where sessions and events are stored: sqlite:///PATH or postgres://USER@HOST/DB
-    /// (default: chorus.db in the platform data dir, e.g. ~/.local/share/chorus).
+    /// (default: chorus.db in the data dir).
     #[arg(long, env = "CHORUS_DATABASE_URL", value_name = "URL")]
     pub(crate) database_url: Option<String>,
     /// A tool's permission policy, NAME=allow|ask|deny; repeatable (defaults: read_file,

@@ -85,12 +85,18 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
     }
     config.n_gpu_layers = args.n_gpu_layers;
     config.chat_template = chat_template;
+    let data_dir = data_dir(args)?;
+    const MIB: u64 = 1 << 20;
+    config.cache_ram = args.cache_ram.map(|m| u64::try_from(m).map_or(u64::MAX, |m| m.saturating_mul(MIB)));
+    config.cache_disk = args.cache_disk.map(|m| m.saturating_mul(MIB));
+    config.cache_dir = Some(data_dir.join("kv-cache"));
+    config.slot_save_path = args.slot_save_path.clone();
     let metrics = Arc::new(Metrics::new());
     let backend = {
         let metrics = Arc::clone(&metrics);
         tokio::task::spawn_blocking(move || LlamaBackend::load(&config, metrics)).await??
     };
-    let store = open_store(args.database_url.as_deref()).await?;
+    let store = open_store(args.database_url.as_deref(), &data_dir).await?;
     // The MCP servers start when their tools are first needed, not here.
     let mut tools = ToolRegistry::default();
     for server in file.mcp_servers() {
@@ -111,18 +117,26 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
     Ok(Engine::start(Arc::new(backend), metrics, Arc::new(store), sessions).await?)
 }
 
-/// Open the store at `url`, or the SQLite file in the platform data dir.
-async fn open_store(url: Option<&str>) -> Result<SqlStore> {
+/// `--data-dir`, else the platform data dir; created.
+fn data_dir(args: &ModelArgs) -> Result<std::path::PathBuf> {
+    let dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => directories::ProjectDirs::from("", "", "chorus")
+            .context("no data directory on this platform; pass --data-dir DIR")?
+            .data_dir()
+            .to_owned(),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| {
+        format!("cannot create the data directory {}; pass another with --data-dir DIR", dir.display())
+    })?;
+    Ok(dir)
+}
+
+/// Open the store at `url`, or the SQLite file in the data dir.
+async fn open_store(url: Option<&str>, data_dir: &std::path::Path) -> Result<SqlStore> {
     let config = match url {
         Some(url) => StoreConfig::new(url),
-        None => {
-            let dirs = directories::ProjectDirs::from("", "", "chorus")
-                .context("no data directory on this platform; pass --database-url sqlite:///PATH/chorus.db")?;
-            let dir = dirs.data_dir();
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-            StoreConfig::sqlite_file(&dir.join("chorus.db"))
-        }
+        None => StoreConfig::sqlite_file(&data_dir.join("chorus.db")),
     };
     SqlStore::open(&config).await.with_context(|| {
         format!(

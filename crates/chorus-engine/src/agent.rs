@@ -101,6 +101,7 @@ pub(crate) async fn answer(
             ToolChoice::Auto
         };
         let model = session.model.as_deref().or(agent.model.as_deref());
+        let cache_key = crate::request::session_cache_key(&id.to_string());
         let build = |start: usize| {
             let mut messages = Vec::with_capacity(history.len() - start + 1);
             if !agent.system_prompt.is_empty() {
@@ -114,6 +115,7 @@ pub(crate) async fn answer(
             let mut request = GenerateRequest::new(Prompt::Chat(messages));
             request.max_tokens = options.max_tokens;
             request.sampling.ignore_eos = options.ignore_eos;
+            request.prompt_cache_key = Some(cache_key.clone());
             if !tools.is_empty() && !last {
                 request.tools = tools.clone();
                 request.tool_choice = tool_choice.clone();
@@ -266,7 +268,11 @@ fn chat_message(m: &Message) -> ChatMessage {
 }
 
 fn token_usage(usage: Usage) -> TokenUsage {
-    TokenUsage { prompt_tokens: u64::from(usage.prompt_tokens), completion_tokens: u64::from(usage.completion_tokens) }
+    TokenUsage {
+        prompt_tokens: u64::from(usage.prompt_tokens),
+        completion_tokens: u64::from(usage.completion_tokens),
+        cached_tokens: u64::from(usage.cached_tokens),
+    }
 }
 
 /// Stream one round's text as `message.chunk` events (what is already waiting coalesced into

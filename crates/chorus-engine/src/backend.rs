@@ -86,7 +86,61 @@ pub struct BackendStats {
     pub max_sequences: u32,
     /// Decode steps since start.
     pub steps: u64,
+    /// The prompt cache beyond the slots: budgets and use.
+    pub cache: CacheStats,
 }
+
+/// The prompt cache's budgets and use, in bytes (`/health`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// `--cache-ram`: the most bytes of sequence state kept in host RAM; 0 is off.
+    pub ram_budget: u64,
+    /// Bytes of sequence state in host RAM now.
+    pub ram_bytes: u64,
+    /// Tokens those states hold.
+    pub ram_tokens: u64,
+    /// `--cache-disk`: the most bytes of snapshots on disk; 0 is off.
+    pub disk_budget: u64,
+    /// Bytes of snapshots on disk now.
+    pub disk_bytes: u64,
+}
+
+/// A llama-server slot action, `POST /slots/{id_slot}?action=save|restore|erase` (llama.cpp
+/// `tools/server/README.md`, "POST /slots/{id_slot}").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotAction {
+    /// Write the slot's KV cache and tokens to `--slot-save-path`/`filename`
+    /// (llama.cpp's `llama_state_seq_save_file` format).
+    Save {
+        /// A plain file name, no directories.
+        filename: String,
+    },
+    /// Load a file written by `Save` (by chorus or llama-server) into the slot.
+    Restore {
+        /// A plain file name, no directories.
+        filename: String,
+    },
+    /// Clear the slot's KV cache.
+    Erase,
+}
+
+/// What a slot action did (llama-server's response fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotActionResult {
+    /// The slot.
+    pub id_slot: u32,
+    /// The file, for save and restore.
+    pub filename: Option<String>,
+    /// Tokens saved, restored or erased.
+    pub n_tokens: usize,
+    /// Bytes written or read (save, restore).
+    pub n_bytes: usize,
+    /// How long the action took, in milliseconds.
+    pub ms: f64,
+}
+
+/// The answer to a slot action, from the model thread.
+pub type SlotActionReply = tokio::sync::oneshot::Receiver<Result<SlotActionResult, BackendError>>;
 
 /// A model runtime: takes validated requests, streams their text.
 ///
@@ -114,6 +168,23 @@ pub trait Backend: Send + Sync + 'static {
 
     /// What the scheduler is doing.
     fn stats(&self) -> BackendStats;
+
+    /// Run a llama-server slot action on slot `id_slot` between decode steps.
+    ///
+    /// # Errors
+    /// [`BackendError::SlotActionsDisabled`] without `--slot-save-path`,
+    /// [`BackendError::InvalidSlot`], [`BackendError::InvalidFilename`]; the reply carries
+    /// [`BackendError::SlotBusy`] and [`BackendError::SlotFile`].
+    fn slot_action(&self, id_slot: u32, action: SlotAction) -> Result<SlotActionReply, BackendError> {
+        let _ = (id_slot, action);
+        Err(BackendError::SlotActionsDisabled)
+    }
+
+    /// Forget every cached state kept under `prompt_cache_key` (its disk snapshots); the
+    /// session it belonged to is gone.
+    fn forget(&self, prompt_cache_key: &str) {
+        let _ = prompt_cache_key;
+    }
 }
 
 /// What can go wrong in a backend.
@@ -149,6 +220,26 @@ pub enum BackendError {
     /// llama.cpp failed during decoding.
     #[error("decoding failed: {0}")]
     Decode(String),
+    /// Slot actions need `--slot-save-path` (llama-server's 501).
+    #[error("this server does not support slot actions; start it with --slot-save-path DIR")]
+    SlotActionsDisabled,
+    /// No slot has that id.
+    #[error("invalid slot id {id_slot}: the slots are 0 to {last}")]
+    InvalidSlot {
+        /// The id asked for.
+        id_slot: u32,
+        /// The last slot's id.
+        last: u32,
+    },
+    /// The slot is decoding a sequence (llama-server's 503 "slot is busy").
+    #[error("slot {0} is busy; try again when its request has finished")]
+    SlotBusy(u32),
+    /// A slot file name with a directory, `..` or characters llama-server refuses.
+    #[error("invalid filename `{0}`: give a plain file name (letters, digits, `._-`), no directories")]
+    InvalidFilename(String),
+    /// Saving or restoring a slot file failed (missing file, not a slot file, no room).
+    #[error("{0}")]
+    SlotFile(String),
 }
 
 impl BackendError {
@@ -156,7 +247,13 @@ impl BackendError {
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            Self::PromptTooLong { .. } | Self::Template(_) | Self::InvalidPrompt(_) | Self::InvalidSchema { .. }
+            Self::PromptTooLong { .. }
+                | Self::Template(_)
+                | Self::InvalidPrompt(_)
+                | Self::InvalidSchema { .. }
+                | Self::InvalidSlot { .. }
+                | Self::InvalidFilename(_)
+                | Self::SlotFile(_)
         )
     }
 }

@@ -135,6 +135,24 @@ impl Engine {
         self.inner.backend.stats()
     }
 
+    /// Run a llama-server slot action on the loaded model's slot `id_slot`.
+    ///
+    /// # Errors
+    /// [`EngineError::Backend`]: see [`Backend::slot_action`].
+    pub async fn slot_action(
+        &self,
+        id_slot: u32,
+        action: crate::backend::SlotAction,
+    ) -> Result<crate::backend::SlotActionResult, EngineError> {
+        let reply = self.inner.backend.slot_action(id_slot, action)?;
+        Ok(reply.await.map_err(|_| BackendError::Unavailable)??)
+    }
+
+    /// Forget the cached states kept under `prompt_cache_key`.
+    pub(crate) fn forget_cache(&self, prompt_cache_key: &str) {
+        self.inner.backend.forget(prompt_cache_key);
+    }
+
     /// Seconds since the engine started.
     pub fn uptime_s(&self) -> u64 {
         self.inner.started.elapsed().as_secs()

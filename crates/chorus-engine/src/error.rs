@@ -20,6 +20,8 @@ pub enum ErrorClass {
     Conflict,
     /// The model cannot take work now (503, `server_error`).
     Unavailable,
+    /// This server was started without the feature (501, llama-server's `not_supported_error`).
+    NotSupported,
     /// The server failed (500, `server_error`).
     Internal,
 }
@@ -55,6 +57,7 @@ impl PublicError {
         match self.class {
             ErrorClass::InvalidRequest | ErrorClass::NotFound | ErrorClass::Conflict => "invalid_request_error",
             ErrorClass::Unavailable | ErrorClass::Internal => "server_error",
+            ErrorClass::NotSupported => "not_supported_error",
         }
     }
 }
@@ -78,6 +81,11 @@ impl BackendError {
                 Some("model_unavailable"),
             ),
             Self::Decode(_) => PublicError::internal(),
+            Self::SlotActionsDisabled => PublicError::new(NotSupported, self.to_string(), None, Some("not_supported")),
+            Self::InvalidSlot { .. } => PublicError::new(InvalidRequest, self.to_string(), Some("id_slot"), None),
+            Self::SlotBusy(_) => PublicError::new(Unavailable, self.to_string(), None, Some("slot_busy")),
+            Self::InvalidFilename(_) => PublicError::new(InvalidRequest, self.to_string(), Some("filename"), None),
+            Self::SlotFile(_) => PublicError::new(InvalidRequest, self.to_string(), Some("filename"), None),
         }
     }
 }

@@ -22,7 +22,7 @@ pub mod text;
 pub mod tools;
 pub mod wire;
 
-pub use backend::{Backend, BackendError, BackendStats, ModelInfo};
+pub use backend::{Backend, BackendError, BackendStats, CacheStats, ModelInfo, SlotAction, SlotActionResult};
 pub use engine::{Engine, EngineError};
 pub use error::{ErrorClass, PublicError};
 pub use events::{EventBus, EventFilter, LoggedEvent};

@@ -2,7 +2,7 @@
 //! `prometheus_client` registry that the server renders at `GET /metrics`.
 //! Counters are atomics: the model thread records without locks.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -17,6 +17,48 @@ pub struct RequestLabels {
     /// The response status code.
     pub status: u16,
 }
+
+/// Where a cached prompt state was kept.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum CacheTier {
+    /// Host RAM (`--cache-ram`).
+    Ram,
+    /// A snapshot file in the data dir (`--cache-disk`).
+    Disk,
+}
+
+impl CacheTier {
+    /// The label value: `ram` or `disk`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ram => "ram",
+            Self::Disk => "disk",
+        }
+    }
+}
+
+impl EncodeLabelValue for CacheTier {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// Labels of the `chorus_prompt_cache_*` families.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `ram` or `disk`.
+    pub tier: CacheTier,
+}
+
+impl CacheLabels {
+    /// The labels of `tier`.
+    pub fn of(tier: CacheTier) -> Self {
+        Self { tier }
+    }
+}
+
+/// A histogram family whose members share buckets.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric chorus exports.
 #[derive(Debug)]
@@ -40,6 +82,29 @@ pub struct Metrics {
     pub time_to_first_token: Histogram,
     /// `chorus_inter_token_latency_seconds`: between consecutive tokens of one sequence.
     pub inter_token_latency: Histogram,
+    /// `chorus_prompt_cache_hits_total{tier}`: requests that restored a cached state.
+    pub prompt_cache_hits: Family<CacheLabels, Counter>,
+    /// `chorus_prompt_cache_misses_total{tier}`: lookups that found nothing usable (for
+    /// `disk`, also snapshots refused as foreign or corrupt).
+    pub prompt_cache_misses: Family<CacheLabels, Counter>,
+    /// `chorus_prompt_cache_restored_tokens_total{tier}`: prompt tokens restored.
+    pub prompt_cache_restored_tokens: Family<CacheLabels, Counter>,
+    /// `chorus_prompt_cache_restore_seconds{tier}`: putting one state back into the KV cache
+    /// (for `disk`, reading and checking the file too, off the model thread).
+    pub prompt_cache_restore_seconds: HistogramFamily<CacheLabels>,
+    /// `chorus_prompt_cache_save_seconds`: copying one sequence's state out of the KV cache,
+    /// on the model thread (the longest the cache holds up decoding).
+    pub prompt_cache_save_seconds: Histogram,
+    /// `chorus_prompt_cache_ram_bytes`: bytes of state in host RAM.
+    pub prompt_cache_ram_bytes: Gauge,
+    /// `chorus_prompt_cache_ram_tokens`: tokens those states hold.
+    pub prompt_cache_ram_tokens: Gauge,
+    /// `chorus_prompt_cache_disk_bytes`: bytes of snapshots on disk.
+    pub prompt_cache_disk_bytes: Gauge,
+}
+
+fn cache_seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
 impl Metrics {
@@ -76,6 +141,38 @@ impl Metrics {
             "Time between consecutive tokens of one sequence",
             inter_token_latency.clone(),
         );
+        let prompt_cache_hits = Family::<CacheLabels, Counter>::default();
+        registry.register("prompt_cache_hits", "Requests that restored a cached prompt state", prompt_cache_hits.clone());
+        let prompt_cache_misses = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "prompt_cache_misses",
+            "Prompt cache lookups that found nothing usable",
+            prompt_cache_misses.clone(),
+        );
+        let prompt_cache_restored_tokens = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "prompt_cache_restored_tokens",
+            "Prompt tokens restored from the prompt cache",
+            prompt_cache_restored_tokens.clone(),
+        );
+        let prompt_cache_restore_seconds: HistogramFamily<CacheLabels> = Family::new_with_constructor(cache_seconds);
+        registry.register(
+            "prompt_cache_restore_seconds",
+            "Time to restore one cached prompt state",
+            prompt_cache_restore_seconds.clone(),
+        );
+        let prompt_cache_save_seconds = cache_seconds();
+        registry.register(
+            "prompt_cache_save_seconds",
+            "Time to copy one sequence's state out of the KV cache (model thread)",
+            prompt_cache_save_seconds.clone(),
+        );
+        let prompt_cache_ram_bytes = Gauge::default();
+        registry.register("prompt_cache_ram_bytes", "Bytes of prompt state in host RAM", prompt_cache_ram_bytes.clone());
+        let prompt_cache_ram_tokens = Gauge::default();
+        registry.register("prompt_cache_ram_tokens", "Tokens of prompt state in host RAM", prompt_cache_ram_tokens.clone());
+        let prompt_cache_disk_bytes = Gauge::default();
+        registry.register("prompt_cache_disk_bytes", "Bytes of prompt snapshots on disk", prompt_cache_disk_bytes.clone());
         Self {
             registry,
             requests,
@@ -87,6 +184,14 @@ impl Metrics {
             slots_busy,
             time_to_first_token,
             inter_token_latency,
+            prompt_cache_hits,
+            prompt_cache_misses,
+            prompt_cache_restored_tokens,
+            prompt_cache_restore_seconds,
+            prompt_cache_save_seconds,
+            prompt_cache_ram_bytes,
+            prompt_cache_ram_tokens,
+            prompt_cache_disk_bytes,
         }
     }
 

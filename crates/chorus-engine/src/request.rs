@@ -136,6 +136,21 @@ pub struct GenerateRequest {
     pub tool_choice: ToolChoice,
     /// The shape of the answer.
     pub response_format: ResponseFormat,
+    /// What this prompt continues (OpenAI's `prompt_cache_key`; sessions use
+    /// [`session_cache_key`]): a free slot that last served the key is preferred, and the
+    /// sequence's KV cache is snapshotted to disk under it when the generation ends.
+    pub prompt_cache_key: Option<String>,
+    /// llama-server's `cache_prompt`: reuse cached prompt tokens (slot, RAM or disk). `false`
+    /// recomputes the whole prompt.
+    pub cache_prompt: bool,
+}
+
+/// The longest `prompt_cache_key`, in bytes.
+pub const MAX_PROMPT_CACHE_KEY: usize = 256;
+
+/// The prompt cache key of a session's prompts.
+pub fn session_cache_key(session: &str) -> String {
+    format!("session/{session}")
 }
 
 impl GenerateRequest {
@@ -149,6 +164,8 @@ impl GenerateRequest {
             tools: Vec::new(),
             tool_choice: ToolChoice::Auto,
             response_format: ResponseFormat::Text,
+            prompt_cache_key: None,
+            cache_prompt: true,
         }
     }
 
@@ -184,6 +201,12 @@ impl GenerateRequest {
         }
         if self.stop.iter().any(String::is_empty) {
             return Err(ValidationError::new("stop", "stop sequences must not be empty"));
+        }
+        if self.prompt_cache_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_PROMPT_CACHE_KEY) {
+            return Err(ValidationError::new(
+                "prompt_cache_key",
+                format!("prompt_cache_key must be 1 to {MAX_PROMPT_CACHE_KEY} bytes"),
+            ));
         }
         if self.max_tokens == Some(0) {
             return Err(ValidationError::new("max_tokens", "max_tokens must be at least 1"));

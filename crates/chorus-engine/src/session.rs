@@ -469,6 +469,7 @@ impl Engine {
         if !self.inner.store.delete_session(id).await? {
             return Err(SessionError::NotFound(id.clone()));
         }
+        self.forget_cache(&crate::request::session_cache_key(&id.to_string()));
         self.inner.bus.emit(Event::SessionDeleted { session_id: id.to_string() }).await;
         Ok(())
     }

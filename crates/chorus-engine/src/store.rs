@@ -88,6 +88,9 @@ pub struct TokenUsage {
     pub prompt_tokens: u64,
     /// Generated tokens (OpenAI's `completion_tokens`).
     pub completion_tokens: u64,
+    /// Prompt tokens that came from the prompt cache rather than being computed (OpenAI's
+    /// `prompt_tokens_details.cached_tokens`).
+    pub cached_tokens: u64,
 }
 
 /// A conversation the server owns.

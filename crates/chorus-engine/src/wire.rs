@@ -34,7 +34,11 @@ pub fn status(s: SessionStatus) -> native::SessionStatus {
 }
 
 fn usage(u: TokenUsage) -> native::TokenUsage {
-    native::TokenUsage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }
+    native::TokenUsage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        cached_tokens: u.cached_tokens,
+    }
 }
 
 /// A tool call in its wire form.

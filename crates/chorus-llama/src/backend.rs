@@ -8,16 +8,22 @@ use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use chorus_engine::backend::SlotActionReply;
 use chorus_engine::tools::{self, ToolFormat};
-use chorus_engine::{Backend, BackendError, BackendStats, GenerationStream, Metrics, ModelInfo, ValidGenerateRequest};
+use chorus_engine::{
+    Backend, BackendError, BackendStats, CacheStats, GenerationStream, Metrics, ModelInfo, SlotAction,
+    ValidGenerateRequest,
+};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend as LlamaRuntime;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 
 use crate::LlamaConfig;
+use crate::cache::PromptCache;
+use crate::snapshot::{DiskCache, DiskConfig};
 use crate::template::{ChatTemplate, TemplateError};
-use crate::worker::{self, Job, SharedStats};
+use crate::worker::{self, Caches, Job, Msg, SharedStats};
 
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +72,11 @@ pub struct LlamaBackend {
     info: ModelInfo,
     model: Arc<LlamaModel>,
     template: ChatTemplate,
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Option<mpsc::Sender<Msg>>,
     stats: Arc<Mutex<SharedStats>>,
+    /// `--cache-ram` and `--cache-disk` as resolved at load, in bytes.
+    budgets: (u64, u64),
+    slot_actions: bool,
     metrics: Arc<Metrics>,
     thread: Option<JoinHandle<()>>,
 }
@@ -123,6 +132,7 @@ impl LlamaBackend {
             .with_n_threads_batch(config.n_threads_batch.max(1) as i32);
 
         let kv_unified = config.kv_unified;
+        let id = config.alias.clone().unwrap_or_else(|| file_stem(path));
         let stats = Arc::new(Mutex::new(SharedStats::new(n_parallel)));
         let (jobs_tx, jobs_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -130,6 +140,9 @@ impl LlamaBackend {
             let model = Arc::clone(&model);
             let stats = Arc::clone(&stats);
             let metrics = Arc::clone(&metrics);
+            let disk_jobs = jobs_tx.clone();
+            let config = config.clone();
+            let id = id.clone();
             std::thread::Builder::new()
                 .name("chorus-llama".into())
                 .spawn(move || {
@@ -144,19 +157,21 @@ impl LlamaBackend {
                     // llama.cpp rounds the context to whole slots of 256 cells. With a unified
                     // cache one sequence may take all of it, but no more than the model learnt.
                     let n_ctx_slot = if kv_unified { n_ctx.min(n_ctx_train.max(256)) } else { n_ctx / n_parallel };
-                    let _ = ready_tx.send(Ok((n_ctx, n_ctx_slot)));
-                    worker::run(&model, ctx, n_parallel, n_ctx_slot, jobs_rx, &stats, &metrics);
+                    let caches = caches(&config, &id, n_ctx_slot, disk_jobs, &metrics);
+                    let budgets = (caches.ram.budget(), caches.disk.as_ref().map_or(0, |d| d.budget));
+                    let _ = ready_tx.send(Ok((n_ctx, n_ctx_slot, budgets)));
+                    worker::run(&model, ctx, n_parallel, n_ctx_slot, jobs_rx, &stats, &metrics, caches);
                 })
                 .map_err(|e| LlamaError::Thread(e.to_string()))?
         };
-        let (n_ctx, n_ctx_slot) = match ready_rx.recv() {
+        let (n_ctx, n_ctx_slot, budgets) = match ready_rx.recv() {
             Ok(Ok(n)) => n,
             Ok(Err(reason)) => return Err(LlamaError::Context { n_ctx, reason }),
             Err(_) => return Err(LlamaError::Thread("the model thread ended while starting".into())),
         };
 
         let info = ModelInfo {
-            id: config.alias.clone().unwrap_or_else(|| file_stem(path)),
+            id,
             path: path.clone(),
             created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
@@ -176,15 +191,67 @@ impl LlamaBackend {
         tracing::info!(
             model = %info.id, n_ctx, n_ctx_slot, n_parallel, kv_unified, n_ctx_train,
             kv_mib = info.kv_bytes >> 20, params = info.n_params,
+            cache_ram_mib = budgets.0 >> 20, cache_disk_mib = budgets.1 >> 20,
             "model loaded; context: {}", info.context_choice
         );
-        Ok(Self { info, model, template, jobs: Some(jobs_tx), stats, metrics, thread: Some(thread) })
+        Ok(Self {
+            info,
+            model,
+            template,
+            jobs: Some(jobs_tx),
+            stats,
+            metrics,
+            budgets,
+            slot_actions: config.slot_save_path.is_some(),
+            thread: Some(thread),
+        })
     }
 
     /// The chat template in use.
     pub fn template(&self) -> &ChatTemplate {
         &self.template
     }
+}
+
+/// The prompt cache beyond the slots, sized as the config says (or by `fit` when it does not).
+/// Built on the model thread once the context exists, so the RAM default sees the memory the
+/// KV cache took.
+fn caches(config: &LlamaConfig, id: &str, n_ctx_slot: u32, jobs: mpsc::Sender<Msg>, metrics: &Arc<Metrics>) -> Caches {
+    let ram_budget = config.cache_ram.unwrap_or_else(|| crate::fit::cache_ram(crate::fit::available_memory()));
+    let disk = config.cache_dir.as_ref().and_then(|dir| {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot create the prompt snapshot dir; snapshots are off");
+            return None;
+        }
+        let budget = config.cache_disk.unwrap_or_else(|| crate::fit::cache_disk(dir));
+        if budget == 0 {
+            return None;
+        }
+        let disk = DiskConfig {
+            dir: dir.clone(),
+            budget,
+            model_path: config.model_path.clone(),
+            model: id.to_owned(),
+            n_ctx_slot,
+        };
+        DiskCache::start(disk, jobs, Arc::clone(metrics))
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot start the prompt snapshot thread; snapshots are off"))
+            .ok()
+    });
+    Caches {
+        ram: PromptCache::new(ram_budget, Arc::clone(metrics)),
+        disk,
+        slot_save_path: config.slot_save_path.clone(),
+    }
+}
+
+/// llama-server's rule for slot file names, a little stricter: a plain name of letters,
+/// digits, `.`, `_` and `-`, not starting with a dot, at most 255 bytes.
+fn valid_filename(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// The template from `--chat-template`, else the GGUF's, else ChatML; and whether there was
@@ -258,9 +325,13 @@ impl Backend for LlamaBackend {
             max_tokens: request.max_tokens,
             tx,
             queued_at: Instant::now(),
+            prompt_cache_key: request.prompt_cache_key,
+            cache_prompt: request.cache_prompt,
+            restore: None,
+            disk_checked: false,
         };
         let jobs = self.jobs.as_ref().ok_or(BackendError::Unavailable)?;
-        jobs.send(job).map_err(|_| BackendError::Unavailable)?;
+        jobs.send(Msg::Job(job)).map_err(|_| BackendError::Unavailable)?;
         self.metrics.queue_depth.inc();
         Ok(stream)
     }
@@ -270,17 +341,53 @@ impl Backend for LlamaBackend {
     }
 
     fn stats(&self) -> BackendStats {
-        match self.stats.lock() {
+        let mut stats = match self.stats.lock() {
             Ok(s) => s.snapshot(),
             Err(poisoned) => poisoned.into_inner().snapshot(),
+        };
+        let m = &self.metrics;
+        stats.cache = CacheStats {
+            ram_budget: self.budgets.0,
+            ram_bytes: m.prompt_cache_ram_bytes.get().max(0) as u64,
+            ram_tokens: m.prompt_cache_ram_tokens.get().max(0) as u64,
+            disk_budget: self.budgets.1,
+            disk_bytes: m.prompt_cache_disk_bytes.get().max(0) as u64,
+        };
+        stats
+    }
+
+    fn slot_action(&self, id_slot: u32, action: SlotAction) -> Result<SlotActionReply, BackendError> {
+        if !self.slot_actions {
+            return Err(BackendError::SlotActionsDisabled);
+        }
+        if id_slot >= self.info.n_parallel {
+            return Err(BackendError::InvalidSlot { id_slot, last: self.info.n_parallel - 1 });
+        }
+        if let SlotAction::Save { filename } | SlotAction::Restore { filename } = &action
+            && !valid_filename(filename)
+        {
+            return Err(BackendError::InvalidFilename(filename.clone()));
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let jobs = self.jobs.as_ref().ok_or(BackendError::Unavailable)?;
+        jobs.send(Msg::Slot { id_slot, action, reply }).map_err(|_| BackendError::Unavailable)?;
+        Ok(answer)
+    }
+
+    fn forget(&self, prompt_cache_key: &str) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(Msg::Forget(prompt_cache_key.to_owned()));
         }
     }
 }
 
 impl Drop for LlamaBackend {
     fn drop(&mut self) {
-        // Closing the job channel ends the model thread after its current step.
-        self.jobs.take();
+        // The model thread ends after its current step, and its disk thread after the
+        // snapshots already queued.
+        if let Some(jobs) = self.jobs.take() {
+            let _ = jobs.send(Msg::Shutdown);
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

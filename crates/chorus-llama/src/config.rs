@@ -34,6 +34,18 @@ pub struct LlamaConfig {
     pub n_gpu_layers: u32,
     /// `--chat-template FILE` contents: replaces the template in the GGUF.
     pub chat_template: Option<String>,
+    /// `--cache-ram`: bytes of sequence state kept in host RAM after they leave their slot;
+    /// 0 keeps none, `None` sizes it at load: half the memory left free once the model and
+    /// its KV cache are loaded, at most 8 GiB (llama-server's default).
+    pub cache_ram: Option<u64>,
+    /// Where prompt snapshots are written (`DATA_DIR/kv-cache`); `None` keeps none on disk.
+    pub cache_dir: Option<PathBuf>,
+    /// `--cache-disk`: bytes of prompt snapshots kept in `cache_dir`; 0 keeps none, `None`
+    /// sizes it at load: a tenth of the free disk space there, at most 16 GiB.
+    pub cache_disk: Option<u64>,
+    /// llama-server's `--slot-save-path`: the directory of `POST /slots/{id}?action=save|restore`
+    /// files; `None` refuses slot actions.
+    pub slot_save_path: Option<PathBuf>,
 }
 
 impl LlamaConfig {
@@ -53,6 +65,10 @@ impl LlamaConfig {
             n_threads_batch: threads,
             n_gpu_layers: 0,
             chat_template: None,
+            cache_ram: None,
+            cache_dir: None,
+            cache_disk: None,
+            slot_save_path: None,
         }
     }
 }

@@ -74,6 +74,31 @@ pub(crate) fn fit(input: FitInput) -> Fit {
     }
 }
 
+/// The most `--cache-ram` takes by default: llama-server's 8 GiB.
+const CACHE_RAM_MAX: u64 = 8 << 30;
+/// The most `--cache-disk` takes by default.
+const CACHE_DISK_MAX: u64 = 16 << 30;
+
+/// `--cache-ram` when not given: half the memory free once the model and its KV cache are
+/// loaded (`available_bytes`, measured then), at most 8 GiB.
+pub(crate) fn cache_ram(available_bytes: u64) -> u64 {
+    (available_bytes / 2).min(CACHE_RAM_MAX)
+}
+
+/// `--cache-disk` when not given: a tenth of the free space of the disk holding `dir`, at
+/// most 16 GiB; 0 when that cannot be told.
+pub(crate) fn cache_disk(dir: &std::path::Path) -> u64 {
+    let Ok(dir) = std::fs::canonicalize(dir) else { return 0 };
+    let disks = sysinfo::Disks::new_with_refreshed_list();
+    let free = disks
+        .list()
+        .iter()
+        .filter(|d| dir.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map_or(0, sysinfo::Disk::available_space);
+    (free / 10).min(CACHE_DISK_MAX)
+}
+
 /// Memory free for use now, in bytes: the system's available memory, within
 /// the cgroup's limit when there is one.
 pub(crate) fn available_memory() -> u64 {
@@ -102,6 +127,16 @@ mod tests {
             model_bytes: 491_400_064,
             available_bytes: available,
         }
+    }
+
+    #[test]
+    fn the_cache_defaults_take_a_share_of_what_is_free_up_to_a_cap() {
+        assert_eq!(cache_ram(4 * GIB), 2 * GIB);
+        assert_eq!(cache_ram(100 * GIB), 8 * GIB);
+        let dir = tempfile::tempdir().unwrap();
+        let disk = cache_disk(dir.path());
+        assert!(disk > 0 && disk <= 16 * GIB, "{disk}");
+        assert_eq!(cache_disk(std::path::Path::new("/no/such/dir")), 0);
     }
 
     #[test]

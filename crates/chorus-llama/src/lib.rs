@@ -3,15 +3,19 @@
 //! continuous batching over that context ([`LlamaBackend`]). It also renders
 //! the model's Jinja chat template ([`template`]).
 //!
-//! This is the only crate that calls llama.cpp; unsafe code stays inside
-//! `llama-cpp-2`.
+//! This is the only crate that calls llama.cpp. Unsafe code stays inside
+//! `llama-cpp-2`, but for one pair of calls in `state` (a sequence's state as
+//! bytes, for the prompt cache).
 
 mod backend;
+mod cache;
 mod config;
 mod fit;
 mod grammar;
 mod prompt;
 mod sampler;
+mod snapshot;
+mod state;
 pub mod template;
 mod worker;
 

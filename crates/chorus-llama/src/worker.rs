@@ -15,14 +15,29 @@
 //! cache until a new sequence reuses or cuts them, or (unified cache)
 //! decoding needs room: then idle caches are evicted first and, if that is
 //! not enough, the longest active sequence ends with `length`.
+//!
+//! Beyond the slots (see `cache` and `snapshot`): a slot's cells that a new
+//! sequence would cut (or an eviction would drop) are first copied to the RAM
+//! prompt cache; a new sequence restores the longest prefix of its prompt that
+//! a free slot, the RAM cache or its key's disk snapshot holds, reading the
+//! snapshot on the disk thread first so the model thread only copies it in;
+//! and a keyed sequence's state is copied out for the disk thread when it
+//! ends. After any restore the last prompt token is decoded again, so
+//! sampling always has fresh logits. Between steps the thread also runs
+//! llama-server's slot actions (save, restore, erase a slot's file).
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
+use chorus_engine::metrics::{CacheLabels, CacheTier};
 use chorus_engine::stream::GenerationSender;
 use chorus_engine::text::{StopMatcher, StopOutcome, Utf8Decoder};
-use chorus_engine::{BackendError, BackendStats, FinishReason, GenerationEvent, Metrics, SamplingParams, Usage};
+use chorus_engine::{
+    BackendError, BackendStats, FinishReason, GenerationEvent, Metrics, SamplingParams, SlotAction, SlotActionResult,
+    Usage,
+};
 use llama_cpp_2::DecodeError;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -30,8 +45,50 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::cache::{PromptCache, common_prefix};
+use crate::snapshot::{Command, DiskCache};
+
 /// How many recent decode steps `/health` reports.
 const RECENT_STEPS: usize = 32;
+
+/// A slot about to lose at least this many cached tokens saves them to the RAM cache
+/// first; fewer are cheaper to recompute than to copy (the tail of an answer that the
+/// next turn's template writes differently).
+const MIN_SAVE_TOKENS: usize = 64;
+
+/// What the model thread takes from its channel.
+pub(crate) enum Msg {
+    /// A request to decode (new, or back from the disk thread with its snapshot).
+    Job(Job),
+    /// A llama-server slot action.
+    Slot { id_slot: u32, action: SlotAction, reply: SlotReply },
+    /// Forget the states kept under a `prompt_cache_key`.
+    Forget(String),
+    /// The backend is going away.
+    Shutdown,
+}
+
+/// A state read for a job before it reached the model thread (its key's snapshot).
+pub(crate) struct Restore {
+    /// The tokens the state holds.
+    pub(crate) tokens: Vec<LlamaToken>,
+    /// llama.cpp's state bytes.
+    pub(crate) state: Vec<u8>,
+    /// Where it came from.
+    pub(crate) tier: CacheTier,
+    /// Time spent before the model thread got it (reading and checking the file).
+    pub(crate) read: std::time::Duration,
+}
+
+/// The prompt cache beyond the slots, as the model thread sees it.
+pub(crate) struct Caches {
+    /// Host RAM; a zero budget keeps nothing.
+    pub(crate) ram: PromptCache,
+    /// Disk snapshots, when `--cache-disk` and a data dir allow them.
+    pub(crate) disk: Option<DiskCache>,
+    /// llama-server's `--slot-save-path`.
+    pub(crate) slot_save_path: Option<PathBuf>,
+}
 
 /// A tokenized request waiting for a slot.
 pub(crate) struct Job {
@@ -49,6 +106,14 @@ pub(crate) struct Job {
     pub(crate) tx: GenerationSender,
     /// When the request was queued, for time-to-first-token.
     pub(crate) queued_at: Instant,
+    /// OpenAI's `prompt_cache_key`: slot affinity and the disk snapshot's name.
+    pub(crate) prompt_cache_key: Option<String>,
+    /// llama-server's `cache_prompt`: false recomputes the whole prompt.
+    pub(crate) cache_prompt: bool,
+    /// The key's snapshot, read by the disk thread.
+    pub(crate) restore: Option<Restore>,
+    /// Whether the disk thread has looked (so the job is not sent there twice).
+    pub(crate) disk_checked: bool,
 }
 
 /// Scheduler state shared with [`crate::LlamaBackend::stats`].
@@ -75,6 +140,7 @@ impl SharedStats {
             last_steps_sequences: self.recent.iter().copied().collect(),
             max_sequences: self.max_sequences,
             steps: self.steps,
+            cache: chorus_engine::CacheStats::default(),
         }
     }
 }
@@ -86,6 +152,8 @@ struct Slot {
     cache: Vec<LlamaToken>,
     /// Step when the slot was last released, for least-recently-used choice.
     released_at: u64,
+    /// The `prompt_cache_key` it served last.
+    key: Option<String>,
     active: Option<Active>,
 }
 
@@ -106,6 +174,7 @@ struct Active {
     tx: GenerationSender,
     queued_at: Instant,
     last_token_at: Option<Instant>,
+    key: Option<String>,
 }
 
 impl Active {
@@ -139,24 +208,31 @@ struct Worker<'m, 'c> {
     step: u64,
     stats: &'m Mutex<SharedStats>,
     metrics: &'m Metrics,
+    caches: Caches,
+    /// Slot actions waiting for their slot to be free.
+    deferred: Vec<(u32, SlotAction, SlotReply)>,
 }
 
-/// Run the model thread until the job channel closes.
+type SlotReply = tokio::sync::oneshot::Sender<Result<SlotActionResult, BackendError>>;
+
+/// Run the model thread until the backend sends [`Msg::Shutdown`] or the channel closes.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     model: &LlamaModel,
     ctx: LlamaContext<'_>,
     n_parallel: u32,
     n_ctx_slot: u32,
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Msg>,
     stats: &Mutex<SharedStats>,
     metrics: &Metrics,
+    caches: Caches,
 ) {
     let n_batch = ctx.n_batch() as usize;
     let mut worker = Worker {
         model,
         ctx,
         slots: (0..n_parallel as i32)
-            .map(|seq| Slot { seq, cache: Vec::new(), released_at: 0, active: None })
+            .map(|seq| Slot { seq, cache: Vec::new(), released_at: 0, key: None, active: None })
             .collect(),
         queue: VecDeque::new(),
         batch: LlamaBatch::new(n_batch, n_parallel as i32),
@@ -165,19 +241,30 @@ pub(crate) fn run(
         step: 0,
         stats,
         metrics,
+        caches,
+        deferred: Vec::new(),
     };
     loop {
         let busy = worker.slots.iter().any(|s| s.active.is_some());
         if !busy && worker.queue.is_empty() {
             // Idle: block until work arrives or the backend is dropped.
             match jobs.recv() {
-                Ok(job) => worker.queue.push_back(job),
+                Ok(msg) => {
+                    if !worker.take(msg) {
+                        break;
+                    }
+                }
                 Err(_) => break,
             }
         }
         loop {
             match jobs.try_recv() {
-                Ok(job) => worker.queue.push_back(job),
+                Ok(msg) => {
+                    if !worker.take(msg) {
+                        worker.fail_all();
+                        return;
+                    }
+                }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
                     worker.fail_all();
@@ -186,13 +273,150 @@ pub(crate) fn run(
             }
         }
         let decoded = worker.step();
+        worker.run_deferred();
         // Once per iteration, after sequences finished, so an idle thread never
         // leaves a stale busy count behind.
         worker.publish_stats(decoded);
     }
+    worker.fail_all();
 }
 
 impl Worker<'_, '_> {
+    /// Handle one message; false on shutdown.
+    fn take(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Job(job) => self.queue.push_back(job),
+            Msg::Slot { id_slot, action, reply } => {
+                // As llama-server does, an action on a busy slot waits until the slot is free.
+                if self.slots.get(id_slot as usize).is_some_and(|s| s.active.is_some()) {
+                    self.deferred.push((id_slot, action, reply));
+                } else {
+                    let _ = reply.send(self.slot_action(id_slot, action));
+                }
+            }
+            Msg::Forget(key) => {
+                for slot in self.slots.iter_mut().filter(|s| s.key.as_deref() == Some(&key)) {
+                    slot.key = None;
+                }
+                if let Some(disk) = &self.caches.disk {
+                    let _ = disk.tx.send(Command::Forget { key });
+                }
+            }
+            Msg::Shutdown => return false,
+        }
+        true
+    }
+
+    /// llama-server's `POST /slots/{id}?action=…`, with llama.cpp's own slot files
+    /// (`llama_state_seq_save_file`), so files move between chorus and llama-server.
+    fn slot_action(&mut self, id_slot: u32, action: SlotAction) -> Result<SlotActionResult, BackendError> {
+        let started = Instant::now();
+        let i = id_slot as usize;
+        let last = self.slots.len() as u32 - 1;
+        let slot = self.slots.get(i).ok_or(BackendError::InvalidSlot { id_slot, last })?;
+        if slot.active.is_some() {
+            return Err(BackendError::SlotBusy(id_slot));
+        }
+        let seq = slot.seq;
+        let n_vocab = self.model.n_vocab();
+        let dir = self.caches.slot_save_path.clone().ok_or(BackendError::SlotActionsDisabled)?;
+        let done = |filename: Option<String>, n_tokens: usize, n_bytes: usize| SlotActionResult {
+            id_slot,
+            filename,
+            n_tokens,
+            n_bytes,
+            ms: started.elapsed().as_secs_f64() * 1000.0,
+        };
+        match action {
+            SlotAction::Save { filename } => {
+                let tokens = self.slots[i].cache.clone();
+                let n = self
+                    .ctx
+                    .state_seq_save_file(dir.join(&filename), seq, &tokens)
+                    .map_err(|e| BackendError::SlotFile(format!("cannot save slot {id_slot} to `{filename}`: {e}")))?;
+                Ok(done(Some(filename), tokens.len(), n))
+            }
+            SlotAction::Restore { filename } => {
+                let path = dir.join(&filename);
+                if !path.is_file() {
+                    return Err(BackendError::SlotFile(format!(
+                        "no slot file `{filename}` in --slot-save-path {}",
+                        dir.display()
+                    )));
+                }
+                self.save_to_ram(i);
+                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                self.slots[i].cache.clear();
+                self.slots[i].key = None;
+                // Room for llama-server's packed token list (a few words more than the tokens).
+                let loaded = self
+                    .ctx
+                    .state_seq_load_file(&path, seq, self.n_ctx_slot + 8)
+                    .map_err(|e| {
+                        format!("{e}: not a slot file of this model and cache type, or no room in the KV cache")
+                    })
+                    .and_then(|(packed, n)| Ok((unpack_slot_tokens(packed)?, n)))
+                    .and_then(|(tokens, n)| {
+                        if tokens.len() > self.n_ctx_slot {
+                            Err(format!("{} tokens do not fit a slot of {}", tokens.len(), self.n_ctx_slot))
+                        } else if tokens.iter().any(|t| t.0 < 0 || t.0 >= n_vocab) {
+                            Err("the file holds tokens that are not in this model's vocabulary".to_owned())
+                        } else {
+                            Ok((tokens, n))
+                        }
+                    });
+                match loaded {
+                    Ok((tokens, n)) => {
+                        let n_tokens = tokens.len();
+                        self.slots[i].cache = tokens;
+                        Ok(done(Some(filename), n_tokens, n))
+                    }
+                    Err(why) => {
+                        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                        Err(BackendError::SlotFile(format!("unable to restore slot {id_slot} from `{filename}`: {why}")))
+                    }
+                }
+            }
+            SlotAction::Erase => {
+                let n = self.slots[i].cache.len();
+                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                self.slots[i].cache.clear();
+                self.slots[i].key = None;
+                Ok(done(None, n, 0))
+            }
+        }
+    }
+
+    /// The deferred slot actions whose slot is free now.
+    fn run_deferred(&mut self) {
+        let mut i = 0;
+        while i < self.deferred.len() {
+            let id = self.deferred[i].0 as usize;
+            if self.slots.get(id).is_some_and(|s| s.active.is_some()) {
+                i += 1;
+                continue;
+            }
+            let (id_slot, action, reply) = self.deferred.swap_remove(i);
+            let _ = reply.send(self.slot_action(id_slot, action));
+        }
+    }
+
+    /// Copy slot `i`'s cells to the RAM cache, unless it already holds them. One copy of one
+    /// sequence: the most the prompt cache ever holds up a decode step.
+    fn save_to_ram(&mut self, i: usize) {
+        let slot = &self.slots[i];
+        if slot.cache.len() < MIN_SAVE_TOKENS || !self.caches.ram.would_keep(&slot.cache) {
+            return;
+        }
+        let started = Instant::now();
+        let Some(state) = crate::state::get(&self.ctx, slot.seq) else { return };
+        self.metrics.prompt_cache_save_seconds.observe(started.elapsed().as_secs_f64());
+        let (tokens, bytes) = (slot.cache.len(), state.len());
+        if self.caches.ram.insert(slot.cache.clone(), state) {
+            tracing::debug!(seq = slot.seq, tokens, bytes, ram_bytes = self.caches.ram.bytes(), "slot saved to the RAM cache");
+        }
+    }
+
     /// One scheduling step; returns how many sequences the decode step held, if one ran.
     fn step(&mut self) -> Option<u32> {
         self.drop_cancelled();
@@ -244,43 +468,120 @@ impl Worker<'_, '_> {
         }
     }
 
-    /// Queued jobs take free slots in FIFO order.
+    /// Queued jobs take free slots in FIFO order. A job whose key's disk snapshot holds more
+    /// of its prompt than any slot or the RAM cache goes to the disk thread first, and comes
+    /// back with the snapshot read.
     fn assign_slots(&mut self) {
         while !self.queue.is_empty() {
             let Some(slot) = self.best_free_slot() else { return };
             let Some(job) = self.queue.pop_front() else { return };
+            let job = match self.read_from_disk_first(slot, job) {
+                Some(job) => job,
+                None => continue,
+            };
             self.metrics.queue_depth.dec();
             self.start(slot, job);
         }
     }
 
-    /// The free slot sharing the longest prefix with the next job's prompt;
-    /// the least recently used one when none shares any.
+    /// Send `job` to the disk thread when its snapshot is worth reading (`None`), else give
+    /// it back.
+    fn read_from_disk_first(&self, slot: usize, job: Job) -> Option<Job> {
+        let (Some(disk), Some(key)) = (&self.caches.disk, &job.prompt_cache_key) else { return Some(job) };
+        if job.disk_checked || !job.cache_prompt {
+            return Some(job);
+        }
+        let Some(tokens) = disk.tokens(key) else { return Some(job) };
+        let usable = job.tokens.len().saturating_sub(1);
+        let on_disk = common_prefix(&tokens, &job.tokens).min(usable);
+        let here = common_prefix(&self.slots[slot].cache, &job.tokens).max(self.caches.ram.best_prefix(&job.tokens));
+        if on_disk <= here.min(usable) {
+            return Some(job);
+        }
+        let key = key.clone();
+        match disk.tx.send(Command::Load { key, job }) {
+            Ok(()) => None,
+            Err(mpsc::SendError(Command::Load { mut job, .. })) => {
+                job.disk_checked = true;
+                Some(job)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The free slot sharing the longest prefix with the next job's prompt; among equals the
+    /// one that last served the job's `prompt_cache_key`, then the least recently used.
     fn best_free_slot(&self) -> Option<usize> {
-        let prompt = &self.queue.front()?.tokens;
+        let job = self.queue.front()?;
+        let key = job.prompt_cache_key.as_deref();
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.active.is_none())
-            .max_by_key(|(_, s)| (common_prefix(&s.cache, prompt), std::cmp::Reverse(s.released_at)))
+            .max_by_key(|(_, s)| {
+                let same_key = key.is_some() && s.key.as_deref() == key;
+                (common_prefix(&s.cache, &job.tokens), same_key, std::cmp::Reverse(s.released_at))
+            })
             .map(|(i, _)| i)
     }
 
-    fn start(&mut self, i: usize, job: Job) {
+    /// Put `job` in slot `i`: reuse the longest cached prefix of its prompt (the slot's own
+    /// cells, a RAM entry, or its disk snapshot), saving what the slot loses to RAM first.
+    fn start(&mut self, i: usize, mut job: Job) {
         let seq = self.slots[i].seq;
-        // Reuse the shared prefix, but always decode the last prompt token again
-        // so the step yields logits to sample from.
-        let reuse = common_prefix(&self.slots[i].cache, &job.tokens).min(job.tokens.len().saturating_sub(1));
-        if self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(reuse as u32), None).is_err() || reuse == 0 {
+        // The last prompt token is always decoded again, so the step yields logits to sample.
+        let usable = job.tokens.len().saturating_sub(1);
+        let own = if job.cache_prompt { common_prefix(&self.slots[i].cache, &job.tokens).min(usable) } else { 0 };
+        let ram = CacheLabels::of(CacheTier::Ram);
+        let disk = CacheLabels::of(CacheTier::Disk);
+        let mut restored = None;
+        if job.cache_prompt && own < usable {
+            let from_disk = job.restore.as_ref().map_or(0, |r| common_prefix(&r.tokens, &job.tokens).min(usable));
+            let from_ram = self.caches.ram.best_prefix(&job.tokens).min(usable);
+            let restore = if from_disk > own.max(from_ram) {
+                job.restore.take()
+            } else if from_ram > own {
+                self.caches.ram.take(&job.tokens, own).map(|e| Restore {
+                    tokens: e.tokens,
+                    state: e.state,
+                    tier: CacheTier::Ram,
+                    read: std::time::Duration::ZERO,
+                })
+            } else {
+                None
+            };
+            if self.caches.ram.enabled() && restore.as_ref().is_none_or(|r| r.tier != CacheTier::Ram) {
+                self.metrics.prompt_cache_misses.get_or_create(&ram).inc();
+            }
+            if self.caches.disk.is_some() && job.prompt_cache_key.is_some() && restore.is_none() {
+                self.metrics.prompt_cache_misses.get_or_create(&disk).inc();
+            }
+            if let Some(restore) = restore {
+                self.save_to_ram(i);
+                restored = self.restore(i, restore);
+            }
+        }
+        let reuse = if job.cache_prompt { common_prefix(&self.slots[i].cache, &job.tokens).min(usable) } else { 0 };
+        if self.slots[i].cache.len() >= reuse + MIN_SAVE_TOKENS {
+            // Another conversation's cells, or this one's edited history: keep them in RAM.
+            self.save_to_ram(i);
+        }
+        if reuse == 0 || self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(reuse as u32), None).is_err() {
             let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
             self.slots[i].cache.clear();
         } else {
             self.slots[i].cache.truncate(reuse);
         }
         let reuse = self.slots[i].cache.len();
+        if let Some(tier) = restored {
+            let labels = CacheLabels::of(tier);
+            self.metrics.prompt_cache_hits.get_or_create(&labels).inc();
+            self.metrics.prompt_cache_restored_tokens.get_or_create(&labels).inc_by(reuse as u64);
+        }
         let ignore_eos = job.sampling.ignore_eos;
         let sampler = crate::sampler::build(&job.sampling, job.grammar, self.model.n_vocab(), &job.tokens);
         self.metrics.cached_prompt_tokens.inc_by(reuse as u64);
+        self.slots[i].key.clone_from(&job.prompt_cache_key);
         self.slots[i].active = Some(Active {
             prompt_done: reuse,
             cached_tokens: reuse as u32,
@@ -294,9 +595,34 @@ impl Worker<'_, '_> {
             tx: job.tx,
             queued_at: job.queued_at,
             last_token_at: None,
+            key: job.prompt_cache_key,
             prompt: job.tokens,
         });
-        tracing::debug!(seq, reused = reuse, "sequence started");
+        tracing::debug!(seq, reused = reuse, restored = ?restored, "sequence started");
+    }
+
+    /// Replace slot `i`'s cells with a saved state; the tier it came from, or `None` when
+    /// llama.cpp refused it (no room): then the slot is empty, and a RAM entry goes back.
+    fn restore(&mut self, i: usize, restore: Restore) -> Option<CacheTier> {
+        let seq = self.slots[i].seq;
+        let started = Instant::now();
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        self.slots[i].cache.clear();
+        if crate::state::set(&mut self.ctx, seq, &restore.state) {
+            let labels = CacheLabels::of(restore.tier);
+            let took = restore.read + started.elapsed();
+            self.metrics.prompt_cache_restore_seconds.get_or_create(&labels).observe(took.as_secs_f64());
+            tracing::debug!(seq, tokens = restore.tokens.len(), tier = ?restore.tier, "prompt state restored");
+            self.slots[i].cache = restore.tokens;
+            Some(restore.tier)
+        } else {
+            tracing::warn!(seq, tokens = restore.tokens.len(), "llama.cpp refused a cached prompt state; recomputing");
+            let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            if restore.tier == CacheTier::Ram {
+                self.caches.ram.insert(restore.tokens, restore.state);
+            }
+            None
+        }
     }
 
     /// Fill the batch: every generating sequence's next token, then prompt chunks.
@@ -339,16 +665,22 @@ impl Worker<'_, '_> {
         plan
     }
 
-    /// Decoding found no room in the KV cache: evict idle prefix caches, else
-    /// end the longest active sequence. False when nothing could be freed.
+    /// Decoding found no room in the KV cache: evict the least recently used idle prefix
+    /// cache (saved to RAM first), else end the longest active sequence. False when nothing
+    /// could be freed.
     fn make_room(&mut self) -> bool {
-        let mut freed = false;
-        for slot in self.slots.iter_mut().filter(|s| s.active.is_none() && !s.cache.is_empty()) {
-            let _ = self.ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
-            slot.cache.clear();
-            freed = true;
-        }
-        if freed {
+        let idle = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active.is_none() && !s.cache.is_empty())
+            .min_by_key(|(_, s)| s.released_at)
+            .map(|(i, _)| i);
+        if let Some(i) = idle {
+            self.save_to_ram(i);
+            let seq = self.slots[i].seq;
+            let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            self.slots[i].cache.clear();
             return true;
         }
         let longest = self
@@ -441,6 +773,9 @@ impl Worker<'_, '_> {
     /// usage, so a client that sees `Done` never sees its slot still busy.
     fn finish(&mut self, i: usize, reason: FinishReason) {
         let Some(mut active) = self.release(i) else { return };
+        if let Some(key) = active.key.take() {
+            self.snapshot(i, key);
+        }
         let mut tail = active.utf8.finish();
         if !tail.is_empty() {
             // Bytes left at the end can still complete a stop sequence.
@@ -453,6 +788,20 @@ impl Worker<'_, '_> {
             active.tx.send(GenerationEvent::Text(tail));
         }
         active.tx.send(GenerationEvent::Done { finish_reason: reason, usage: active.usage() });
+    }
+
+    /// Hand slot `i`'s state to the disk thread under `key`, unless its snapshot holds
+    /// exactly these tokens already.
+    fn snapshot(&mut self, i: usize, key: String) {
+        let Some(disk) = &self.caches.disk else { return };
+        let slot = &self.slots[i];
+        if slot.cache.is_empty() || disk.tokens(&key).is_some_and(|t| *t == slot.cache) {
+            return;
+        }
+        let started = Instant::now();
+        let Some(state) = crate::state::get(&self.ctx, slot.seq) else { return };
+        self.metrics.prompt_cache_save_seconds.observe(started.elapsed().as_secs_f64());
+        let _ = disk.tx.send(Command::Save { key, tokens: slot.cache.clone(), state });
     }
 
     fn fail(&mut self, i: usize, error: BackendError) {
@@ -483,6 +832,9 @@ impl Worker<'_, '_> {
         for job in self.queue.drain(..) {
             job.tx.send(GenerationEvent::Error(BackendError::Unavailable));
         }
+        for (_, _, reply) in self.deferred.drain(..) {
+            let _ = reply.send(Err(BackendError::Unavailable));
+        }
     }
 
     fn publish_stats(&self, step_sequences: Option<u32>) {
@@ -502,6 +854,38 @@ impl Worker<'_, '_> {
     }
 }
 
-fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+
+/// The tokens of a slot file: a plain list (chorus, older llama-server), or llama-server's
+/// packed list (`LLAMA_TOKEN_NULL`, version 1, the count, the tokens, then media chunks,
+/// which a text model cannot restore).
+fn unpack_slot_tokens(packed: Vec<LlamaToken>) -> Result<Vec<LlamaToken>, String> {
+    if packed.first().is_none_or(|t| t.0 != -1) {
+        return Ok(packed);
+    }
+    let word = |i: usize| packed.get(i).map(|t| t.0 as u32).ok_or("the token list is cut short");
+    if word(1)? != 1 {
+        return Err("unsupported llama-server token list version".to_owned());
+    }
+    let n = word(2)? as usize;
+    let tokens = packed.get(3..3 + n).ok_or("the token list is cut short")?.to_vec();
+    if word(3 + n).unwrap_or(0) != 0 {
+        return Err("the slot holds images or audio, which this server cannot restore".to_owned());
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_files_hold_plain_or_packed_token_lists() {
+        let plain: Vec<LlamaToken> = [5, 6, 7].map(LlamaToken).to_vec();
+        assert_eq!(unpack_slot_tokens(plain.clone()).unwrap(), plain);
+        let packed = [-1, 1, 3, 5, 6, 7, 0].map(LlamaToken).to_vec();
+        assert_eq!(unpack_slot_tokens(packed).unwrap(), plain);
+        assert!(unpack_slot_tokens([-1, 2, 0, 0].map(LlamaToken).to_vec()).is_err(), "unknown version");
+        assert!(unpack_slot_tokens([-1, 1, 9, 5].map(LlamaToken).to_vec()).is_err(), "cut short");
+        assert!(unpack_slot_tokens([-1, 1, 1, 5, 1, 0].map(LlamaToken).to_vec()).is_err(), "media");
+    }
 }

@@ -20,6 +20,23 @@ pub struct Health {
     pub decode: DecodeHealth,
     /// The KV cache: its size and why it has that size.
     pub context: ContextHealth,
+    /// The prompt cache beyond the slots: budgets and use, in bytes.
+    pub cache: CacheHealth,
+}
+
+/// The prompt cache in [`Health`]: sequence states kept after they left their slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CacheHealth {
+    /// `--cache-ram`: the most bytes kept in host RAM (0: off).
+    pub ram_budget_bytes: u64,
+    /// Bytes in host RAM now.
+    pub ram_bytes: u64,
+    /// Tokens those bytes hold.
+    pub ram_tokens: u64,
+    /// `--cache-disk`: the most bytes of snapshots on disk (0: off).
+    pub disk_budget_bytes: u64,
+    /// Bytes of snapshots on disk now.
+    pub disk_bytes: u64,
 }
 
 /// The KV cache in [`Health`], with llama-server's names.

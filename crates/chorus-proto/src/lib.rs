@@ -1,5 +1,6 @@
 //! Wire types of every protocol chorus speaks: the OpenAI-compatible API
-//! ([`openai`]), chorus's own endpoints ([`chorus`]), its native session
+//! ([`openai`]), chorus's own endpoints ([`chorus`]), llama-server's that chorus
+//! also serves ([`llama`]), its native session
 //! API under `/api/v1` ([`native`]) with its WebSocket protocol ([`ws`]), the
 //! control socket `chorus ctl` talks to ([`control`]), and the arguments and
 //! results of the tools chorus serves over MCP ([`mcp`]).
@@ -14,6 +15,7 @@
 
 pub mod chorus;
 pub mod control;
+pub mod llama;
 pub mod mcp;
 pub mod native;
 pub mod openai;

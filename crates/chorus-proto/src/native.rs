@@ -30,6 +30,10 @@ pub struct TokenUsage {
     pub prompt_tokens: u64,
     /// Generated tokens.
     pub completion_tokens: u64,
+    /// Prompt tokens that came from the prompt cache (a slot, host RAM or a snapshot on disk)
+    /// rather than being computed (OpenAI's `prompt_tokens_details.cached_tokens`).
+    #[serde(default)]
+    pub cached_tokens: u64,
 }
 
 /// A session (`GET /api/v1/sessions/{id}`).

@@ -5,13 +5,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use chorus_proto::chorus::{ContextHealth, DecodeHealth, Health, SlotsHealth};
+use chorus_proto::chorus::{CacheHealth, ContextHealth, DecodeHealth, Health, SlotsHealth};
 
 use crate::AppState;
 
 /// Server health
 ///
-/// Liveness, the loaded model, uptime, slot use and the recent decode steps. Needs no API key
+/// Liveness, the loaded model, uptime, slot use, the recent decode steps, the KV cache and the
+/// prompt cache's budgets. Needs no API key
 /// (also served as `GET /api/v1/health`).
 #[utoipa::path(
     get,
@@ -43,8 +44,16 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
             source: m.context_choice.clone(),
         },
     );
+    let cache = CacheHealth {
+        ram_budget_bytes: stats.cache.ram_budget,
+        ram_bytes: stats.cache.ram_bytes,
+        ram_tokens: stats.cache.ram_tokens,
+        disk_budget_bytes: stats.cache.disk_budget,
+        disk_bytes: stats.cache.disk_bytes,
+    };
     Json(Health {
         status: "ok".into(),
+        cache,
         model: info.map(|m| m.id).unwrap_or_default(),
         context,
         uptime_s: engine.uptime_s(),

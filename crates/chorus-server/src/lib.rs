@@ -1,7 +1,7 @@
 //! The HTTP face of chorus and the only crate that knows HTTP: the
 //! OpenAI-compatible API under `/v1`, the native session API under `/api/v1` and its WebSocket `/ws`,
 //! `GET /health` and `GET /metrics`, the OpenAPI document (`GET /openapi.json`, Swagger UI at
-//! `/docs`), the MCP server at `/mcp` ([`mcp`]: streamable HTTP, with Host and Origin checks
+//! `/docs`), llama-server's slot actions (`POST /slots/{id}`), the MCP server at `/mcp` ([`mcp`]: streamable HTTP, with Host and Origin checks
 //! against DNS rebinding), API-key authentication, request logging, and graceful shutdown; and
 //! the control socket (`GET /status`, `POST /shutdown` on a Unix socket, for `chorus ctl`).
 //!
@@ -19,6 +19,7 @@ mod health;
 pub mod mcp;
 mod openai;
 mod openapi;
+mod slots;
 mod sse;
 mod ws;
 
@@ -150,6 +151,7 @@ pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .merge(openai::routes())
         .merge(api::routes())
+        .merge(slots::routes())
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(health::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));

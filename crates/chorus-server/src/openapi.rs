@@ -74,6 +74,7 @@ pub(crate) fn document() -> openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::openai::ApiDoc::openapi());
     doc.merge(crate::api::ApiDoc::openapi());
+    doc.merge(crate::slots::ApiDoc::openapi());
     alias(&mut doc, "/health", "/api/v1/health", "getApiHealth");
     require_key(&mut doc);
     doc

@@ -291,11 +291,13 @@ impl Store for SqlStore {
         // The write that takes the lock comes first (see the module docs).
         let seq: Option<i64> = sqlx::query_scalar(
             "UPDATE sessions SET next_seq = next_seq + 1, message_count = message_count + 1, \
-             prompt_tokens = prompt_tokens + $1, completion_tokens = completion_tokens + $2, updated_at = $3 \
-             WHERE id = $4 RETURNING next_seq - 1",
+             prompt_tokens = prompt_tokens + $1, completion_tokens = completion_tokens + $2, \
+             cached_tokens = cached_tokens + $3, updated_at = $4 \
+             WHERE id = $5 RETURNING next_seq - 1",
         )
         .bind(to_i64(usage.prompt_tokens))
         .bind(to_i64(usage.completion_tokens))
+        .bind(to_i64(usage.cached_tokens))
         .bind(now)
         .bind(id.as_str())
         .fetch_optional(&mut *tx)
@@ -307,8 +309,8 @@ impl Store for SqlStore {
         let tool_calls = rows::tool_calls_to_json(&message.tool_calls);
         let row = sqlx::query(concat!(
             "INSERT INTO messages (id, session_id, seq, created_at, role, content, tool_calls, tool_call_id, \
-             prompt_tokens, completion_tokens, finish_reason) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
+             prompt_tokens, completion_tokens, cached_tokens, finish_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
             message_columns!()
         ))
         .bind(format!("msg_{}", uuid::Uuid::now_v7().simple()))
@@ -321,6 +323,7 @@ impl Store for SqlStore {
         .bind(message.tool_call_id.as_deref())
         .bind(message.usage.map(|u| to_i64(u.prompt_tokens)))
         .bind(message.usage.map(|u| to_i64(u.completion_tokens)))
+        .bind(message.usage.map(|u| to_i64(u.cached_tokens)))
         .bind(message.finish_reason.as_deref())
         .fetch_one(&mut *tx)
         .await

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 macro_rules! session_columns {
     () => {
         "id, created_at, updated_at, title, work_dir, agent, model, status, \
-         message_count, prompt_tokens, completion_tokens"
+         message_count, prompt_tokens, completion_tokens, cached_tokens"
     };
 }
 
@@ -22,7 +22,7 @@ macro_rules! session_columns {
 macro_rules! message_columns {
     () => {
         "id, session_id, seq, created_at, role, content, tool_calls, tool_call_id, \
-         prompt_tokens, completion_tokens, finish_reason"
+         prompt_tokens, completion_tokens, cached_tokens, finish_reason"
     };
 }
 
@@ -65,6 +65,7 @@ pub(crate) fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
         token_usage: TokenUsage {
             prompt_tokens: count(row, "prompt_tokens")?,
             completion_tokens: count(row, "completion_tokens")?,
+            cached_tokens: count(row, "cached_tokens")?,
         },
     })
 }
@@ -101,10 +102,12 @@ pub(crate) fn message_from_row(row: &AnyRow) -> Result<Message, StoreError> {
     };
     let prompt_tokens: Option<i64> = get(row, "prompt_tokens")?;
     let completion_tokens: Option<i64> = get(row, "completion_tokens")?;
+    let cached_tokens: Option<i64> = get(row, "cached_tokens")?;
     let usage = match (prompt_tokens, completion_tokens) {
         (Some(p), Some(c)) => Some(TokenUsage {
             prompt_tokens: u64::try_from(p).unwrap_or(0),
             completion_tokens: u64::try_from(c).unwrap_or(0),
+            cached_tokens: cached_tokens.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
         }),
         _ => None,
     };

@@ -24,7 +24,8 @@ pub struct TestServer {
 impl TestServer {
     /// Start `bin serve --port 0 ARGS…` and wait until it listens (at most 60 s).
     /// Its session store is a SQLite file in a temp dir of its own unless ARGS
-    /// name a `--database-url`; that dir is also its `XDG_RUNTIME_DIR`, so its
+    /// name a `--database-url`; that dir is also its data dir (prompt snapshots)
+    /// unless ARGS name a `--data-dir`, and its `XDG_RUNTIME_DIR`, so its
     /// control socket is `DIR/chorus/chorus.sock` unless ARGS name a
     /// `--control-socket`.
     ///
@@ -48,6 +49,7 @@ impl TestServer {
             .env_remove("CHORUS_CONTROL_SOCKET")
             .env("XDG_RUNTIME_DIR", dir.path())
             .env("CHORUS_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("chorus.db").display()))
+            .env("CHORUS_DATA_DIR", dir.path())
             .stdout(Stdio::piped())
             .stderr(err_file)
             .spawn()

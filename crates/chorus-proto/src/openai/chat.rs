@@ -53,6 +53,15 @@ pub struct ChatCompletionRequest {
     /// enforced by a grammar, so the answer always parses (unless cut by `max_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,
+    /// What this prompt continues (OpenAI's `prompt_cache_key`, 1 to 256 bytes here): a free
+    /// slot that last served the key is preferred, and the sequence's KV cache is kept on disk
+    /// under it (`--cache-disk`), so the key's next prompt resumes, even after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_key: Option<String>,
+    /// llama-server's `cache_prompt` (default true): reuse cached prompt tokens; false
+    /// recomputes the whole prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_prompt: Option<bool>,
 }
 
 /// `"function"`, the only tool type.

@@ -38,6 +38,10 @@ pub struct CompletionRequest {
     /// An end-user id; recorded in logs only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// llama-server's `cache_prompt` (default true): reuse cached prompt tokens; false
+    /// recomputes the whole prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_prompt: Option<bool>,
 }
 
 /// `prompt` of a [`CompletionRequest`].

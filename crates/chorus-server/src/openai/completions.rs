@@ -52,7 +52,7 @@ pub(super) async fn create(
     };
     let requests = prompts
         .iter()
-        .map(|p| convert::completion(p.clone(), req.max_tokens, &req.sampling, req.stop.as_ref()))
+        .map(|p| convert::completion(p.clone(), req.max_tokens, &req.sampling, req.stop.as_ref(), req.cache_prompt))
         .collect::<Result<Vec<_>, _>>()?;
     let model = state.engine.model(req.model.as_deref())?.id.clone();
     let echo = req.echo.unwrap_or(false);

@@ -48,6 +48,8 @@ pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
             tools,
             tool_choice,
             response_format: response_format(req.response_format),
+            prompt_cache_key: req.prompt_cache_key.map(|k| format!("client/{k}")),
+            cache_prompt: req.cache_prompt.unwrap_or(true),
         },
         stream,
         include_usage,
@@ -100,11 +102,13 @@ pub(crate) fn completion(
     max: Option<i64>,
     fields: &SamplingFields,
     stops: Option<&Stop>,
+    cache_prompt: Option<bool>,
 ) -> Result<GenerateRequest, ApiError> {
     Ok(GenerateRequest {
         sampling: sampling(fields.clone())?,
         stop: stop(stops.cloned())?,
         max_tokens: Some(max_tokens("max_tokens", max.unwrap_or(16))?),
+        cache_prompt: cache_prompt.unwrap_or(true),
         ..GenerateRequest::new(Prompt::Text(prompt))
     })
 }

@@ -62,7 +62,7 @@ pub(crate) async fn messages_in_order_with_usage_and_tool_calls(db: &TestDb) {
             &s.id,
             NewMessage {
                 tool_calls: vec![call.clone()],
-                usage: Some(TokenUsage { prompt_tokens: 12, completion_tokens: 5 }),
+                usage: Some(TokenUsage { prompt_tokens: 12, completion_tokens: 5, cached_tokens: 10 }),
                 finish_reason: Some("tool_calls".into()),
                 ..NewMessage::text(Role::Assistant, "")
             },
@@ -80,7 +80,7 @@ pub(crate) async fn messages_in_order_with_usage_and_tool_calls(db: &TestDb) {
         .append_message(
             &s.id,
             NewMessage {
-                usage: Some(TokenUsage { prompt_tokens: 30, completion_tokens: 7 }),
+                usage: Some(TokenUsage { prompt_tokens: 30, completion_tokens: 7, cached_tokens: 25 }),
                 finish_reason: Some("stop".into()),
                 ..NewMessage::text(Role::Assistant, "done")
             },
@@ -94,10 +94,11 @@ pub(crate) async fn messages_in_order_with_usage_and_tool_calls(db: &TestDb) {
     assert_eq!(assistant.tool_calls, vec![call]);
     assert_eq!(messages[2].tool_call_id.as_deref(), Some("call_1"));
     assert_eq!(messages[0].usage, None);
+    assert_eq!(assistant.usage.map(|u| u.cached_tokens), Some(10), "cached_tokens round-trips");
 
     let s = store.session(&s.id).await.unwrap().unwrap();
     assert_eq!(s.message_count, 4);
-    assert_eq!(s.token_usage, TokenUsage { prompt_tokens: 42, completion_tokens: 12 });
+    assert_eq!(s.token_usage, TokenUsage { prompt_tokens: 42, completion_tokens: 12, cached_tokens: 35 });
 }
 
 pub(crate) async fn unknown_session_is_not_found(db: &TestDb) {

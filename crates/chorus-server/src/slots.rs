@@ -1,0 +1,102 @@
+//! llama-server's slot actions, `POST /slots/{id_slot}?action=save|restore|erase`
+//! (llama.cpp `tools/server/README.md`): a slot's KV cache and tokens to a file in
+//! `--slot-save-path` and back, in llama.cpp's own file format, so files move
+//! between chorus and llama-server. As there, an action on a busy slot waits
+//! until its request has finished, and without `--slot-save-path` every action
+//! is refused with 501.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::routing::post;
+use chorus_engine::{SlotAction, SlotActionResult};
+use chorus_proto::llama::{RestoreTimings, SaveTimings, SlotActionRequest, SlotActionResponse};
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+use crate::{ApiError, AppState};
+
+/// The OpenAPI description of [`routes`].
+#[derive(OpenApi)]
+#[openapi(paths(action))]
+pub(crate) struct ApiDoc;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/slots/{id_slot}", post(action))
+}
+
+/// The query string.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ActionQuery {
+    /// `save`, `restore` or `erase`.
+    action: Option<String>,
+}
+
+/// Save, restore or erase a slot (llama-server)
+///
+/// `save` writes the slot's KV cache and tokens to `filename` in `--slot-save-path`;
+/// `restore` loads such a file (written by chorus or llama-server for the same model and
+/// cache type) into the slot; `erase` clears the slot's KV cache. An action on a busy slot
+/// waits until its request has finished.
+#[utoipa::path(
+    post,
+    path = "/slots/{id_slot}",
+    operation_id = "slotAction",
+    tag = "health",
+    params(
+        ("id_slot" = u32, Path, description = "The slot, 0 to `--parallel` - 1"),
+        ("action" = String, Query, description = "`save`, `restore` or `erase`"),
+    ),
+    request_body(content = Option<SlotActionRequest>, description = "`{\"filename\"}` for save and restore"),
+    responses(
+        (status = 200, description = "Done", body = SlotActionResponse),
+        (status = 400, description = "Bad slot id, action or filename, or a file that cannot be restored",
+         body = chorus_proto::openai::ErrorResponse),
+        (status = 501, description = "The server was started without --slot-save-path",
+         body = chorus_proto::openai::ErrorResponse),
+    )
+)]
+pub(crate) async fn action(
+    State(state): State<AppState>,
+    Path(id_slot): Path<String>,
+    Query(query): Query<ActionQuery>,
+    body: Bytes,
+) -> Result<Json<SlotActionResponse>, ApiError> {
+    let id_slot: u32 = id_slot
+        .parse()
+        .map_err(|_| ApiError::invalid(Some("id_slot".to_owned()), format!("invalid slot id `{id_slot}`")))?;
+    let filename = || -> Result<String, ApiError> {
+        if body.is_empty() {
+            return Err(ApiError::invalid(Some("filename".to_owned()), "the body must be {\"filename\": NAME}"));
+        }
+        Ok(crate::extract::parse::<SlotActionRequest>(&body)?.filename)
+    };
+    let action = match query.action.as_deref() {
+        Some("save") => SlotAction::Save { filename: filename()? },
+        Some("restore") => SlotAction::Restore { filename: filename()? },
+        Some("erase") => SlotAction::Erase,
+        other => {
+            let got = other.map_or_else(|| "no action".to_owned(), |a| format!("invalid action `{a}`"));
+            return Err(ApiError::invalid(Some("action".to_owned()), format!("{got}: use ?action=save, restore or erase")));
+        }
+    };
+    let shape: fn(SlotActionResult) -> SlotActionResponse = match action {
+        SlotAction::Save { .. } => |done| SlotActionResponse::Save {
+            id_slot: done.id_slot,
+            filename: done.filename.unwrap_or_default(),
+            n_saved: done.n_tokens,
+            n_written: done.n_bytes,
+            timings: SaveTimings { save_ms: done.ms },
+        },
+        SlotAction::Restore { .. } => |done| SlotActionResponse::Restore {
+            id_slot: done.id_slot,
+            filename: done.filename.unwrap_or_default(),
+            n_restored: done.n_tokens,
+            n_read: done.n_bytes,
+            timings: RestoreTimings { restore_ms: done.ms },
+        },
+        SlotAction::Erase => |done| SlotActionResponse::Erase { id_slot: done.id_slot, n_erased: done.n_tokens },
+    };
+    Ok(Json(shape(state.engine.slot_action(id_slot, action).await?)))
+}
