@@ -17,6 +17,8 @@ pub(crate) struct Cli {
     pub(crate) verbose: u8,
 }
 
+// Parsed once per process: the size of the serve variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Serve a GGUF model behind the OpenAI-compatible API.

@@ -331,7 +331,7 @@ impl Backend for LlamaBackend {
             disk_checked: false,
         };
         let jobs = self.jobs.as_ref().ok_or(BackendError::Unavailable)?;
-        jobs.send(Msg::Job(job)).map_err(|_| BackendError::Unavailable)?;
+        jobs.send(Msg::Job(Box::new(job))).map_err(|_| BackendError::Unavailable)?;
         self.metrics.queue_depth.inc();
         Ok(stream)
     }

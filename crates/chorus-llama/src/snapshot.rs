@@ -96,7 +96,7 @@ pub(crate) enum Command {
     /// Write the state of a sequence that ran under `key`.
     Save { key: String, tokens: Vec<LlamaToken>, state: Vec<u8> },
     /// Read `key`'s snapshot for `job` and hand the job back to the model thread.
-    Load { key: String, job: Job },
+    Load { key: String, job: Box<Job> },
     /// Delete `key`'s snapshot.
     Forget { key: String },
     /// Finish the queued writes and stop.

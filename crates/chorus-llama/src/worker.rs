@@ -5,9 +5,10 @@
 //! sequence is active, (2) drops sequences whose client left, (3) places
 //! queued jobs in free slots, preferring the slot whose cached tokens share the
 //! longest prefix with the prompt, (4) builds one batch with the next token of
-//! every generating sequence first and then prompt chunks up to `n_batch`, so
-//! a long prompt never stalls the others for more than one step, (5) decodes,
-//! and (6) samples every sequence that produced logits, streaming its text.
+//! every generating sequence first and then prompt chunks up to `n_batch` (the
+//! prompt's last token in a later step of its own), so a long prompt never
+//! stalls the others for more than one step, (5) decodes, and (6) samples
+//! every sequence that produced logits, streaming its text.
 //!
 //! Each slot's sequence holds at most `n_ctx_slot` tokens (`n_ctx / n_parallel`
 //! cells of its own, or all `n_ctx` with a unified KV cache) and ends with
@@ -59,7 +60,7 @@ const MIN_SAVE_TOKENS: usize = 64;
 /// What the model thread takes from its channel.
 pub(crate) enum Msg {
     /// A request to decode (new, or back from the disk thread with its snapshot).
-    Job(Job),
+    Job(Box<Job>),
     /// A llama-server slot action.
     Slot { id_slot: u32, action: SlotAction, reply: SlotReply },
     /// Forget the states kept under a `prompt_cache_key`.
@@ -285,7 +286,7 @@ impl Worker<'_, '_> {
     /// Handle one message; false on shutdown.
     fn take(&mut self, msg: Msg) -> bool {
         match msg {
-            Msg::Job(job) => self.queue.push_back(job),
+            Msg::Job(job) => self.queue.push_back(*job),
             Msg::Slot { id_slot, action, reply } => {
                 // As llama-server does, an action on a busy slot waits until the slot is free.
                 if self.slots.get(id_slot as usize).is_some_and(|s| s.active.is_some()) {
@@ -499,11 +500,11 @@ impl Worker<'_, '_> {
             return Some(job);
         }
         let key = key.clone();
-        match disk.tx.send(Command::Load { key, job }) {
+        match disk.tx.send(Command::Load { key, job: Box::new(job) }) {
             Ok(()) => None,
             Err(mpsc::SendError(Command::Load { mut job, .. })) => {
                 job.disk_checked = true;
-                Some(job)
+                Some(*job)
             }
             Err(_) => None,
         }
@@ -646,7 +647,12 @@ impl Worker<'_, '_> {
             if remaining == 0 || active.pending.is_some() || budget == 0 {
                 continue;
             }
-            let take = remaining.min(budget);
+            // The last prompt token gets a step of its own (with the other sequences' next
+            // tokens), as it has when a cached prefix covers all the rest: its logits then come
+            // out of the same computation whether the prefix was computed now, reused or
+            // restored, and greedy answers do not depend on the cache. (llama.cpp's CPU
+            // kernels sum a row of a many-row batch in another order than a lone row.)
+            let take = if remaining > 1 { (remaining - 1).min(budget) } else { 1 };
             let chunk = &active.prompt[active.prompt_done..active.prompt_done + take];
             let last = take == remaining;
             let mut logits_at = None;

@@ -10,6 +10,7 @@ mod cli;
 mod ctl;
 mod docs;
 mod errors;
+mod kv_cache;
 mod lifecycle;
 mod mcp_client;
 mod mcp_server;

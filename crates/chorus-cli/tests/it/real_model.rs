@@ -37,11 +37,16 @@ pub(crate) fn fixture(var: &str) -> Option<PathBuf> {
     }
 }
 
+/// The lock that keeps real-model tests apart.
+pub(crate) fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `chorus serve` on a real model at default flags (plus `extra`), and the lock that keeps
 /// real-model tests apart.
 pub(crate) fn real_server(var: &str, extra: &[&str]) -> Option<(TestServer, std::sync::MutexGuard<'static, ()>)> {
     let model = fixture(var)?;
-    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let guard = one_at_a_time();
     let mut args = vec!["--model", model.to_str().expect("utf-8 path")];
     args.extend_from_slice(extra);
     Some((TestServer::start(bin(), &args), guard))
@@ -55,7 +60,7 @@ pub(crate) fn patient_client(url: &str) -> Client {
 
 /// Every event the session's log holds (replayed from the start; the live tail is cut off
 /// after 5 s), for a session whose prompts have ended.
-async fn logged_events(c: &Client, id: &str) -> Vec<Event> {
+pub(crate) async fn logged_events(c: &Client, id: &str) -> Vec<Event> {
     c.events(Some(id), Some(0))
         .await
         .unwrap()
@@ -71,7 +76,7 @@ async fn logged_events(c: &Client, id: &str) -> Vec<Event> {
 }
 
 /// A plain prompt that ends where the model ends it.
-fn prompt(content: &str, max_tokens: u32) -> PromptRequest {
+pub(crate) fn prompt(content: &str, max_tokens: u32) -> PromptRequest {
     PromptRequest { ignore_eos: false, ..crate::sessions::prompt(content, max_tokens) }
 }
 
