@@ -218,7 +218,7 @@ class Server:
         if self.name == "chorus":
             argv = [self.binary, "serve", "--model", self.model, "--ctx-size", str(self.args.ctx_size),
                     "--parallel", str(self.args.parallel), "--threads", t,
-                    "--host", "127.0.0.1", "--port", "0"]
+                    "--host", "127.0.0.1", "--port", "0", "--no-control-socket"]
             if self.data_dir_flag:
                 argv += ["--data-dir", str(self.data_dir)]
             return argv + self.extra_flags

@@ -97,6 +97,45 @@ def _weather_call(completion, city: str) -> GetWeather:
     return parsed
 
 
+def _note(i: int) -> str:
+    """A user message of about 250 tokens, different for every `i` from its first words on."""
+    place = ["harbour", "orchard", "library", "station"][i % 4]
+    days = " ".join(
+        f"On day {i * 10 + j} at the {place} we counted {3 * i + j} crates and {7 * i + 2 * j} gulls." for j in range(12)
+    )
+    return f"Note {i} is about the {place}. {days} Reply with one short sentence about this note."
+
+
+def test_prompt_cache_key_resumes_a_conversation_whose_slot_was_taken(
+    qwen_model: Path, qwen_id: str, tmp_path: Path
+) -> None:
+    """One slot, two conversations taking turns: each resumes its history from the RAM
+    cache, and the SDK's own `prompt_cache_key` and `cached_tokens` carry it."""
+    with start_server(qwen_model, ["--parallel", "1"], tmp_path) as base_url:
+        client = openai_client(base_url, timeout=TIMEOUT_S)
+        history = {i: [{"role": "user", "content": _note(i)}] for i in (0, 1)}
+        first = {}
+        for rnd in range(2):
+            for i in (0, 1):
+                completion = client.chat.completions.create(
+                    model=qwen_id, messages=history[i], max_tokens=16, temperature=0,
+                    prompt_cache_key=f"conversation-{i}",
+                )
+                usage = completion.usage
+                assert usage is not None and usage.prompt_tokens_details is not None
+                cached = usage.prompt_tokens_details.cached_tokens
+                if rnd == 0:
+                    first[i] = usage
+                else:
+                    # The other conversation held the one slot in between: the history came
+                    # back from RAM, all of it but the tokens after the previous answer.
+                    assert cached >= first[i].prompt_tokens + first[i].completion_tokens - 2, (i, usage)
+                answer = completion.choices[0].message.content
+                assert answer
+                history[i] += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And then?"}]
+        client.close()
+
+
 def test_forced_tool_call_names_the_city_asked_about(qwen: openai.OpenAI, qwen_id: str) -> None:
     completion = qwen.chat.completions.parse(
         model=qwen_id,

@@ -17,8 +17,8 @@ use llama_cpp_2::token::LlamaToken;
 pub(crate) struct Entry {
     /// The tokens whose KV cells the state holds, at positions `0..tokens.len()`.
     pub(crate) tokens: Vec<LlamaToken>,
-    /// `llama_state_seq_get_data` output.
-    pub(crate) state: Vec<u8>,
+    /// `llama_state_seq_get_data` output (shared with a snapshot being written).
+    pub(crate) state: Arc<Vec<u8>>,
     used: u64,
 }
 
@@ -60,7 +60,7 @@ impl PromptCache {
     /// Keep a state. Entries it extends (their tokens a prefix of these) go; the least
     /// recently used go until it fits. False when it alone exceeds the budget, or an entry
     /// already covers it.
-    pub(crate) fn insert(&mut self, tokens: Vec<LlamaToken>, state: Vec<u8>) -> bool {
+    pub(crate) fn insert(&mut self, tokens: Vec<LlamaToken>, state: Arc<Vec<u8>>) -> bool {
         let size = state.len() as u64;
         if size > self.budget || !self.would_keep(&tokens) {
             return false;
@@ -126,11 +126,15 @@ mod tests {
         PromptCache::new(budget, Arc::new(Metrics::new()))
     }
 
+    fn state(n: usize) -> Arc<Vec<u8>> {
+        Arc::new(vec![0; n])
+    }
+
     #[test]
     fn the_longest_prefix_is_taken_and_leaves_the_cache() {
         let mut c = cache(100);
-        assert!(c.insert(toks(&[1, 2, 3]), vec![0; 10]));
-        assert!(c.insert(toks(&[1, 5, 6, 7]), vec![0; 10]));
+        assert!(c.insert(toks(&[1, 2, 3]), state(10)));
+        assert!(c.insert(toks(&[1, 5, 6, 7]), state(10)));
         assert_eq!(c.best_prefix(&toks(&[1, 5, 6, 9])), 3);
         assert!(c.take(&toks(&[1, 5, 6, 9]), 3).is_none(), "no better than the slot's own prefix");
         let e = c.take(&toks(&[1, 5, 6, 9]), 1).expect("an entry");
@@ -142,13 +146,13 @@ mod tests {
     #[test]
     fn the_budget_is_never_exceeded_and_the_least_recently_used_go_first() {
         let mut c = cache(25);
-        assert!(c.insert(toks(&[1]), vec![0; 10]));
-        assert!(c.insert(toks(&[2]), vec![0; 10]));
-        assert!(c.insert(toks(&[3]), vec![0; 10]));
+        assert!(c.insert(toks(&[1]), state(10)));
+        assert!(c.insert(toks(&[2]), state(10)));
+        assert!(c.insert(toks(&[3]), state(10)));
         assert_eq!(c.bytes(), 20);
         assert_eq!(c.best_prefix(&toks(&[1])), 0, "the oldest left");
         assert_eq!(c.best_prefix(&toks(&[3])), 1);
-        assert!(!c.insert(toks(&[4]), vec![0; 26]), "larger than the whole budget");
+        assert!(!c.insert(toks(&[4]), state(26)), "larger than the whole budget");
         assert_eq!(c.bytes(), 20);
         assert_eq!(c.metrics.prompt_cache_ram_bytes.get(), 20);
         assert_eq!(c.metrics.prompt_cache_ram_tokens.get(), 2);
@@ -157,11 +161,11 @@ mod tests {
     #[test]
     fn a_longer_state_replaces_its_prefix_and_a_shorter_one_is_not_kept() {
         let mut c = cache(100);
-        assert!(c.insert(toks(&[1, 2]), vec![0; 10]));
-        assert!(c.insert(toks(&[1, 2, 3]), vec![0; 15]));
+        assert!(c.insert(toks(&[1, 2]), state(10)));
+        assert!(c.insert(toks(&[1, 2, 3]), state(15)));
         assert_eq!(c.bytes(), 15, "[1, 2] is covered by [1, 2, 3]");
         assert!(!c.would_keep(&toks(&[1, 2])));
-        assert!(!c.insert(toks(&[1, 2]), vec![0; 10]));
+        assert!(!c.insert(toks(&[1, 2]), state(10)));
         assert_eq!(c.bytes(), 15);
     }
 
@@ -169,7 +173,7 @@ mod tests {
     fn a_zero_budget_keeps_nothing() {
         let mut c = cache(0);
         assert!(!c.enabled());
-        assert!(!c.insert(toks(&[1]), vec![0; 1]));
+        assert!(!c.insert(toks(&[1]), state(1)));
         assert_eq!(c.bytes(), 0);
     }
 }

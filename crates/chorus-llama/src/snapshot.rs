@@ -94,7 +94,7 @@ impl Index {
 /// A request to the disk thread.
 pub(crate) enum Command {
     /// Write the state of a sequence that ran under `key`.
-    Save { key: String, tokens: Vec<LlamaToken>, state: Vec<u8> },
+    Save { key: String, tokens: Vec<LlamaToken>, state: Arc<Vec<u8>> },
     /// Read `key`'s snapshot for `job` and hand the job back to the model thread.
     Load { key: String, job: Box<Job> },
     /// Delete `key`'s snapshot.
@@ -291,7 +291,7 @@ impl Disk {
                 {
                     e.used = millis(SystemTime::now());
                 }
-                Some(Restore { tokens, state, tier: CacheTier::Disk, read: started.elapsed() })
+                Some(Restore { tokens, state: Arc::new(state), tier: CacheTier::Disk, read: started.elapsed() })
             }
             Err(e) => {
                 tracing::warn!(key, file = %entry.file.display(), error = %e, "prompt snapshot not restored (a miss); deleted");

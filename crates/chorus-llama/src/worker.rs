@@ -29,7 +29,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use chorus_engine::metrics::{CacheLabels, CacheTier};
@@ -74,7 +74,7 @@ pub(crate) struct Restore {
     /// The tokens the state holds.
     pub(crate) tokens: Vec<LlamaToken>,
     /// llama.cpp's state bytes.
-    pub(crate) state: Vec<u8>,
+    pub(crate) state: Arc<Vec<u8>>,
     /// Where it came from.
     pub(crate) tier: CacheTier,
     /// Time spent before the model thread got it (reading and checking the file).
@@ -286,6 +286,8 @@ impl Worker<'_, '_> {
     /// Handle one message; false on shutdown.
     fn take(&mut self, msg: Msg) -> bool {
         match msg {
+            // Back from the disk thread: it keeps its place at the head of the queue.
+            Msg::Job(job) if job.disk_checked => self.queue.push_front(*job),
             Msg::Job(job) => self.queue.push_back(*job),
             Msg::Slot { id_slot, action, reply } => {
                 // As llama-server does, an action on a busy slot waits until the slot is free.
@@ -413,7 +415,7 @@ impl Worker<'_, '_> {
         let Some(state) = crate::state::get(&self.ctx, slot.seq) else { return };
         self.metrics.prompt_cache_save_seconds.observe(started.elapsed().as_secs_f64());
         let (tokens, bytes) = (slot.cache.len(), state.len());
-        if self.caches.ram.insert(slot.cache.clone(), state) {
+        if self.caches.ram.insert(slot.cache.clone(), Arc::new(state)) {
             tracing::debug!(seq = slot.seq, tokens, bytes, ram_bytes = self.caches.ram.bytes(), "slot saved to the RAM cache");
         }
     }
@@ -609,7 +611,12 @@ impl Worker<'_, '_> {
         let started = Instant::now();
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
         self.slots[i].cache.clear();
-        if crate::state::set(&mut self.ctx, seq, &restore.state) {
+        // A unified cache may be full of idle slots' cells: they make room, one at a time.
+        let mut set = crate::state::set(&mut self.ctx, seq, &restore.state);
+        while !set && self.evict_idle(Some(i)) {
+            set = crate::state::set(&mut self.ctx, seq, &restore.state);
+        }
+        if set {
             let labels = CacheLabels::of(restore.tier);
             let took = restore.read + started.elapsed();
             self.metrics.prompt_cache_restore_seconds.get_or_create(&labels).observe(took.as_secs_f64());
@@ -675,18 +682,7 @@ impl Worker<'_, '_> {
     /// cache (saved to RAM first), else end the longest active sequence. False when nothing
     /// could be freed.
     fn make_room(&mut self) -> bool {
-        let idle = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.active.is_none() && !s.cache.is_empty())
-            .min_by_key(|(_, s)| s.released_at)
-            .map(|(i, _)| i);
-        if let Some(i) = idle {
-            self.save_to_ram(i);
-            let seq = self.slots[i].seq;
-            let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-            self.slots[i].cache.clear();
+        if self.evict_idle(None) {
             return true;
         }
         let longest = self
@@ -707,6 +703,24 @@ impl Worker<'_, '_> {
             }
             None => false,
         }
+    }
+
+    /// Empty the least recently used idle slot holding cells (not `except`), saving them to
+    /// RAM first; false when there is none.
+    fn evict_idle(&mut self, except: Option<usize>) -> bool {
+        let idle = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|&(j, s)| Some(j) != except && s.active.is_none() && !s.cache.is_empty())
+            .min_by_key(|(_, s)| s.released_at)
+            .map(|(j, _)| j);
+        let Some(j) = idle else { return false };
+        self.save_to_ram(j);
+        let seq = self.slots[j].seq;
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        self.slots[j].cache.clear();
+        true
     }
 
     fn after_decode(&mut self, plan: Vec<Planned>) {
@@ -779,9 +793,6 @@ impl Worker<'_, '_> {
     /// usage, so a client that sees `Done` never sees its slot still busy.
     fn finish(&mut self, i: usize, reason: FinishReason) {
         let Some(mut active) = self.release(i) else { return };
-        if let Some(key) = active.key.take() {
-            self.snapshot(i, key);
-        }
         let mut tail = active.utf8.finish();
         if !tail.is_empty() {
             // Bytes left at the end can still complete a stop sequence.
@@ -794,10 +805,15 @@ impl Worker<'_, '_> {
             active.tx.send(GenerationEvent::Text(tail));
         }
         active.tx.send(GenerationEvent::Done { finish_reason: reason, usage: active.usage() });
+        // After the answer is out: the copy does not hold it up.
+        if let Some(key) = active.key.take() {
+            self.snapshot(i, key);
+        }
     }
 
     /// Hand slot `i`'s state to the disk thread under `key`, unless its snapshot holds
-    /// exactly these tokens already.
+    /// exactly these tokens already. The same bytes go to the RAM cache, so the slot's
+    /// eviction later copies nothing.
     fn snapshot(&mut self, i: usize, key: String) {
         let Some(disk) = &self.caches.disk else { return };
         let slot = &self.slots[i];
@@ -807,7 +823,11 @@ impl Worker<'_, '_> {
         let started = Instant::now();
         let Some(state) = crate::state::get(&self.ctx, slot.seq) else { return };
         self.metrics.prompt_cache_save_seconds.observe(started.elapsed().as_secs_f64());
-        let _ = disk.tx.send(Command::Save { key, tokens: slot.cache.clone(), state });
+        let state = Arc::new(state);
+        let _ = disk.tx.send(Command::Save { key, tokens: slot.cache.clone(), state: Arc::clone(&state) });
+        if slot.cache.len() >= MIN_SAVE_TOKENS {
+            self.caches.ram.insert(slot.cache.clone(), state);
+        }
     }
 
     fn fail(&mut self, i: usize, error: BackendError) {

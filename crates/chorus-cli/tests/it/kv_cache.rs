@@ -380,3 +380,142 @@ fn a_restored_prefix_answers_token_for_token_as_a_recomputed_one() {
         assert_eq!(a_disk, a_cold, "a prompt restored from disk answers as the computed one");
     });
 }
+
+// --- Structural tests on the testkit's tiny model ----------------------------------------
+
+/// `POST PATH` with a JSON body (or none): status and body.
+async fn post(url: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.post(format!("{url}{path}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// A greedy chat request on the tiny model: its usage.
+async fn tiny_chat(url: &str, content: &str, key: Option<&str>) -> Value {
+    let mut body = json!({"messages": [{"role": "user", "content": content}], "temperature": 0, "max_tokens": 4});
+    if let Some(key) = key {
+        body["prompt_cache_key"] = json!(key);
+    }
+    let (status, r) = post(url, "/v1/chat/completions", Some(body)).await;
+    assert_eq!(status, 200, "{r}");
+    r["usage"].clone()
+}
+
+#[test]
+fn slot_actions_save_erase_and_restore_a_slot_as_llama_server_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = crate::server(&["--parallel", "1", "--slot-save-path", dir.path().to_str().unwrap()]);
+    let url = srv.url.as_str();
+    runtime().block_on(async {
+        let question = "Tell me about the orchard and its crates, and the gulls over the harbour.";
+        let first = tiny_chat(url, question, None).await;
+        let (status, saved) = post(url, "/slots/0?action=save", Some(json!({"filename": "orchard.bin"}))).await;
+        assert_eq!(status, 200, "{saved}");
+        assert_eq!(saved["id_slot"], 0);
+        assert_eq!(saved["filename"], "orchard.bin");
+        let n = saved["n_saved"].as_u64().unwrap();
+        assert!(n >= prompt_tokens(&first), "{saved} after {first}");
+        let written = saved["n_written"].as_u64().unwrap();
+        assert_eq!(written, std::fs::metadata(dir.path().join("orchard.bin")).unwrap().len());
+        assert!(saved["timings"]["save_ms"].is_number());
+
+        let (status, erased) = post(url, "/slots/0?action=erase", None).await;
+        assert_eq!((status, erased.clone()), (200, json!({"id_slot": 0, "n_erased": n})));
+        let (status, restored) = post(url, "/slots/0?action=restore", Some(json!({"filename": "orchard.bin"}))).await;
+        assert_eq!(status, 200, "{restored}");
+        assert_eq!(restored["n_restored"].as_u64(), Some(n));
+        assert_eq!(restored["n_read"].as_u64(), Some(written));
+        // The slot holds the file's cells again: the same question reuses all of them.
+        let again = tiny_chat(url, question, None).await;
+        assert_eq!(cached(&again), prompt_tokens(&again) - 1, "{again}");
+
+        // Refusals, in OpenAI's error object.
+        for (path, body, param) in [
+            ("/slots/0?action=save", Some(json!({"filename": "../escape.bin"})), "filename"),
+            ("/slots/0?action=restore", Some(json!({"filename": "missing.bin"})), "filename"),
+            ("/slots/0?action=save", None, "filename"),
+            ("/slots/3?action=erase", None, "id_slot"),
+            ("/slots/x?action=erase", None, "id_slot"),
+            ("/slots/0?action=fly", None, "action"),
+            ("/slots/0", None, "action"),
+        ] {
+            let (status, e) = post(url, path, body).await;
+            assert_eq!(status, 400, "{path}: {e}");
+            assert_eq!(e["error"]["type"], "invalid_request_error", "{path}: {e}");
+            assert_eq!(e["error"]["param"], param, "{path}: {e}");
+        }
+        assert!(!dir.path().join("..").join("escape.bin").exists());
+    });
+    drop(srv);
+
+    // Without --slot-save-path, as llama-server: 501.
+    let srv = crate::server(&[]);
+    runtime().block_on(async {
+        let (status, e) = post(&srv.url, "/slots/0?action=erase", None).await;
+        assert_eq!(status, 501, "{e}");
+        assert_eq!(e["error"]["type"], "not_supported_error");
+        assert!(e["error"]["message"].as_str().unwrap().contains("--slot-save-path"), "{e}");
+    });
+}
+
+#[test]
+fn with_cache_ram_0_and_cache_disk_0_nothing_outlives_the_slot() {
+    let srv = crate::server(&["--parallel", "1", "--cache-ram", "0", "--cache-disk", "0"]);
+    let url = srv.url.as_str();
+    runtime().block_on(async {
+        let cache = get_json(&format!("{url}/health")).await["cache"].clone();
+        assert_eq!(cache, json!({"ram_budget_bytes": 0, "ram_bytes": 0, "ram_tokens": 0,
+                                 "disk_budget_bytes": 0, "disk_bytes": 0}));
+        let a = "The harbour at dawn: boats, nets, gulls and the smell of rope and tar. ".repeat(3);
+        let b = "A library at night: lamps, dust, the slow tick of a clock over the desks. ".repeat(3);
+        let a1 = tiny_chat(url, &a, Some("a")).await;
+        tiny_chat(url, &b, Some("b")).await;
+        let a2 = tiny_chat(url, &a, Some("a")).await;
+        // Only the chat template's opening, shared with B, is reused; A is recomputed.
+        assert!(cached(&a2) < prompt_tokens(&a1) / 2, "{a2}");
+        assert_eq!(metric(url, r#"chorus_prompt_cache_hits_total{tier="ram"}"#).await, 0.0);
+        assert_eq!(metric(url, "chorus_prompt_cache_save_seconds_count").await, 0.0, "no state was copied");
+    });
+    assert!(snapshots(srv.dir()).is_empty(), "no snapshot written");
+}
+
+#[test]
+fn with_the_defaults_a_conversation_whose_slot_was_taken_resumes_from_ram() {
+    let mut srv = crate::server(&["--parallel", "1"]);
+    let url = srv.url.clone();
+    runtime().block_on(async {
+        let url = url.as_str();
+        // Long enough (over 64 tokens) to be worth keeping when the slot is taken.
+        let a = "The harbour at dawn: boats, nets, gulls and the smell of rope and tar. ".repeat(3);
+        let b = "A library at night: lamps, dust, the slow tick of a clock over the desks. ".repeat(3);
+        tiny_chat(url, &a, Some("a")).await;
+        tiny_chat(url, &b, Some("b")).await;
+        let a2 = tiny_chat(url, &a, Some("a")).await;
+        assert_eq!(cached(&a2), prompt_tokens(&a2) - 1, "{a2}");
+        assert_eq!(metric(url, r#"chorus_prompt_cache_hits_total{tier="ram"}"#).await, 1.0);
+        let cache = cache_within_budgets(url).await;
+        assert!(cache["ram_bytes"].as_u64().unwrap() > 0, "B's state is in RAM now: {cache}");
+    });
+    // Both keyed conversations have a snapshot, written by the time the server has stopped.
+    srv.signal("TERM");
+    assert!(srv.wait(Duration::from_secs(60)).is_some_and(|s| s.success()));
+    let mut keys: Vec<String> = snapshots(srv.dir()).into_iter().map(|(_, k, _)| k).collect();
+    keys.sort();
+    assert_eq!(keys, ["client/a", "client/b"]);
+}
+
+#[test]
+fn a_prompt_cache_key_over_256_bytes_is_refused() {
+    let srv = crate::server(&[]);
+    runtime().block_on(async {
+        let body = json!({"messages": [{"role": "user", "content": "hi"}], "prompt_cache_key": "k".repeat(257)});
+        let (status, e) = post(&srv.url, "/v1/chat/completions", Some(body)).await;
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"]["param"], "prompt_cache_key");
+    });
+}
