@@ -311,7 +311,8 @@ impl Worker<'_, '_> {
     }
 
     /// llama-server's `POST /slots/{id}?action=…`, with llama.cpp's own slot files
-    /// (`llama_state_seq_save_file`), so files move between chorus and llama-server.
+    /// (`llama_state_seq_save_file`), so files move between chorus and a llama-server built on
+    /// a llama.cpp of the same state format (`LLAMA_STATE_SEQ_VERSION`; another is refused).
     fn slot_action(&mut self, id_slot: u32, action: SlotAction) -> Result<SlotActionResult, BackendError> {
         let started = Instant::now();
         let i = id_slot as usize;

@@ -1,7 +1,8 @@
 //! llama-server's slot actions, `POST /slots/{id_slot}?action=save|restore|erase`
 //! (llama.cpp `tools/server/README.md`): a slot's KV cache and tokens to a file in
 //! `--slot-save-path` and back, in llama.cpp's own file format, so files move
-//! between chorus and llama-server. As there, an action on a busy slot waits
+//! between chorus and a llama-server whose llama.cpp writes the same state
+//! version (`LLAMA_STATE_SEQ_VERSION`). As there, an action on a busy slot waits
 //! until its request has finished, and without `--slot-save-path` every action
 //! is refused with 501.
 
