@@ -47,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,29 @@ async def calibrate(
     return best[1]
 
 
+async def sse_objects(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """POST `body` to `url` with stream=true and yield each `data:` JSON object until
+    `data: [DONE]`; a non-200 answer, a chunk that is not JSON and an error event raise
+    BenchError."""
+    async with client.stream("POST", url, json=body, timeout=None) as r:
+        if r.status_code != 200:
+            text = (await r.aread()).decode(errors="replace")
+            raise BenchError(f"POST {url} -> {r.status_code}: {text[:500]}")
+        async for line in r.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            try:
+                obj = json.loads(data)
+            except json.JSONDecodeError as e:
+                raise BenchError(f"stream chunk is not JSON ({e}): {data[:300]}") from e
+            if "error" in obj:
+                raise BenchError(f"stream carried an error: {data[:500]}")
+            yield obj
+
+
 async def one_stream(
     client: httpx.AsyncClient, base: str, body: dict[str, Any], t0: float
 ) -> StreamResult:
@@ -264,32 +288,17 @@ async def one_stream(
     chunks = 0
     chunk_times: list[float] = []
     usage: dict[str, Any] | None = None
-    async with client.stream("POST", f"{base}/v1/completions", json=body, timeout=None) as r:
-        if r.status_code != 200:
-            text = (await r.aread()).decode(errors="replace")
-            raise BenchError(f"POST /v1/completions (stream) -> {r.status_code}: {text[:500]}")
-        async for line in r.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            now = time.perf_counter() - t0
-            try:
-                obj = json.loads(data)
-            except json.JSONDecodeError as e:
-                raise BenchError(f"stream chunk is not JSON ({e}): {data[:300]}") from e
-            if "error" in obj:
-                raise BenchError(f"stream carried an error: {data[:500]}")
-            text = "".join((c.get("text") or "") for c in obj.get("choices") or [])
-            if text:
-                chunks += 1
-                chunk_times.append(now)
-                if t_first is None:
-                    t_first = now
-                t_last = now
-            if obj.get("usage"):
-                usage = obj["usage"]
+    async for obj in sse_objects(client, f"{base}/v1/completions", body):
+        now = time.perf_counter() - t0
+        text = "".join((c.get("text") or "") for c in obj.get("choices") or [])
+        if text:
+            chunks += 1
+            chunk_times.append(now)
+            if t_first is None:
+                t_first = now
+            t_last = now
+        if obj.get("usage"):
+            usage = obj["usage"]
     if usage is None:
         raise BenchError("stream ended without a usage object (stream_options.include_usage)")
     if t_first is None or t_last is None:

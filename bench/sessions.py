@@ -86,7 +86,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (re-executes this script in a venv with httpx when needed)
-from bench import BenchError, model_id, wait_ready  # noqa: E402
+from bench import BenchError, model_id, sse_objects, wait_ready  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -332,33 +332,18 @@ async def chat_turn(
     timings: dict[str, Any] | None = None
     finish: str | None = None
     t0 = time.perf_counter()
-    async with client.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=None) as r:
-        if r.status_code != 200:
-            text = (await r.aread()).decode(errors="replace")
-            raise BenchError(f"POST /v1/chat/completions -> {r.status_code}: {text[:500]}")
-        async for line in r.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            try:
-                obj = json.loads(data)
-            except json.JSONDecodeError as e:
-                raise BenchError(f"stream chunk is not JSON ({e}): {data[:300]}") from e
-            if "error" in obj:
-                raise BenchError(f"stream carried an error: {data[:500]}")
-            for c in obj.get("choices") or []:
-                text = (c.get("delta") or {}).get("content") or ""
-                if text:
-                    if t_first is None:
-                        t_first = time.perf_counter() - t0
-                    parts.append(text)
-                finish = c.get("finish_reason") or finish
-            if obj.get("usage"):
-                usage = obj["usage"]
-            if obj.get("timings"):
-                timings = obj["timings"]
+    async for obj in sse_objects(client, f"{base}/v1/chat/completions", body):
+        for c in obj.get("choices") or []:
+            text = (c.get("delta") or {}).get("content") or ""
+            if text:
+                if t_first is None:
+                    t_first = time.perf_counter() - t0
+                parts.append(text)
+            finish = c.get("finish_reason") or finish
+        if obj.get("usage"):
+            usage = obj["usage"]
+        if obj.get("timings"):
+            timings = obj["timings"]
     total = time.perf_counter() - t0
     if usage is None:
         raise BenchError("stream ended without a usage object (stream_options.include_usage)")
