@@ -200,6 +200,11 @@ impl Disk {
         let Ok(dir) = std::fs::read_dir(&self.config.dir) else { return };
         let mut entries = HashMap::new();
         for path in dir.filter_map(Result::ok).map(|e| e.path()) {
+            if path.extension().is_some_and(|e| e == "tmp") {
+                // A write that a crash cut short.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             if path.extension().is_none_or(|e| e != "kv") {
                 continue;
             }
@@ -373,9 +378,17 @@ fn hex(bytes: &[u8]) -> String {
 /// directory; the bytes written.
 fn write_file(file: &Path, header: &Header, tokens: &[LlamaToken], state: &[u8]) -> std::io::Result<u64> {
     let tmp = file.with_extension("kv.tmp");
+    let written = write_new(file, &tmp, header, tokens, state);
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_new(file: &Path, tmp: &Path, header: &Header, tokens: &[LlamaToken], state: &[u8]) -> std::io::Result<u64> {
     let json = serde_json::to_vec(header).map_err(std::io::Error::other)?;
     {
-        let mut out = BufWriter::new(File::create(&tmp)?);
+        let mut out = BufWriter::new(File::create(tmp)?);
         out.write_all(MAGIC)?;
         out.write_all(&(json.len() as u32).to_le_bytes())?;
         out.write_all(&json)?;
@@ -385,7 +398,7 @@ fn write_file(file: &Path, header: &Header, tokens: &[LlamaToken], state: &[u8])
         out.write_all(state)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
-    std::fs::rename(&tmp, file)?;
+    std::fs::rename(tmp, file)?;
     if let Some(dir) = file.parent() {
         File::open(dir)?.sync_all()?;
     }
@@ -525,6 +538,48 @@ mod tests {
         assert!(read_file(&file).is_err());
         std::fs::write(&file, b"GGSQ\0\0\0\0").unwrap();
         assert!(read_head(&file).is_err());
+    }
+
+    #[test]
+    fn a_scan_indexes_this_models_snapshots_and_deletes_stale_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens: Vec<LlamaToken> = (0..10).map(LlamaToken).collect();
+        let state = vec![1u8; 100];
+        let ours = header(&tokens, &state);
+        write_file(&dir.path().join("ours.kv"), &ours, &tokens, &state).unwrap();
+        let mut older = header(&tokens, &state);
+        older.key = "session/2".into();
+        older.identity.model_sha256 = "cd".repeat(32);
+        write_file(&dir.path().join("older.kv"), &older, &tokens, &state).unwrap();
+        let mut other = header(&tokens, &state);
+        other.key = "session/3".into();
+        other.identity.model = "another-model".into();
+        other.identity.model_sha256 = "ef".repeat(32);
+        write_file(&dir.path().join("other.kv"), &other, &tokens, &state).unwrap();
+        std::fs::write(dir.path().join("cut.kv.tmp"), b"CHORUSKV").unwrap();
+        std::fs::write(dir.path().join("junk.kv"), b"not a snapshot").unwrap();
+        let disk = Disk {
+            config: DiskConfig {
+                dir: dir.path().to_owned(),
+                budget: 1 << 20,
+                model_path: PathBuf::from("m.gguf"),
+                model: "m".into(),
+                n_ctx_slot: 4096,
+            },
+            index: Arc::new(Mutex::new(Index::default())),
+            metrics: Arc::new(Metrics::new()),
+            identity: None,
+        };
+        disk.scan(&identity());
+        let index = disk.index.lock().unwrap();
+        assert_eq!(index.entries.keys().collect::<Vec<_>>(), ["session/1"]);
+        assert_eq!(*index.get("session/1").unwrap().tokens, tokens);
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        // Another model's snapshot stays; an older file of this model, a cut write and junk go.
+        assert_eq!(left, ["other.kv", "ours.kv"]);
+        assert_eq!(disk.metrics.prompt_cache_disk_bytes.get() as u64, index.bytes());
     }
 
     #[test]
