@@ -78,6 +78,9 @@ pub(crate) struct Indexed {
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     entries: HashMap<String, Indexed>,
+    /// Snapshots handed to the disk thread and not written yet, with their tokens: a load
+    /// queued behind the write finds the file.
+    pending: HashMap<String, Arc<Vec<LlamaToken>>>,
 }
 
 impl Index {
@@ -94,7 +97,7 @@ impl Index {
 /// A request to the disk thread.
 pub(crate) enum Command {
     /// Write the state of a sequence that ran under `key`.
-    Save { key: String, tokens: Vec<LlamaToken>, state: Arc<Vec<u8>> },
+    Save { key: String, tokens: Arc<Vec<LlamaToken>>, state: Arc<Vec<u8>> },
     /// Read `key`'s snapshot for `job` and hand the job back to the model thread.
     Load { key: String, job: Box<Job> },
     /// Delete `key`'s snapshot.
@@ -139,12 +142,24 @@ impl DiskCache {
         Ok(Self { tx, index, budget, thread: Some(thread) })
     }
 
-    /// Whether `key` has a usable snapshot; its tokens if so.
+    /// Whether `key` has a usable snapshot, written or queued; its tokens if so.
     pub(crate) fn tokens(&self, key: &str) -> Option<Arc<Vec<LlamaToken>>> {
         let index = self.index.lock().ok()?;
-        index.get(key).map(|e| Arc::clone(&e.tokens))
+        index.pending.get(key).or_else(|| index.get(key).map(|e| &e.tokens)).map(Arc::clone)
     }
 
+    /// Queue a snapshot of `tokens` under `key` for writing.
+    pub(crate) fn save(&self, key: String, tokens: Vec<LlamaToken>, state: Arc<Vec<u8>>) {
+        let tokens = Arc::new(tokens);
+        if let Ok(mut index) = self.index.lock() {
+            index.pending.insert(key.clone(), Arc::clone(&tokens));
+        }
+        if self.tx.send(Command::Save { key: key.clone(), tokens, state }).is_err()
+            && let Ok(mut index) = self.index.lock()
+        {
+            index.pending.remove(&key);
+        }
+    }
 }
 
 impl Drop for DiskCache {
@@ -180,7 +195,14 @@ impl Disk {
         }
         while let Ok(command) = rx.recv() {
             match command {
-                Command::Save { key, tokens, state } => self.save(&key, &tokens, &state),
+                Command::Save { key, tokens, state } => {
+                    self.save(&key, &tokens, &state);
+                    if let Ok(mut index) = self.index.lock()
+                        && index.pending.get(&key).is_some_and(|t| Arc::ptr_eq(t, &tokens))
+                    {
+                        index.pending.remove(&key);
+                    }
+                }
                 Command::Load { key, mut job } => {
                     job.restore = self.load(&key);
                     job.disk_checked = true;
@@ -307,7 +329,10 @@ impl Disk {
     }
 
     fn forget(&self, key: &str) {
-        let removed = self.index.lock().ok().and_then(|mut i| i.entries.remove(key));
+        let removed = self.index.lock().ok().and_then(|mut i| {
+            i.pending.remove(key);
+            i.entries.remove(key)
+        });
         let file = removed.map_or_else(|| self.file_for(key), |e| e.file);
         match std::fs::remove_file(&file) {
             Ok(()) => tracing::debug!(key, "prompt snapshot deleted"),

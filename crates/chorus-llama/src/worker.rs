@@ -825,7 +825,7 @@ impl Worker<'_, '_> {
         let Some(state) = crate::state::get(&self.ctx, slot.seq) else { return };
         self.metrics.prompt_cache_save_seconds.observe(started.elapsed().as_secs_f64());
         let state = Arc::new(state);
-        let _ = disk.tx.send(Command::Save { key, tokens: slot.cache.clone(), state: Arc::clone(&state) });
+        disk.save(key, slot.cache.clone(), Arc::clone(&state));
         if slot.cache.len() >= MIN_SAVE_TOKENS {
             self.caches.ram.insert(slot.cache.clone(), state);
         }

@@ -519,3 +519,43 @@ fn a_prompt_cache_key_over_256_bytes_is_refused() {
         assert_eq!(e["error"]["param"], "prompt_cache_key");
     });
 }
+
+/// 8 conversations at once on 2 slots, each asked the same twice: every repeat comes back
+/// whole (from a slot, RAM or disk) while others decode beside it. `ram_mib` 0 sends every
+/// restore through the disk thread, right behind the snapshot it needs.
+fn eight_concurrent_conversations_on_two_slots(ram_mib: &str) -> (f64, f64) {
+    let srv = crate::server(&["--parallel", "2", "--cache-ram", ram_mib]);
+    let url = srv.url.clone();
+    runtime().block_on(async {
+        let turn = |i: usize| {
+            let url = url.clone();
+            async move {
+                let content = format!("Conversation {i}: ").repeat(12) + &note(i);
+                (i, tiny_chat(&url, &content, Some(&format!("c{i}"))).await)
+            }
+        };
+        let firsts: Vec<(usize, Value)> = futures::future::join_all((0..8).map(turn)).await;
+        assert!(firsts.iter().all(|(_, u)| prompt_tokens(u) > 0));
+        let repeats: Vec<(usize, Value)> = futures::future::join_all((0..8).map(turn)).await;
+        let whole = repeats.iter().filter(|(_, u)| cached(u) == prompt_tokens(u) - 1).count();
+        assert_eq!(whole, 8, "repeated prompts that came back whole: {repeats:?}");
+        cache_within_budgets(&url).await;
+        let ram = metric(&url, r#"chorus_prompt_cache_hits_total{tier="ram"}"#).await;
+        let disk = metric(&url, r#"chorus_prompt_cache_hits_total{tier="disk"}"#).await;
+        eprintln!("--cache-ram {ram_mib}: restores: {ram} from RAM, {disk} from disk");
+        (ram, disk)
+    })
+}
+
+#[test]
+fn eight_concurrent_conversations_on_two_slots_resume_from_ram_while_others_decode() {
+    let (ram, _) = eight_concurrent_conversations_on_two_slots("2");
+    assert!(ram >= 6.0, "with 2 slots, at least 6 came back from RAM: {ram}");
+}
+
+#[test]
+fn eight_concurrent_conversations_on_two_slots_resume_from_disk_while_others_decode() {
+    let (ram, disk) = eight_concurrent_conversations_on_two_slots("0");
+    assert_eq!(ram, 0.0);
+    assert!(disk >= 6.0, "with 2 slots and no RAM cache, at least 6 came back from disk: {disk}");
+}
