@@ -97,7 +97,10 @@ fn a_session_runs_list_dir_and_names_a_file_that_is_there() {
         };
         let id = c.create_session(&request).await.unwrap().id;
         let answer = c
-            .prompt(&id, &prompt("What files are in the working directory? Use the list_dir tool.", 200))
+            .prompt(
+                &id,
+                &prompt("What files are in the working directory? Use the list_dir tool with the path \".\".", 200),
+            )
             .await
             .unwrap();
         let events = logged_events(&c, &id).await;
