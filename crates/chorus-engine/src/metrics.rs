@@ -142,7 +142,11 @@ impl Metrics {
             inter_token_latency.clone(),
         );
         let prompt_cache_hits = Family::<CacheLabels, Counter>::default();
-        registry.register("prompt_cache_hits", "Requests that restored a cached prompt state", prompt_cache_hits.clone());
+        registry.register(
+            "prompt_cache_hits",
+            "Requests that restored a cached prompt state",
+            prompt_cache_hits.clone(),
+        );
         let prompt_cache_misses = Family::<CacheLabels, Counter>::default();
         registry.register(
             "prompt_cache_misses",
@@ -168,11 +172,23 @@ impl Metrics {
             prompt_cache_save_seconds.clone(),
         );
         let prompt_cache_ram_bytes = Gauge::default();
-        registry.register("prompt_cache_ram_bytes", "Bytes of prompt state in host RAM", prompt_cache_ram_bytes.clone());
+        registry.register(
+            "prompt_cache_ram_bytes",
+            "Bytes of prompt state in host RAM",
+            prompt_cache_ram_bytes.clone(),
+        );
         let prompt_cache_ram_tokens = Gauge::default();
-        registry.register("prompt_cache_ram_tokens", "Tokens of prompt state in host RAM", prompt_cache_ram_tokens.clone());
+        registry.register(
+            "prompt_cache_ram_tokens",
+            "Tokens of prompt state in host RAM",
+            prompt_cache_ram_tokens.clone(),
+        );
         let prompt_cache_disk_bytes = Gauge::default();
-        registry.register("prompt_cache_disk_bytes", "Bytes of prompt snapshots on disk", prompt_cache_disk_bytes.clone());
+        registry.register(
+            "prompt_cache_disk_bytes",
+            "Bytes of prompt snapshots on disk",
+            prompt_cache_disk_bytes.clone(),
+        );
         Self {
             registry,
             requests,

@@ -128,8 +128,8 @@ pub(crate) struct DiskConfig {
 
 impl DiskCache {
     /// Start the disk thread; `jobs` is where loaded jobs go back to the model thread.
+    /// The directory must exist.
     pub(crate) fn start(config: DiskConfig, jobs: mpsc::Sender<Msg>, metrics: Arc<Metrics>) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&config.dir)?;
         let index = Arc::new(Mutex::new(Index::default()));
         let (tx, rx) = mpsc::channel();
         let budget = config.budget;
@@ -196,7 +196,7 @@ impl Disk {
         while let Ok(command) = rx.recv() {
             match command {
                 Command::Save { key, tokens, state } => {
-                    self.save(&key, &tokens, &state);
+                    self.save(&key, Arc::clone(&tokens), &state);
                     if let Ok(mut index) = self.index.lock()
                         && index.pending.get(&key).is_some_and(|t| Arc::ptr_eq(t, &tokens))
                     {
@@ -232,8 +232,9 @@ impl Disk {
             }
             match read_head(&path) {
                 Ok((header, tokens, _)) if header.identity == *identity => {
-                    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-                    let used = std::fs::metadata(&path).and_then(|m| m.modified()).map_or(0, millis);
+                    let meta = std::fs::metadata(&path).ok();
+                    let bytes = meta.as_ref().map_or(0, std::fs::Metadata::len);
+                    let used = meta.and_then(|m| m.modified().ok()).map_or(0, millis);
                     entries.insert(header.key, Indexed { file: path, tokens: Arc::new(tokens), bytes, used });
                 }
                 Ok((header, ..)) if header.identity.model != identity.model => {}
@@ -261,12 +262,13 @@ impl Disk {
     }
 
     fn file_for(&self, key: &str) -> PathBuf {
-        let digest = Sha256::new().chain_update(self.config.model.as_bytes()).chain_update(b"\n").chain_update(key).finalize();
+        let digest =
+            Sha256::new().chain_update(self.config.model.as_bytes()).chain_update(b"\n").chain_update(key).finalize();
         let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         self.config.dir.join(format!("{name}.kv"))
     }
 
-    fn save(&self, key: &str, tokens: &[LlamaToken], state: &[u8]) {
+    fn save(&self, key: &str, tokens: Arc<Vec<LlamaToken>>, state: &[u8]) {
         let Some(identity) = &self.identity else { return };
         let size = (state.len() + tokens.len() * 4) as u64;
         if size > self.config.budget {
@@ -280,17 +282,18 @@ impl Disk {
             identity: identity.clone(),
             n_tokens: tokens.len(),
             state_bytes: state.len(),
-            sha256: payload_sha256(tokens, state),
+            sha256: payload_sha256(&tokens, state),
         };
         // Room first, so the bytes on disk never exceed the budget, even mid-write.
         self.enforce_budget(Some((key, size + 4096)));
-        match write_file(&file, &header, tokens, state) {
+        match write_file(&file, &header, &tokens, state) {
             Ok(bytes) => {
-                let entry = Indexed { file, tokens: Arc::new(tokens.to_vec()), bytes, used: millis(SystemTime::now()) };
+                let n_tokens = tokens.len();
+                let entry = Indexed { file, tokens, bytes, used: millis(SystemTime::now()) };
                 if let Ok(mut index) = self.index.lock() {
                     index.entries.insert(key.to_owned(), entry);
                 }
-                tracing::debug!(key, tokens = tokens.len(), bytes, "prompt snapshot written");
+                tracing::debug!(key, tokens = n_tokens, bytes, "prompt snapshot written");
             }
             Err(e) => tracing::warn!(key, file = %file.display(), error = %e, "cannot write a prompt snapshot"),
         }

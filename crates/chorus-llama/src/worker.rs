@@ -175,7 +175,6 @@ struct Active {
     tx: GenerationSender,
     queued_at: Instant,
     last_token_at: Option<Instant>,
-    key: Option<String>,
 }
 
 impl Active {
@@ -377,7 +376,9 @@ impl Worker<'_, '_> {
                     }
                     Err(why) => {
                         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-                        Err(BackendError::SlotFile(format!("unable to restore slot {id_slot} from `{filename}`: {why}")))
+                        Err(BackendError::SlotFile(format!(
+                            "unable to restore slot {id_slot} from `{filename}`: {why}"
+                        )))
                     }
                 }
             }
@@ -417,7 +418,13 @@ impl Worker<'_, '_> {
         self.metrics.prompt_cache_save_seconds.observe(started.elapsed().as_secs_f64());
         let (tokens, bytes) = (slot.cache.len(), state.len());
         if self.caches.ram.insert(slot.cache.clone(), Arc::new(state)) {
-            tracing::debug!(seq = slot.seq, tokens, bytes, ram_bytes = self.caches.ram.bytes(), "slot saved to the RAM cache");
+            tracing::debug!(
+                seq = slot.seq,
+                tokens,
+                bytes,
+                ram_bytes = self.caches.ram.bytes(),
+                "slot saved to the RAM cache"
+            );
         }
     }
 
@@ -502,15 +509,13 @@ impl Worker<'_, '_> {
         if on_disk <= here.min(usable) {
             return Some(job);
         }
-        let key = key.clone();
-        match disk.tx.send(Command::Load { key, job: Box::new(job) }) {
-            Ok(()) => None,
-            Err(mpsc::SendError(Command::Load { mut job, .. })) => {
-                job.disk_checked = true;
-                Some(*job)
-            }
-            Err(_) => None,
+        let load = Command::Load { key: key.clone(), job: Box::new(job) };
+        // The disk thread is gone: the job goes on without its snapshot.
+        if let Err(mpsc::SendError(Command::Load { mut job, .. })) = disk.tx.send(load) {
+            job.disk_checked = true;
+            return Some(*job);
         }
+        None
     }
 
     /// The free slot sharing the longest prefix with the next job's prompt; among equals the
@@ -585,7 +590,7 @@ impl Worker<'_, '_> {
         let ignore_eos = job.sampling.ignore_eos;
         let sampler = crate::sampler::build(&job.sampling, job.grammar, self.model.n_vocab(), &job.tokens);
         self.metrics.cached_prompt_tokens.inc_by(reuse as u64);
-        self.slots[i].key.clone_from(&job.prompt_cache_key);
+        self.slots[i].key = job.prompt_cache_key;
         self.slots[i].active = Some(Active {
             prompt_done: reuse,
             cached_tokens: reuse as u32,
@@ -599,7 +604,6 @@ impl Worker<'_, '_> {
             tx: job.tx,
             queued_at: job.queued_at,
             last_token_at: None,
-            key: job.prompt_cache_key,
             prompt: job.tokens,
         });
         tracing::debug!(seq, reused = reuse, restored = ?restored, "sequence started");
@@ -806,8 +810,9 @@ impl Worker<'_, '_> {
             active.tx.send(GenerationEvent::Text(tail));
         }
         active.tx.send(GenerationEvent::Done { finish_reason: reason, usage: active.usage() });
-        // After the answer is out: the copy does not hold it up.
-        if let Some(key) = active.key.take() {
+        // After the answer is out: the copy does not hold it up. (A key forgotten meanwhile,
+        // its session deleted, is no longer the slot's: nothing is written.)
+        if let Some(key) = self.slots[i].key.clone() {
             self.snapshot(i, key);
         }
     }
@@ -880,7 +885,6 @@ impl Worker<'_, '_> {
         }
     }
 }
-
 
 /// The tokens of a slot file: a plain list (chorus, older llama-server), or llama-server's
 /// packed list (`LLAMA_TOKEN_NULL`, version 1, the count, the tokens, then media chunks,

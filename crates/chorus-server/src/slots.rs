@@ -79,7 +79,10 @@ pub(crate) async fn action(
         Some("erase") => SlotAction::Erase,
         other => {
             let got = other.map_or_else(|| "no action".to_owned(), |a| format!("invalid action `{a}`"));
-            return Err(ApiError::invalid(Some("action".to_owned()), format!("{got}: use ?action=save, restore or erase")));
+            return Err(ApiError::invalid(
+                Some("action".to_owned()),
+                format!("{got}: use ?action=save, restore or erase"),
+            ));
         }
     };
     let shape: fn(SlotActionResult) -> SlotActionResponse = match action {

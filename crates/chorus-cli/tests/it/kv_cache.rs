@@ -118,7 +118,8 @@ fn eight_sessions_on_two_slots_resume_their_history_from_ram() {
         }
         // Each session's second turn finds its slot taken by two later sessions.
         for (i, (id, first)) in sessions.iter().enumerate() {
-            let second = usage(&c.prompt(id, &turn(&format!("One more detail about note {i}, please."))).await.unwrap());
+            let second =
+                usage(&c.prompt(id, &turn(&format!("One more detail about note {i}, please."))).await.unwrap());
             eprintln!("session {i}: first {first:?}, second {second:?}");
             assert!(
                 second.cached_tokens >= first.prompt_tokens + first.completion_tokens - 2,
@@ -321,8 +322,16 @@ fn a_restored_prefix_answers_token_for_token_as_a_recomputed_one() {
     let Some(model) = fixture("CHORUS_QWEN_CODER") else { return };
     let data = tempfile::tempdir().unwrap();
     // One slot, and RAM for two conversations' states (about 300 tokens, 4 MB each), not three.
-    let args =
-        ["--model", model.to_str().unwrap(), "--parallel", "1", "--cache-ram", "10", "--data-dir", data.path().to_str().unwrap()];
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--parallel",
+        "1",
+        "--cache-ram",
+        "10",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ];
     let srv = TestServer::start(bin(), &args);
     let url = srv.url.clone();
     let (a, b) = (conversation(1), conversation(2));
@@ -357,10 +366,9 @@ fn a_restored_prefix_answers_token_for_token_as_a_recomputed_one() {
         let (from_slot, slot_usage) = chat(url, &a2, "a", true).await;
         assert_eq!(cached(&slot_usage), cached(&usage), "the same prefix from the slot: {slot_usage}");
         assert_eq!(from_ram, from_slot, "a prefix restored from RAM continues as the slot's own cells do");
-        let (recomputed, _) = chat(url, &a2, "a", false).await;
-        // Not asserted: A's answer was computed token by token, its recomputation in one batch,
-        // which llama.cpp's kernels sum in another order (the same holds for llama-server).
-        eprintln!("A's second turn: restored {from_ram:?}, recomputed {recomputed:?}");
+        // Not compared with a recomputation: A's answer was computed token by token, a
+        // recomputation computes it in one batch, which llama.cpp's kernels sum in another
+        // order (the same holds for llama-server).
         let ram = cache_within_budgets(url).await;
         eprintln!("RAM cache: {ram}");
         assert!(metric(url, r#"chorus_prompt_cache_hits_total{tier="ram"}"#).await >= 4.0);
@@ -469,8 +477,11 @@ fn with_cache_ram_0_and_cache_disk_0_nothing_outlives_the_slot() {
     let url = srv.url.as_str();
     runtime().block_on(async {
         let cache = get_json(&format!("{url}/health")).await["cache"].clone();
-        assert_eq!(cache, json!({"ram_budget_bytes": 0, "ram_bytes": 0, "ram_tokens": 0,
-                                 "disk_budget_bytes": 0, "disk_bytes": 0}));
+        assert_eq!(
+            cache,
+            json!({"ram_budget_bytes": 0, "ram_bytes": 0, "ram_tokens": 0,
+                                 "disk_budget_bytes": 0, "disk_bytes": 0})
+        );
         let a = "The harbour at dawn: boats, nets, gulls and the smell of rope and tar. ".repeat(3);
         let b = "A library at night: lamps, dust, the slow tick of a clock over the desks. ".repeat(3);
         let a1 = tiny_chat(url, &a, Some("a")).await;
