@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::embed::{EmbedReply, EmbedRequest};
 use crate::tools::ToolFormat;
 use crate::{GenerationStream, ValidGenerateRequest};
 
@@ -45,6 +46,26 @@ pub struct ModelInfo {
     /// Whether the model (or `--chat-template`) has a chat template. A base model without one
     /// serves `/v1/completions`; chat requests to it are refused.
     pub has_chat_template: bool,
+    /// Size of its embedding vectors (`n_embd`; a BERT model's `hidden_size`).
+    pub n_embd: u32,
+    /// What it serves: generation (chat, completions), embeddings, or both.
+    pub serves: Serves,
+}
+
+/// What a backend serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Serves {
+    /// `/v1/chat/completions` and `/v1/completions`.
+    pub generation: bool,
+    /// `/v1/embeddings`.
+    pub embeddings: bool,
+}
+
+impl Serves {
+    /// A generative model.
+    pub const GENERATION: Self = Self { generation: true, embeddings: false };
+    /// An embedding model.
+    pub const EMBEDDINGS: Self = Self { generation: false, embeddings: true };
 }
 
 impl ModelInfo {
@@ -67,6 +88,8 @@ impl ModelInfo {
             kv_bytes: 0,
             context_choice: "--ctx-size".into(),
             has_chat_template: true,
+            n_embd: 64,
+            serves: Serves::GENERATION,
         }
     }
 }
@@ -185,6 +208,24 @@ pub trait Backend: Send + Sync + 'static {
     fn forget(&self, prompt_cache_key: &str) {
         let _ = prompt_cache_key;
     }
+
+    /// Embed the inputs: one L2-normalised vector of `info().n_embd` floats per input, in
+    /// order. Inputs are batched together as the backend allows.
+    ///
+    /// # Errors
+    /// [`BackendError::Unsupported`] for a model that serves no embeddings (the default);
+    /// [`BackendError::InputTooLong`] for an input over the model's limit without `truncate`;
+    /// [`BackendError::InvalidPrompt`] for a token id outside the vocabulary.
+    fn embed(&self, request: EmbedRequest) -> Result<EmbedReply, BackendError> {
+        let _ = request;
+        Err(BackendError::Unsupported { model: self.info().id.clone(), what: "embeddings" })
+    }
+
+    /// Bytes of memory the loaded model holds (weights, KV cache, compute buffers), as the
+    /// runtime reports them; 0 for a backend that holds none here (an upstream).
+    fn memory_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// What can go wrong in a backend.
@@ -240,6 +281,38 @@ pub enum BackendError {
     /// Saving or restoring a slot file failed (missing file, not a slot file, no room).
     #[error("{0}")]
     SlotFile(String),
+    /// The model does not serve this kind of request (embeddings from a chat model, chat
+    /// from an embedding model).
+    #[error("the model `{model}` does not serve {what}; GET /api/v1/models lists each model's capabilities")]
+    Unsupported {
+        /// The model asked.
+        model: String,
+        /// What it was asked for: `embeddings`, `chat completions`, `completions`.
+        what: &'static str,
+    },
+    /// An embedding input holds more tokens than the model reads.
+    #[error(
+        "input {index} has {n_tokens} tokens but the model reads at most {limit}; shorten it, or pass \"truncate\": true to cut it"
+    )]
+    InputTooLong {
+        /// Which input (0-based).
+        index: usize,
+        /// Its tokens.
+        n_tokens: usize,
+        /// The model's limit.
+        limit: usize,
+    },
+    /// An OpenAI-compatible upstream answered with an error, or could not be reached
+    /// (`status` 0 then).
+    #[error("{message}")]
+    Upstream {
+        /// The upstream's HTTP status; 0 when it could not be reached or its answer broke off.
+        status: u16,
+        /// Its error's `message` (or what went wrong reaching it).
+        message: String,
+        /// Its error's `param`.
+        param: Option<String>,
+    },
 }
 
 impl BackendError {
@@ -254,6 +327,8 @@ impl BackendError {
                 | Self::InvalidSlot { .. }
                 | Self::InvalidFilename(_)
                 | Self::SlotFile(_)
-        )
+                | Self::Unsupported { .. }
+                | Self::InputTooLong { .. }
+        ) || matches!(self, Self::Upstream { status, .. } if (400..500).contains(status))
     }
 }

@@ -86,6 +86,26 @@ impl BackendError {
             Self::SlotBusy(_) => PublicError::new(Unavailable, self.to_string(), None, Some("slot_busy")),
             Self::InvalidFilename(_) => PublicError::new(InvalidRequest, self.to_string(), Some("filename"), None),
             Self::SlotFile(_) => PublicError::new(InvalidRequest, self.to_string(), Some("filename"), None),
+            Self::Unsupported { .. } => {
+                PublicError::new(InvalidRequest, self.to_string(), Some("model"), Some("model_not_supported"))
+            }
+            Self::InputTooLong { .. } => {
+                PublicError::new(InvalidRequest, self.to_string(), Some("input"), Some("context_length_exceeded"))
+            }
+            Self::Upstream { status, message, param } => {
+                let class = match status {
+                    404 => NotFound,
+                    409 => Conflict,
+                    400..=499 => InvalidRequest,
+                    _ => Unavailable,
+                };
+                let message = if *status == 0 || *status >= 500 {
+                    format!("the upstream server failed: {message}")
+                } else {
+                    message.clone()
+                };
+                PublicError::new(class, message, param.as_deref(), Some("upstream_error"))
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 mod agent;
 pub mod backend;
 mod compact;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -22,7 +23,8 @@ pub mod text;
 pub mod tools;
 pub mod wire;
 
-pub use backend::{Backend, BackendError, BackendStats, CacheStats, ModelInfo, SlotAction, SlotActionResult};
+pub use backend::{Backend, BackendError, BackendStats, CacheStats, ModelInfo, Serves, SlotAction, SlotActionResult};
+pub use embed::{EmbedRequest, EmbeddingInput, Embeddings};
 pub use engine::{Engine, EngineError};
 pub use error::{ErrorClass, PublicError};
 pub use events::{EventBus, EventFilter, LoggedEvent};

@@ -187,6 +187,8 @@ impl LlamaBackend {
             kv_bytes: u64::from(n_ctx) * kv_bytes_per_token,
             context_choice,
             has_chat_template,
+            n_embd: model.n_embd().max(0) as u32,
+            serves: chorus_engine::Serves::GENERATION,
         };
         tracing::info!(
             model = %info.id, n_ctx, n_ctx_slot, n_parallel, kv_unified, n_ctx_train,
