@@ -5,6 +5,9 @@
 //! A stream of a request with tools runs the text through a
 //! [`ToolCallParser`] on the caller's side: content comes out as
 //! [`GenerationEvent::Text`], calls as one [`GenerationEvent::ToolCalls`].
+//! A backend whose calls come parsed already (an OpenAI-compatible upstream,
+//! which sends `tool_calls` of its own) marks its stream with
+//! [`GenerationStream::calls_parsed`], and no parser is attached to it.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -83,6 +86,12 @@ impl GenerationSender {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// Wait until the [`GenerationStream`] is dropped (for a backend that waits on I/O, such
+    /// as an upstream server, and must stop as soon as the client leaves).
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
 }
 
 /// The caller's end of a generation: a `Stream` of [`GenerationEvent`]s.
@@ -94,6 +103,9 @@ pub struct GenerationStream {
     parser: Option<ToolCallParser>,
     /// Events produced by the parser, given out before the channel is read again.
     ready: VecDeque<GenerationEvent>,
+    /// The backend sends [`GenerationEvent::ToolCalls`] itself, parsed already: no parser
+    /// may run over its text (it would hold content back and could find calls in it again).
+    calls_parsed: bool,
 }
 
 /// A whole answer, as [`GenerationStream::collect`] gathers it.
@@ -113,12 +125,28 @@ impl GenerationStream {
     /// A connected pair for a prompt of `prompt_tokens` tokens.
     pub fn channel(prompt_tokens: u32) -> (GenerationSender, GenerationStream) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (GenerationSender { tx }, GenerationStream { rx, prompt_tokens, parser: None, ready: VecDeque::new() })
+        (
+            GenerationSender { tx },
+            GenerationStream { rx, prompt_tokens, parser: None, ready: VecDeque::new(), calls_parsed: false },
+        )
     }
 
-    /// Parse the text for tool calls with `parser` (the engine does this for requests with tools).
+    /// Parse the text for tool calls with `parser` (the engine does this for requests with
+    /// tools); a stream marked [`GenerationStream::calls_parsed`] is left as it is.
     pub fn with_parser(mut self, parser: ToolCallParser) -> Self {
-        self.parser = Some(parser);
+        if !self.calls_parsed {
+            self.parser = Some(parser);
+        }
+        self
+    }
+
+    /// Mark the stream as one whose backend parses tool calls itself and sends them as
+    /// [`GenerationEvent::ToolCalls`] (an OpenAI-compatible upstream returns `tool_calls`):
+    /// [`GenerationStream::with_parser`] then attaches no parser, so the text flows through as
+    /// it comes and the backend's calls are the only ones.
+    pub fn calls_parsed(mut self) -> Self {
+        self.calls_parsed = true;
+        self.parser = None;
         self
     }
 
@@ -191,5 +219,61 @@ impl Stream for GenerationStream {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::tools::{FunctionDefinition, ToolFormat};
+
+    fn parser() -> ToolCallParser {
+        let tool = FunctionDefinition {
+            name: "list_dir".into(),
+            description: None,
+            parameters: serde_json::json!({"type": "object"}),
+            strict: false,
+        };
+        ToolCallParser::new(ToolFormat::Hermes, &[tool])
+    }
+
+    const CALL_TEXT: &str = r#"{"name": "list_dir", "arguments": {"path": "."}}"#;
+
+    #[tokio::test]
+    async fn a_parser_finds_calls_in_the_text() {
+        let (tx, rx) = GenerationStream::channel(1);
+        let rx = rx.with_parser(parser());
+        tx.send(GenerationEvent::Text(CALL_TEXT.into()));
+        tx.send(GenerationEvent::Done { finish_reason: FinishReason::Stop, usage: Usage::default() });
+        let done = rx.collect().await.unwrap();
+        assert_eq!(done.tool_calls.len(), 1);
+        assert_eq!(done.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(done.text, "");
+    }
+
+    #[tokio::test]
+    async fn a_stream_with_parsed_calls_gets_no_parser() {
+        let (tx, rx) = GenerationStream::channel(1);
+        let mut rx = rx.calls_parsed().with_parser(parser());
+        tx.send(GenerationEvent::Text(CALL_TEXT.into()));
+        // The text is released at once, not held as a possible call.
+        use futures::StreamExt;
+        assert!(matches!(rx.next().await, Some(GenerationEvent::Text(t)) if t == CALL_TEXT));
+        let call = ToolCall { id: "call_1".into(), name: "list_dir".into(), arguments: "{}".into() };
+        tx.send(GenerationEvent::ToolCalls(vec![call.clone()]));
+        tx.send(GenerationEvent::Done { finish_reason: FinishReason::ToolCalls, usage: Usage::default() });
+        let done = rx.collect().await.unwrap();
+        assert_eq!(done.tool_calls, vec![call]);
+        assert_eq!(done.text, "");
+        assert_eq!(done.finish_reason, FinishReason::ToolCalls);
+    }
+
+    #[tokio::test]
+    async fn closed_resolves_when_the_stream_is_dropped() {
+        let (tx, rx) = GenerationStream::channel(1);
+        drop(rx);
+        tx.closed().await;
+        assert!(tx.is_closed());
     }
 }
