@@ -44,11 +44,34 @@ pub(crate) enum Command {
 /// Which model to load and how (llama-server's flag names).
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ModelArgs {
-    /// Model to load: a GGUF path, or hf:OWNER/REPO/FILE.gguf from the Hugging Face hub
-    /// (default: hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf).
-    /// With a running server, `ask` and `chat` send it as the request's model id.
+    /// Model to serve: a GGUF path, hf:OWNER/REPO/FILE.gguf from the Hugging Face hub, or a
+    /// sentence-transformers directory (embeddings); repeatable, the first is the default
+    /// model and is loaded at start, the others on their first request (default:
+    /// hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf when neither this,
+    /// --models-dir nor [[models]] names one). With a running server, `ask` and `chat` send
+    /// the first as the request's model id.
     #[arg(short, long, env = "CHORUS_MODEL")]
-    pub(crate) model: Option<String>,
+    pub(crate) model: Vec<String>,
+    /// Serve every *.gguf file in DIR too (each loaded on its first request).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) models_dir: Option<PathBuf>,
+    /// The most memory all loaded models may take together: bytes (8G, 512M) or a share of
+    /// RAM (75%). Idle models are unloaded, least recently used first, to make room
+    /// (default: RAM less a tenth, at least 1 GiB, for the system).
+    #[arg(long, value_name = "BYTES|%")]
+    pub(crate) memory_budget: Option<String>,
+    /// How long a model stays loaded after its last request (Ollama's keep_alive): 5m, 1h,
+    /// 30s, 0 (unload once answered) or -1 (never); a model's own keep_alive and a request's
+    /// win over it.
+    #[arg(long, env = "CHORUS_KEEP_ALIVE", default_value = "5m", allow_hyphen_values = true)]
+    pub(crate) keep_alive: String,
+    /// The longest keep_alive any model or request gets (default: no cap).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) keep_alive_max: Option<String>,
+    /// Seconds a request waits for memory held by other models' requests in flight before it
+    /// is answered 503 with Retry-After.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub(crate) model_wait_timeout: u64,
     /// KV cache size in tokens, all slots together (0: sized to the model and the machine: the
     /// training context, at least 8192 tokens per slot, as far as free memory allows).
     #[arg(short = 'c', long, default_value_t = 0)]
@@ -75,7 +98,7 @@ pub(crate) struct ModelArgs {
     /// Jinja chat template file that replaces the model's own.
     #[arg(long, value_name = "FILE")]
     pub(crate) chat_template: Option<PathBuf>,
-    /// Model id for the API (default: the file stem).
+    /// Model id for the API of the first --model (default: the file stem).
     #[arg(long)]
     pub(crate) alias: Option<String>,
     /// Layers to offload to a GPU (builds with GPU support only).

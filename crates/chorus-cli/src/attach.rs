@@ -465,7 +465,12 @@ impl Attach {
                 ))?;
             }
             Event::SessionDeleted { .. } => self.deleted = true,
-            Event::SessionCreated { .. } | Event::SessionStatusChanged { .. } | Event::AgentThinking { .. } => {}
+            Event::SessionCreated { .. }
+            | Event::SessionStatusChanged { .. }
+            | Event::AgentThinking { .. }
+            | Event::ModelLoading { .. }
+            | Event::ModelLoaded { .. }
+            | Event::ModelUnloaded { .. } => {}
         }
         Ok(())
     }

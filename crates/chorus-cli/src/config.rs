@@ -64,6 +64,9 @@ pub(crate) struct ConfigFile {
     /// External MCP servers.
     #[serde(default)]
     mcp: McpConfig,
+    /// The model registry (`[[models]]`).
+    #[serde(default)]
+    models: Vec<crate::registry::ModelEntry>,
     /// `mcp.servers` checked and resolved by [`load`].
     #[serde(skip)]
     mcp_servers: Vec<McpServerConfig>,
@@ -193,6 +196,11 @@ impl ConfigFile {
             servers.push(entry.resolve(dir)?);
         }
         Ok(servers)
+    }
+
+    /// The registered models (`[[models]]`), in file order.
+    pub(crate) fn models(&self) -> &[crate::registry::ModelEntry] {
+        &self.models
     }
 
     /// The external MCP servers (`[[mcp.servers]]`), in file order.

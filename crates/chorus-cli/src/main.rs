@@ -10,6 +10,7 @@ mod ctl;
 mod health;
 mod mcp;
 mod model;
+mod registry;
 mod serve;
 mod sessions;
 mod target;

@@ -1,15 +1,13 @@
-//! Loading the engine for `serve` and embedded mode: resolve the model source
-//! (local file or Hugging Face hub download with a progress bar), load it with
-//! llama.cpp off the async runtime, open the session store, and register the
-//! configuration's MCP servers as tool providers.
+//! Loading the engine for `serve` and embedded mode: the model registry and its pool
+//! ([`crate::registry`]), the models to load before serving (a hub download shows a progress
+//! bar), the session store, and the configuration's MCP servers as tool providers.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chorus_engine::tools::ToolRegistry;
 use chorus_engine::{Engine, Metrics, SessionsConfig};
-use chorus_hub::{DownloadProgress, HubConfig, ModelSource};
-use chorus_llama::{LlamaBackend, LlamaConfig};
+use chorus_hub::{DownloadProgress, HubConfig};
 use chorus_server::mcp::client::McpServer;
 use chorus_store::{SqlStore, StoreConfig};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,7 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::args::ModelArgs;
 
 /// An indicatif bar on stderr for hub downloads.
-struct Bar(Option<ProgressBar>);
+#[derive(Default)]
+pub(crate) struct Bar(Option<ProgressBar>);
 
 impl DownloadProgress for Bar {
     fn start(&mut self, file: &str, total: Option<u64>, already: u64) {
@@ -48,54 +47,34 @@ impl DownloadProgress for Bar {
     }
 }
 
-/// Resolve and load the model the flags name, and build an engine over it.
-pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
-    // The configuration first: a bad file fails before any time is spent on the model.
-    let (file, _) = crate::config::load(args.config.as_deref())?;
-    let source = match &args.model {
-        Some(m) => m.parse::<ModelSource>()?,
-        None => ModelSource::default_model(),
-    };
+/// The hub settings from the flags.
+pub(crate) fn hub_config(args: &ModelArgs) -> Result<HubConfig> {
     let cache_dir = chorus_hub::default_cache_dir()
         .context("no cache directory on this platform; pass a local GGUF file with --model PATH.gguf")?;
-    let hub = HubConfig {
+    Ok(HubConfig {
         endpoint: args.hf_endpoint.clone(),
         cache_dir,
         token: std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()),
         offline: args.offline,
-    };
-    let path = chorus_hub::resolve(&source, &hub, &mut Bar(None)).await?;
-    let chat_template = match &args.chat_template {
-        Some(file) => Some(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read the chat template {}", file.display()))?,
-        ),
-        None => None,
-    };
-    let mut config = LlamaConfig::new(path);
-    config.alias = args.alias.clone();
-    config.n_ctx = args.ctx_size;
-    config.n_batch = args.batch_size;
-    config.n_ubatch = args.ubatch_size;
-    config.n_parallel = args.parallel;
-    config.kv_unified = !args.no_kv_unified;
-    if let Some(t) = args.threads {
-        config.n_threads = t;
-        config.n_threads_batch = t;
-    }
-    config.n_gpu_layers = args.n_gpu_layers;
-    config.chat_template = chat_template;
+    })
+}
+
+/// Register the models the flags and the config file name, load the ones to preload, and
+/// build an engine over them.
+pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
+    // The configuration first: a bad file fails before any time is spent on the model.
+    let (file, config_path) = crate::config::load(args.config.as_deref())?;
+    let hub = hub_config(args)?;
     let data_dir = data_dir(args)?;
-    const MIB: u64 = 1 << 20;
-    config.cache_ram = args.cache_ram.map(|m| u64::try_from(m).map_or(u64::MAX, |m| m.saturating_mul(MIB)));
-    config.cache_disk = args.cache_disk.map(|m| m.saturating_mul(MIB));
-    config.cache_dir = Some(data_dir.join("kv-cache"));
-    config.slot_save_path = args.slot_save_path.clone();
     let metrics = Arc::new(Metrics::new());
-    let backend = {
-        let metrics = Arc::clone(&metrics);
-        tokio::task::spawn_blocking(move || LlamaBackend::load(&config, metrics)).await??
-    };
+    let registry =
+        crate::registry::build(args, file.models(), config_path.as_deref(), &metrics, &data_dir, &hub).await?;
+    for id in &registry.preload {
+        registry.pool.load(id, None).await.map_err(|e| match e {
+            chorus_engine::PoolError::LoadFailed { error, .. } => anyhow::anyhow!(error),
+            other => anyhow::Error::new(other),
+        })?;
+    }
     let store = open_store(args.database_url.as_deref(), &data_dir).await?;
     // The MCP servers start when their tools are first needed, not here.
     let mut tools = ToolRegistry::default();
@@ -114,7 +93,7 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
         permission_timeout: std::time::Duration::from_secs(args.permission_timeout),
         max_tool_rounds: args.max_tool_rounds,
     };
-    Ok(Engine::start(Arc::new(backend), metrics, Arc::new(store), sessions).await?)
+    Ok(Engine::start(registry.pool, registry.events, metrics, Arc::new(store), sessions).await?)
 }
 
 /// `--data-dir`, else the platform data dir; created.

@@ -44,7 +44,7 @@ pub(crate) async fn connect(connect: &ConnectArgs, model: &ModelArgs) -> Result<
     if let Some(url) = &connect.url {
         let c = client(url, connect.api_key.clone(), connect.timeout)?;
         match c.health().await {
-            Ok(_) => return Ok(Target { client: c, model: model.model.clone(), embedded: None }),
+            Ok(_) => return Ok(Target { client: c, model: model.model.first().cloned(), embedded: None }),
             Err(e @ (ClientError::Unreachable { .. } | ClientError::Timeout { .. })) => {
                 bail!("{e}; start one with `chorus serve`, or fix --url / CHORUS_URL")
             }
@@ -55,7 +55,7 @@ pub(crate) async fn connect(connect: &ConnectArgs, model: &ModelArgs) -> Result<
     match probe.health().await {
         Ok(_) => {
             let c = client(DEFAULT_URL, connect.api_key.clone(), connect.timeout)?;
-            Ok(Target { client: c, model: model.model.clone(), embedded: None })
+            Ok(Target { client: c, model: model.model.first().cloned(), embedded: None })
         }
         Err(ClientError::Unreachable { .. } | ClientError::Timeout { .. }) => {
             eprintln!("chorus: no server answers at {DEFAULT_URL}; running the model in this process (embedded mode)");

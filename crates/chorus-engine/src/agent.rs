@@ -126,7 +126,7 @@ pub(crate) async fn answer(
             Ok(start) => start,
             Err(e) => return fail(engine, id, prompt_id, e).await,
         };
-        let stream = match engine.generate(model, build(start)) {
+        let stream = match engine.generate(model, build(start)).await {
             Ok(s) => s,
             Err(e) => return fail(engine, id, prompt_id, e).await,
         };
@@ -186,7 +186,8 @@ async fn window(
     history: &[Message],
     build: &impl Fn(usize) -> GenerateRequest,
 ) -> Result<usize, EngineError> {
-    let info = engine.model(model)?;
+    let lease = engine.lease(model, None).await?;
+    let info = lease.backend().info();
     // A sequence's share of the cache: with a unified cache one could take all of it, but then
     // the other slots' conversations would be evicted.
     let budget = info.n_ctx_slot.min(info.n_ctx / info.n_parallel.max(1));
@@ -196,7 +197,7 @@ async fn window(
     let roles: Vec<Role> = history.iter().map(|m| m.role).collect();
     let mut before = 0;
     let cut = crate::compact::choose(&roles, current, budget, reserve, |start| {
-        let n = engine.prompt_tokens(model, build(start))?;
+        let n = Engine::prompt_tokens(&lease, build(start))?;
         if start == current {
             before = n;
         }

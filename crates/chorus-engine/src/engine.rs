@@ -1,27 +1,34 @@
 //! [`Engine`]: the handle every front end (HTTP server, embedded CLI) drives.
 //! It resolves the model a request names, validates the request, hands it to
-//! the model's [`Backend`] and reports health and metrics. Its session
+//! the model's [`Backend`] (through the [`ModelPool`], which loads it on demand) and
+//! reports health and metrics. Its session
 //! methods live in [`crate::session`].
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::embed::{EmbedRequest, Embeddings};
 use crate::events::EventBus;
+use crate::pool::{KeepAlive, Lease, ModelPool, ModelState, PoolError, PoolEvent};
 use crate::session::{SessionTable, SessionsConfig};
 use crate::store::{SessionStatus, SessionUpdate, Store, StoreError};
 use crate::tools::ToolCallParser;
 use crate::{
     Backend, BackendError, BackendStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, ValidationError,
 };
+use chorus_proto::native::Event;
+use tokio::sync::mpsc;
 
-/// Cheap to clone; all clones share one backend.
+/// Cheap to clone; all clones share one model pool.
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    backend: Arc<dyn Backend>,
+    pool: ModelPool,
+    /// The model of requests that name none: the first registered model that generates.
+    default_model: Option<String>,
     metrics: Arc<Metrics>,
     started: Instant,
     pub(crate) store: Arc<dyn Store>,
@@ -32,14 +39,14 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("model", &self.inner.backend.info().id).finish()
+        f.debug_struct("Engine").field("default_model", &self.inner.default_model).finish()
     }
 }
 
 /// Why the engine refused or failed a request.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EngineError {
-    /// The request names a model that is not loaded.
+    /// The request names a model that is not registered.
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
     /// A field is out of range.
@@ -48,18 +55,33 @@ pub enum EngineError {
     /// The backend refused or failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The model pool could not provide the model (no room now, a failed load).
+    #[error(transparent)]
+    Pool(PoolError),
+}
+
+impl From<PoolError> for EngineError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::NotFound(model) => Self::ModelNotFound(model),
+            other => Self::Pool(other),
+        }
+    }
 }
 
 impl Engine {
-    /// An engine over one loaded model (`metrics` must be the registry its
-    /// backend records into) and a store for sessions and events.
+    /// An engine over a model pool (`metrics` must be the registry its backends record
+    /// into; `pool_events` the receiver [`ModelPool::new`] returned) and a store for sessions
+    /// and events. The pool's events are published on the event bus (`model.*`) and
+    /// recorded in the metrics.
     ///
     /// Sessions left `busy` by a server that stopped mid-answer are marked `error`.
     ///
     /// # Errors
     /// The store's error reading the event log's position or the sessions.
     pub async fn start(
-        backend: Arc<dyn Backend>,
+        pool: ModelPool,
+        pool_events: mpsc::UnboundedReceiver<PoolEvent>,
         metrics: Arc<Metrics>,
         store: Arc<dyn Store>,
         sessions_config: SessionsConfig,
@@ -73,9 +95,20 @@ impl Engine {
                 store.update_session(&session.id, SessionUpdate::Status(SessionStatus::Error)).await?;
             }
         }
+        let default_model = pool
+            .states()
+            .into_iter()
+            .find(|m| !(m.capabilities.len() == 1 && m.capabilities[0] == "embedding"))
+            .map(|m| m.id);
+        metrics.memory_budget_bytes.set(i64::try_from(pool.config().memory_budget).unwrap_or(i64::MAX));
+        for m in pool.states() {
+            metrics.set_model_state(&m.id, m.status == crate::ModelStatus::Loaded, m.bytes);
+        }
+        tokio::spawn(forward_pool_events(pool_events, pool.clone(), bus.clone(), Arc::clone(&metrics)));
         Ok(Self {
             inner: Arc::new(Inner {
-                backend,
+                pool,
+                default_model,
                 metrics,
                 started: Instant::now(),
                 store,
@@ -86,56 +119,146 @@ impl Engine {
         })
     }
 
-    /// The loaded models.
-    pub fn models(&self) -> Vec<ModelInfo> {
-        vec![self.inner.backend.info().clone()]
+    /// The model pool.
+    pub fn pool(&self) -> &ModelPool {
+        &self.inner.pool
     }
 
-    /// The model a request names; `None` means the default (the loaded model).
+    /// Every registered model and where it stands, in registration order.
+    pub fn models(&self) -> Vec<ModelState> {
+        self.inner.pool.states()
+    }
+
+    /// The canonical id of the model a request names (by id or alias); `None` means the
+    /// default model.
     ///
     /// # Errors
-    /// [`EngineError::ModelNotFound`] when no loaded model has that id.
-    pub fn model(&self, id: Option<&str>) -> Result<&ModelInfo, EngineError> {
-        let info = self.inner.backend.info();
-        match id {
-            None => Ok(info),
-            Some(id) if id == info.id => Ok(info),
-            Some(id) => Err(EngineError::ModelNotFound(id.to_owned())),
+    /// [`EngineError::ModelNotFound`] when no registered model has that name.
+    pub fn resolve(&self, model: Option<&str>) -> Result<String, EngineError> {
+        match model {
+            Some(name) => Ok(self.inner.pool.resolve(name)?),
+            None => self.inner.default_model.clone().ok_or_else(|| EngineError::ModelNotFound(String::new())),
         }
     }
 
-    /// Validate and schedule a request on the model named `model`.
+    /// A lease on the model a request names, loading it first if needed.
     ///
     /// # Errors
-    /// [`EngineError`]: unknown model, invalid field, or the backend's refusal.
-    pub fn generate(&self, model: Option<&str>, request: GenerateRequest) -> Result<GenerationStream, EngineError> {
-        let info = self.model(model)?;
+    /// [`EngineError::ModelNotFound`], or the pool's [`PoolError`].
+    pub async fn lease(&self, model: Option<&str>, keep_alive: Option<KeepAlive>) -> Result<Lease, EngineError> {
+        let id = self.resolve(model)?;
+        Ok(self.inner.pool.acquire(&id, keep_alive).await?)
+    }
+
+    /// Validate and schedule a request on the model named `model` (loading it if needed).
+    /// The returned stream holds the model in memory until it is dropped.
+    ///
+    /// # Errors
+    /// [`EngineError`]: unknown model, no room for it, invalid field, or the backend's refusal.
+    pub async fn generate(
+        &self,
+        model: Option<&str>,
+        request: GenerateRequest,
+    ) -> Result<GenerationStream, EngineError> {
+        let lease = self.lease(model, request.keep_alive).await?;
+        let stream = Self::generate_on(&lease, request)?;
+        Ok(stream.with_guard(lease))
+    }
+
+    fn generate_on(lease: &Lease, request: GenerateRequest) -> Result<GenerationStream, EngineError> {
+        let backend = lease.backend();
+        let info = backend.info();
+        if !info.serves.generation {
+            let what =
+                if matches!(request.prompt, crate::Prompt::Chat(_)) { "chat completions" } else { "completions" };
+            return Err(BackendError::Unsupported { model: info.id.clone(), what }.into());
+        }
         // Calls are parsed for the tools the request offers.
         let parser = request.parses_tool_calls().then(|| ToolCallParser::new(info.tool_format, &request.tools));
         let valid = request.validate(info)?;
-        let stream = self.inner.backend.generate(valid)?;
+        let stream = backend.generate(valid)?;
         Ok(match parser {
             Some(parser) => stream.with_parser(parser),
             None => stream,
         })
     }
 
-    /// The tokens `request`'s prompt takes on the model named `model` (validated and rendered
-    /// as [`Engine::generate`] would); nothing is generated.
+    /// The tokens `request`'s prompt takes on the leased model (validated and rendered as
+    /// [`Engine::generate`] would); nothing is generated.
     ///
     /// # Errors
-    /// [`EngineError`]: unknown model, invalid field, or the template's refusal.
-    pub fn prompt_tokens(&self, model: Option<&str>, request: GenerateRequest) -> Result<u32, EngineError> {
-        let info = self.model(model)?;
-        Ok(self.inner.backend.prompt_tokens(&request.validate(info)?)?)
+    /// [`EngineError`]: invalid field, or the template's refusal.
+    pub fn prompt_tokens(lease: &Lease, request: GenerateRequest) -> Result<u32, EngineError> {
+        let backend = lease.backend();
+        Ok(backend.prompt_tokens(&request.validate(backend.info())?)?)
     }
 
-    /// Scheduler statistics of the loaded model.
+    /// Embed `request`'s inputs with the model named `model`, cut to `dimensions` and
+    /// renormalised when asked.
+    ///
+    /// # Errors
+    /// [`EngineError`]: unknown model, a model that serves no embeddings, invalid inputs or
+    /// `dimensions`, inputs too long, or the backend's failure.
+    pub async fn embed(
+        &self,
+        model: Option<&str>,
+        request: EmbedRequest,
+        dimensions: Option<u32>,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<Embeddings, EngineError> {
+        request.validate()?;
+        let lease = self.lease(model, keep_alive).await?;
+        let backend = lease.backend();
+        let info = backend.info();
+        if !info.serves.embeddings {
+            return Err(BackendError::Unsupported { model: info.id.clone(), what: "embeddings" }.into());
+        }
+        crate::embed::check_dimensions(dimensions, info.n_embd)?;
+        let reply = backend.embed(request)?;
+        let mut embeddings = reply.await.map_err(|_| BackendError::Unavailable)??;
+        if let Some(d) = dimensions {
+            for v in &mut embeddings.vectors {
+                if v.len() > d as usize {
+                    crate::embed::truncate_and_normalize(v, d as usize);
+                }
+            }
+        }
+        Ok(embeddings)
+    }
+
+    /// Load a model now and keep it `keep_alive` (or its own) once idle.
+    ///
+    /// # Errors
+    /// As [`Engine::lease`].
+    pub async fn load_model(&self, model: &str, keep_alive: Option<KeepAlive>) -> Result<(), EngineError> {
+        let id = self.resolve(Some(model))?;
+        Ok(self.inner.pool.load(&id, keep_alive).await?)
+    }
+
+    /// Unload a model (once its requests in flight end); false when it was not loaded.
+    ///
+    /// # Errors
+    /// [`EngineError::ModelNotFound`].
+    pub async fn unload_model(&self, model: &str) -> Result<bool, EngineError> {
+        let id = self.resolve(Some(model))?;
+        Ok(self.inner.pool.unload(&id).await?)
+    }
+
+    /// Scheduler statistics of the default model, while it is loaded.
     pub fn stats(&self) -> BackendStats {
-        self.inner.backend.stats()
+        self.default_backend().map(|b| b.stats()).unwrap_or_default()
     }
 
-    /// Run a llama-server slot action on the loaded model's slot `id_slot`.
+    /// The default model's description, while it is loaded.
+    pub fn default_info(&self) -> Option<ModelInfo> {
+        self.default_backend().map(|b| b.info().clone())
+    }
+
+    fn default_backend(&self) -> Option<Arc<dyn Backend>> {
+        self.inner.default_model.as_deref().and_then(|id| self.inner.pool.loaded(id))
+    }
+
+    /// Run a llama-server slot action on the default model's slot `id_slot`.
     ///
     /// # Errors
     /// [`EngineError::Backend`]: see [`Backend::slot_action`].
@@ -144,13 +267,21 @@ impl Engine {
         id_slot: u32,
         action: crate::backend::SlotAction,
     ) -> Result<crate::backend::SlotActionResult, EngineError> {
-        let reply = self.inner.backend.slot_action(id_slot, action)?;
+        let lease = self.lease(None, None).await?;
+        let reply = lease.backend().slot_action(id_slot, action)?;
         Ok(reply.await.map_err(|_| BackendError::Unavailable)??)
     }
 
-    /// Forget the cached states kept under `prompt_cache_key`.
+    /// Forget the cached states kept under `prompt_cache_key` in every loaded model.
     pub(crate) fn forget_cache(&self, prompt_cache_key: &str) {
-        self.inner.backend.forget(prompt_cache_key);
+        for backend in self.inner.pool.all_loaded() {
+            backend.forget(prompt_cache_key);
+        }
+    }
+
+    /// Unload every model and wait until they are out of memory (the server is stopping).
+    pub async fn shutdown(&self) {
+        self.inner.pool.shutdown().await;
     }
 
     /// Seconds since the engine started.
@@ -161,5 +292,33 @@ impl Engine {
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+}
+
+/// Publish the pool's events on the bus (`model.loading`, `model.loaded`, `model.unloaded`) and
+/// keep the model gauges current.
+async fn forward_pool_events(
+    mut events: mpsc::UnboundedReceiver<PoolEvent>,
+    pool: ModelPool,
+    bus: EventBus,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(event) = events.recv().await {
+        let wire = match event {
+            PoolEvent::Loading { model } => Event::ModelLoading { model },
+            PoolEvent::Loaded { model, bytes, seconds, error } => {
+                metrics.record_model_load(&model, seconds, error.is_none());
+                Event::ModelLoaded { model, bytes, load_ms: (seconds * 1000.0) as u64, error }
+            }
+            PoolEvent::Unloaded { model, reason } => {
+                metrics.record_model_unload(&model, reason.as_str());
+                Event::ModelUnloaded { model, reason: reason.as_str().to_owned() }
+            }
+        };
+        for m in pool.states() {
+            metrics.set_model_state(&m.id, m.status == crate::ModelStatus::Loaded, m.bytes);
+        }
+        // A model event the log cannot take is still broadcast.
+        bus.emit(wire).await;
     }
 }

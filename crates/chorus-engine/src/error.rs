@@ -7,7 +7,7 @@
 //! the log, never for clients.
 
 use crate::store::StoreError;
-use crate::{BackendError, EngineError, SessionError};
+use crate::{BackendError, EngineError, PoolError, SessionError};
 
 /// Which family of failure, as OpenAI's `type` and an HTTP status class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub struct PublicError {
     pub param: Option<String>,
     /// A stable code for programs (`context_length_exceeded`, `model_not_found`, …).
     pub code: Option<&'static str>,
+    /// Seconds after which a retry may succeed (HTTP `Retry-After`), for some 503s.
+    pub retry_after: Option<u64>,
 }
 
 /// The message of every server fault.
@@ -44,7 +46,7 @@ pub const INTERNAL_MESSAGE: &str = "the server had an error while processing the
 
 impl PublicError {
     fn new(class: ErrorClass, message: impl Into<String>, param: Option<&str>, code: Option<&'static str>) -> Self {
-        Self { class, message: message.into(), param: param.map(str::to_owned), code }
+        Self { class, message: message.into(), param: param.map(str::to_owned), code, retry_after: None }
     }
 
     /// A server fault: the fixed message, code `server_error`.
@@ -122,12 +124,34 @@ impl EngineError {
             ),
             Self::Invalid(v) => PublicError::new(ErrorClass::InvalidRequest, v.message.clone(), Some(v.param), None),
             Self::Backend(b) => b.public(),
+            Self::Pool(p) => p.public(),
         }
     }
 
     /// True for server faults, whose details belong in the log.
     pub fn is_internal(&self) -> bool {
         self.public().class == ErrorClass::Internal
+    }
+}
+
+impl PoolError {
+    /// What a client sees of this error.
+    pub fn public(&self) -> PublicError {
+        use ErrorClass::*;
+        match self {
+            Self::NotFound(model) => EngineError::ModelNotFound(model.clone()).public(),
+            Self::Busy { retry_after, .. } => PublicError {
+                retry_after: Some(*retry_after),
+                ..PublicError::new(Unavailable, self.to_string(), Some("model"), Some("model_busy"))
+            },
+            Self::BlockedByPinned { .. } | Self::TooBig { .. } => {
+                PublicError::new(Unavailable, self.to_string(), Some("model"), Some("insufficient_memory"))
+            }
+            Self::LoadFailed { .. } => {
+                PublicError::new(Unavailable, self.to_string(), Some("model"), Some("model_load_failed"))
+            }
+            Self::Duplicate(_) => PublicError::new(Conflict, self.to_string(), Some("model"), None),
+        }
     }
 }
 

@@ -122,7 +122,7 @@ impl EventBus {
         let new: Vec<NewEvent> = events
             .iter()
             .map(|e| NewEvent {
-                session_id: Some(SessionId::from_string(e.session_id())),
+                session_id: e.session_id().map(SessionId::from_string),
                 kind: e.kind().to_owned(),
                 data: serde_json::to_string(e).unwrap_or_else(|_| "{}".to_owned()),
             })
@@ -172,7 +172,7 @@ impl EventBus {
                 let created_at = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64);
-                let session_id = Some(SessionId::from_string(event.session_id()));
+                let session_id = event.session_id().map(SessionId::from_string);
                 let _ = self.live.send(Arc::new(LoggedEvent { id: UNLOGGED, created_at, session_id, event }));
             }
         }
@@ -366,7 +366,7 @@ mod tests {
         let seen = take(&mut a, 3).await;
         let ids: Vec<i64> = seen.iter().map(|e| e.id).collect();
         assert_eq!(ids, [first[2].id, first[4].id, later[1].id]);
-        assert!(seen.iter().all(|e| e.event.session_id() == "ses_a"));
+        assert!(seen.iter().all(|e| e.event.session_id() == Some("ses_a")));
     }
 
     #[tokio::test]

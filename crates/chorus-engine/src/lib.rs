@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod pool;
 pub mod request;
 pub mod session;
 pub mod store;
@@ -29,6 +30,7 @@ pub use engine::{Engine, EngineError};
 pub use error::{ErrorClass, PublicError};
 pub use events::{EventBus, EventFilter, LoggedEvent};
 pub use metrics::Metrics;
+pub use pool::{KeepAlive, Lease, ModelLoader, ModelPool, ModelSpec, ModelState, ModelStatus, PoolConfig, PoolError};
 pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError};
 pub use session::{Agent, Priority, PromptOptions, PromptOutcome, PromptTicket, SessionError, SessionsConfig};
 pub use store::{

@@ -57,6 +57,31 @@ impl CacheLabels {
     }
 }
 
+/// Labels of the per-model families.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// The model's id.
+    pub model: String,
+}
+
+/// Labels of `chorus_model_unloads_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnloadLabels {
+    /// The model's id.
+    pub model: String,
+    /// `expired`, `evicted`, `requested` or `shutdown`.
+    pub reason: String,
+}
+
+/// Labels of `chorus_model_loads_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoadLabels {
+    /// The model's id.
+    pub model: String,
+    /// `ok` or `failed`.
+    pub result: String,
+}
+
 /// A histogram family whose members share buckets.
 pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -101,6 +126,19 @@ pub struct Metrics {
     pub prompt_cache_ram_tokens: Gauge,
     /// `chorus_prompt_cache_disk_bytes`: bytes of snapshots on disk.
     pub prompt_cache_disk_bytes: Gauge,
+    /// `chorus_model_loaded{model}`: 1 while the model is in memory, else 0.
+    pub model_loaded: Family<ModelLabels, Gauge>,
+    /// `chorus_model_memory_bytes{model}`: bytes the model takes (measured once loaded,
+    /// estimated before).
+    pub model_memory_bytes: Family<ModelLabels, Gauge>,
+    /// `chorus_memory_budget_bytes`: `--memory-budget`.
+    pub memory_budget_bytes: Gauge,
+    /// `chorus_model_loads_total{model,result}`: loads finished.
+    pub model_loads: Family<LoadLabels, Counter>,
+    /// `chorus_model_unloads_total{model,reason}`: unloads.
+    pub model_unloads: Family<UnloadLabels, Counter>,
+    /// `chorus_model_load_seconds`: how long loads took.
+    pub model_load_seconds: Histogram,
 }
 
 fn cache_seconds() -> Histogram {
@@ -189,8 +227,26 @@ impl Metrics {
             "Bytes of prompt snapshots on disk",
             prompt_cache_disk_bytes.clone(),
         );
+        let model_loaded = Family::<ModelLabels, Gauge>::default();
+        registry.register("model_loaded", "1 while the model is in memory", model_loaded.clone());
+        let model_memory_bytes = Family::<ModelLabels, Gauge>::default();
+        registry.register("model_memory_bytes", "Bytes the model takes in memory", model_memory_bytes.clone());
+        let memory_budget_bytes = Gauge::default();
+        registry.register("memory_budget_bytes", "The model pool's memory budget", memory_budget_bytes.clone());
+        let model_loads = Family::<LoadLabels, Counter>::default();
+        registry.register("model_loads", "Model loads finished", model_loads.clone());
+        let model_unloads = Family::<UnloadLabels, Counter>::default();
+        registry.register("model_unloads", "Model unloads", model_unloads.clone());
+        let model_load_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 12));
+        registry.register("model_load_seconds", "Time to load a model", model_load_seconds.clone());
         Self {
             registry,
+            model_loaded,
+            model_memory_bytes,
+            memory_budget_bytes,
+            model_loads,
+            model_unloads,
+            model_load_seconds,
             requests,
             prompt_tokens,
             cached_prompt_tokens,
@@ -209,6 +265,27 @@ impl Metrics {
             prompt_cache_ram_tokens,
             prompt_cache_disk_bytes,
         }
+    }
+
+    /// Set a model's `chorus_model_loaded` and `chorus_model_memory_bytes`.
+    pub fn set_model_state(&self, model: &str, loaded: bool, bytes: u64) {
+        let labels = ModelLabels { model: model.to_owned() };
+        self.model_loaded.get_or_create(&labels).set(i64::from(loaded));
+        self.model_memory_bytes.get_or_create(&labels).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Count a finished load.
+    pub fn record_model_load(&self, model: &str, seconds: f64, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.model_loads.get_or_create(&LoadLabels { model: model.to_owned(), result: result.to_owned() }).inc();
+        if ok {
+            self.model_load_seconds.observe(seconds);
+        }
+    }
+
+    /// Count an unload.
+    pub fn record_model_unload(&self, model: &str, reason: &str) {
+        self.model_unloads.get_or_create(&UnloadLabels { model: model.to_owned(), reason: reason.to_owned() }).inc();
     }
 
     /// Render in the Prometheus text exposition format.

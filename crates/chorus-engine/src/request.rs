@@ -143,6 +143,9 @@ pub struct GenerateRequest {
     /// llama-server's `cache_prompt`: reuse cached prompt tokens (slot, RAM or disk). `false`
     /// recomputes the whole prompt.
     pub cache_prompt: bool,
+    /// How long the model stays loaded after this request (Ollama's `keep_alive`); `None`
+    /// keeps the model's own.
+    pub keep_alive: Option<crate::pool::KeepAlive>,
 }
 
 /// The longest `prompt_cache_key`, in bytes.
@@ -166,6 +169,7 @@ impl GenerateRequest {
             response_format: ResponseFormat::Text,
             prompt_cache_key: None,
             cache_prompt: true,
+            keep_alive: None,
         }
     }
 

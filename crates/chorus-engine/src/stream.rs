@@ -103,9 +103,20 @@ pub struct GenerationStream {
     parser: Option<ToolCallParser>,
     /// Events produced by the parser, given out before the channel is read again.
     ready: VecDeque<GenerationEvent>,
+    /// Held as long as the stream lives (the model pool's lease on the model).
+    guard: Option<Guard>,
     /// The backend sends [`GenerationEvent::ToolCalls`] itself, parsed already: no parser
     /// may run over its text (it would hold content back and could find calls in it again).
     calls_parsed: bool,
+}
+
+/// Something a stream keeps alive until it is dropped.
+struct Guard(#[allow(dead_code)] Box<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Guard")
+    }
 }
 
 /// A whole answer, as [`GenerationStream::collect`] gathers it.
@@ -127,7 +138,14 @@ impl GenerationStream {
         let (tx, rx) = mpsc::unbounded_channel();
         (
             GenerationSender { tx },
-            GenerationStream { rx, prompt_tokens, parser: None, ready: VecDeque::new(), calls_parsed: false },
+            GenerationStream {
+                rx,
+                prompt_tokens,
+                parser: None,
+                ready: VecDeque::new(),
+                guard: None,
+                calls_parsed: false,
+            },
         )
     }
 
@@ -147,6 +165,12 @@ impl GenerationStream {
     pub fn calls_parsed(mut self) -> Self {
         self.calls_parsed = true;
         self.parser = None;
+        self
+    }
+
+    /// Keep `guard` alive until the stream is dropped (the engine holds its model's lease so).
+    pub fn with_guard(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self.guard = Some(Guard(Box::new(guard)));
         self
     }
 

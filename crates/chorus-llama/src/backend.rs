@@ -77,6 +77,8 @@ pub struct LlamaBackend {
     /// `--cache-ram` and `--cache-disk` as resolved at load, in bytes.
     budgets: (u64, u64),
     slot_actions: bool,
+    /// Weights (as llama.cpp counts them), KV cache and compute buffers, in bytes.
+    memory_bytes: u64,
     metrics: Arc<Metrics>,
     thread: Option<JoinHandle<()>>,
 }
@@ -110,18 +112,7 @@ impl LlamaBackend {
         let n_parallel = config.n_parallel.clamp(1, 256);
         let kv_bytes_per_token = kv_bytes_per_token(&model);
         let model_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-        let (n_ctx, context_choice) = if config.n_ctx == 0 {
-            let fit = crate::fit::fit(crate::fit::FitInput {
-                n_ctx_train,
-                n_parallel,
-                kv_bytes_per_token,
-                model_bytes,
-                available_bytes: crate::fit::available_memory(),
-            });
-            (fit.n_ctx, fit.reason)
-        } else {
-            (config.n_ctx, "--ctx-size".to_owned())
-        };
+        let (n_ctx, context_choice) = choose_ctx(config, n_ctx_train, kv_bytes_per_token, model_bytes);
         let ctx_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(config.n_batch.max(1))
@@ -170,6 +161,9 @@ impl LlamaBackend {
             Err(_) => return Err(LlamaError::Thread("the model thread ended while starting".into())),
         };
 
+        let memory_bytes = model.size()
+            + u64::from(n_ctx) * kv_bytes_per_token
+            + compute_bytes(config, model.n_vocab().max(0) as u64, model.n_embd().max(0) as u64);
         let info = ModelInfo {
             id,
             path: path.clone(),
@@ -205,6 +199,7 @@ impl LlamaBackend {
             metrics,
             budgets,
             slot_actions: config.slot_save_path.is_some(),
+            memory_bytes,
             thread: Some(thread),
         })
     }
@@ -293,6 +288,74 @@ fn kv_bytes_per_token(model: &LlamaModel) -> u64 {
     u64::from(model.n_layer()) * n_head_kv * (k + v) * 2
 }
 
+/// `--ctx-size`, or the fit's choice within free memory and `memory_limit`.
+fn choose_ctx(config: &LlamaConfig, n_ctx_train: u32, kv_bytes_per_token: u64, model_bytes: u64) -> (u32, String) {
+    if config.n_ctx != 0 {
+        return (config.n_ctx, "--ctx-size".to_owned());
+    }
+    let free = crate::fit::available_memory();
+    let available = config.memory_limit.map_or(free, |limit| limit.min(free));
+    let fit = crate::fit::fit(crate::fit::FitInput {
+        n_ctx_train,
+        n_parallel: config.n_parallel.clamp(1, 256),
+        kv_bytes_per_token,
+        model_bytes,
+        available_bytes: available,
+    });
+    (fit.n_ctx, fit.reason)
+}
+
+/// llama.cpp's compute buffers, estimated: the logits of a whole micro-batch dominate
+/// (`n_ubatch × n_vocab` f32), plus the activations of one (`n_ubatch × n_embd` f32, a few
+/// times over) and each slot's output row.
+fn compute_bytes(config: &LlamaConfig, n_vocab: u64, n_embd: u64) -> u64 {
+    let n_ubatch = u64::from(config.n_ubatch.clamp(1, config.n_batch.max(1)));
+    let n_parallel = u64::from(config.n_parallel.clamp(1, 256));
+    (n_ubatch * n_vocab + n_ubatch * n_embd * 8 + n_parallel * n_vocab) * 4
+}
+
+/// What loading `config`'s model would take, without loading its weights (llama.cpp reads the
+/// metadata and vocabulary only): the file, the KV cache of the `n_ctx` it would get, and the
+/// compute buffers. Blocking.
+///
+/// # Errors
+/// [`LlamaError::Load`] when the file is missing or not a GGUF model.
+pub fn estimate(config: &LlamaConfig) -> Result<Estimate, LlamaError> {
+    let runtime = runtime()?;
+    let path = &config.model_path;
+    let load_err = |reason: String| LlamaError::Load { path: path.display().to_string(), reason };
+    if !path.is_file() {
+        return Err(load_err("no such file".into()));
+    }
+    let params = LlamaModelParams::default().with_vocab_only(true);
+    let model = LlamaModel::load_from_file(runtime, path, &params)
+        .map_err(|e| load_err(format!("{e} (is it a GGUF file?)")))?;
+    // Without the weights llama.cpp has no hyperparameters: read them from the metadata.
+    let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+    let meta = |key: &str| model.meta_val_str(&format!("{arch}.{key}")).ok().and_then(|v| v.parse::<u64>().ok());
+    let n_embd = meta("embedding_length").unwrap_or(0);
+    let n_head = meta("attention.head_count").unwrap_or(1).max(1);
+    let n_head_kv = meta("attention.head_count_kv").unwrap_or(n_head).max(1);
+    let head_dim = n_embd / n_head;
+    let k = meta("attention.key_length").unwrap_or(head_dim);
+    let v = meta("attention.value_length").unwrap_or(head_dim);
+    let kv = meta("block_count").unwrap_or(0) * n_head_kv * (k + v) * 2;
+    let n_ctx_train = meta("context_length").unwrap_or(4096).min(u64::from(u32::MAX)) as u32;
+    let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    let (n_ctx, _) = choose_ctx(config, n_ctx_train, kv, file_bytes);
+    let compute = compute_bytes(config, model.n_vocab().max(0) as u64, n_embd);
+    Ok(Estimate { bytes: file_bytes + u64::from(n_ctx) * kv + compute, n_ctx })
+}
+
+/// What [`estimate`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// Bytes the loaded model would take.
+    pub bytes: u64,
+    /// The context size it would get, in tokens.
+    pub n_ctx: u32,
+}
+
 fn file_stem(path: &Path) -> String {
     path.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
 }
@@ -340,6 +403,10 @@ impl Backend for LlamaBackend {
 
     fn prompt_tokens(&self, request: &ValidGenerateRequest) -> Result<u32, BackendError> {
         Ok(crate::prompt::tokenize(&self.model, &self.template, request.get())?.len() as u32)
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
     }
 
     fn stats(&self) -> BackendStats {

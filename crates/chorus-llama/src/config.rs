@@ -46,6 +46,9 @@ pub struct LlamaConfig {
     /// llama-server's `--slot-save-path`: the directory of `POST /slots/{id}?action=save|restore`
     /// files; `None` refuses slot actions.
     pub slot_save_path: Option<PathBuf>,
+    /// The most memory the model may take, in bytes (its share of the model pool's
+    /// `--memory-budget`): `n_ctx` 0 is sized within it as well as within free memory.
+    pub memory_limit: Option<u64>,
 }
 
 impl LlamaConfig {
@@ -69,6 +72,7 @@ impl LlamaConfig {
             cache_dir: None,
             cache_disk: None,
             slot_save_path: None,
+            memory_limit: None,
         }
     }
 }

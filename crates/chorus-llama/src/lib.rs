@@ -19,5 +19,5 @@ mod state;
 pub mod template;
 mod worker;
 
-pub use backend::{LlamaBackend, LlamaError};
+pub use backend::{Estimate, LlamaBackend, LlamaError, estimate};
 pub use config::LlamaConfig;

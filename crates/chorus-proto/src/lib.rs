@@ -2,7 +2,8 @@
 //! ([`openai`]), chorus's own endpoints ([`chorus`]), llama-server's that chorus
 //! also serves ([`llama`]), its native session
 //! API under `/api/v1` ([`native`]) with its WebSocket protocol ([`ws`]), the
-//! control socket `chorus ctl` talks to ([`control`]), and the arguments and
+//! control socket `chorus ctl` talks to ([`control`]), the model pool's `/api/v1/models`
+//! ([`models`]), and the arguments and
 //! results of the tools chorus serves over MCP ([`mcp`]).
 //!
 //! This crate owns serialization and nothing else: no I/O, no async runtime,
@@ -17,6 +18,7 @@ pub mod chorus;
 pub mod control;
 pub mod llama;
 pub mod mcp;
+pub mod models;
 pub mod native;
 pub mod openai;
 pub mod ws;

@@ -559,6 +559,34 @@ pub enum Event {
         /// The tokens a sequence of this session may hold (prompt and answer).
         budget_tokens: u32,
     },
+    /// A model started loading (`chorus models load`, or a request for a model not in memory).
+    #[serde(rename = "model.loading")]
+    ModelLoading {
+        /// The model's id.
+        model: String,
+    },
+    /// A model finished loading; with `error` set, it failed.
+    #[serde(rename = "model.loaded")]
+    ModelLoaded {
+        /// The model's id.
+        model: String,
+        /// Bytes it takes in memory, as the runtime reports them (0 when it failed).
+        bytes: u64,
+        /// How long the load took, in milliseconds.
+        load_ms: u64,
+        /// Why it failed, when it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A model left memory.
+    #[serde(rename = "model.unloaded")]
+    ModelUnloaded {
+        /// The model's id.
+        model: String,
+        /// `expired` (its keep_alive ran out), `evicted` (another model needed the memory),
+        /// `requested` (an unload, or `keep_alive: 0`) or `shutdown`.
+        reason: String,
+    },
 }
 
 impl Event {
@@ -579,12 +607,15 @@ impl Event {
             Event::ToolCallError { .. } => "tool.call_error",
             Event::ToolPermissionRequest { .. } => "tool.permission_request",
             Event::SessionCompacted { .. } => "session.compacted",
+            Event::ModelLoading { .. } => "model.loading",
+            Event::ModelLoaded { .. } => "model.loaded",
+            Event::ModelUnloaded { .. } => "model.unloaded",
         }
     }
 
-    /// The session the event concerns.
-    pub fn session_id(&self) -> &str {
-        match self {
+    /// The session the event concerns; `None` for the server's own events (`model.*`).
+    pub fn session_id(&self) -> Option<&str> {
+        Some(match self {
             Event::SessionCreated { session_id, .. }
             | Event::SessionDeleted { session_id }
             | Event::SessionStatusChanged { session_id, .. }
@@ -599,7 +630,8 @@ impl Event {
             | Event::ToolCallError { session_id, .. }
             | Event::ToolPermissionRequest { session_id, .. }
             | Event::SessionCompacted { session_id, .. } => session_id,
-        }
+            Event::ModelLoading { .. } | Event::ModelLoaded { .. } | Event::ModelUnloaded { .. } => return None,
+        })
     }
 
     /// The prompt the event belongs to, for the message events.

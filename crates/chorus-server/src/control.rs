@@ -185,6 +185,7 @@ async fn status(State(state): State<ControlState>) -> Result<Json<Status>, ApiEr
     let models = engine
         .models()
         .into_iter()
+        .filter_map(|m| m.info)
         .map(|m| ModelStatus {
             id: m.id,
             architecture: m.architecture,

@@ -19,6 +19,8 @@ pub struct ApiError {
     message: String,
     param: Option<String>,
     code: Option<&'static str>,
+    /// Seconds for a `Retry-After` header (a 503 from a full model pool).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             message: message.into(),
             param: param.into(),
             code: None,
+            retry_after: None,
         }
     }
 
@@ -41,6 +44,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             code: Some("invalid_api_key"),
+            retry_after: None,
         }
     }
 
@@ -57,6 +61,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             code: Some("permission_denied"),
+            retry_after: None,
         }
     }
 
@@ -73,6 +78,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             code: Some(code),
+            retry_after: None,
         }
     }
 
@@ -84,6 +90,7 @@ impl ApiError {
             message: "the prompt was cancelled before it was answered".into(),
             param: None,
             code: Some("cancelled"),
+            retry_after: None,
         }
     }
 
@@ -95,6 +102,7 @@ impl ApiError {
             message: format!("the request body is larger than the server's limit of {limit} bytes"),
             param: None,
             code: Some("request_too_large"),
+            retry_after: None,
         }
     }
 
@@ -141,7 +149,14 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        Self { status, kind: public.kind(), message: public.message, param: public.param, code: public.code }
+        Self {
+            status,
+            kind: public.kind(),
+            message: public.message,
+            param: public.param,
+            code: public.code,
+            retry_after: public.retry_after,
+        }
     }
 }
 
@@ -171,7 +186,11 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -183,6 +202,7 @@ pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
         message: format!("unknown route {method} {}", uri.path()),
         param: None,
         code: Some("not_found"),
+        retry_after: None,
     }
 }
 
@@ -194,6 +214,7 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         message: format!("{method} is not allowed on {}", uri.path()),
         param: None,
         code: Some("method_not_allowed"),
+        retry_after: None,
     }
 }
 

@@ -25,7 +25,7 @@ use crate::AppState;
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     let engine = &state.engine;
     let stats = engine.stats();
-    let info = engine.models().into_iter().next();
+    let info = engine.default_info();
     let context = info.as_ref().map_or(
         ContextHealth {
             n_ctx: 0,

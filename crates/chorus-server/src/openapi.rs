@@ -57,7 +57,8 @@ with `response` and `error` envelopes, and sends each event of the subscribed se
     paths(crate::health::health, crate::health::metrics, json),
     security(("api_key" = [])),
     tags(
-        (name = "openai", description = "The OpenAI-compatible API: chat completions, completions, models"),
+        (name = "openai", description = "The OpenAI-compatible API: chat completions, completions, embeddings, models"),
+        (name = "models", description = "The model pool: every registered model's state, load, unload, pull"),
         (name = "sessions", description = "Sessions the server keeps: create, prompt, cancel, clear, delete"),
         (name = "events", description = "The event log, as server-sent events, resumable with `Last-Event-ID`"),
         (name = "agents", description = "Agents: a named system prompt, model and tool set"),

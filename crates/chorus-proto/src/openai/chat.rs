@@ -62,6 +62,11 @@ pub struct ChatCompletionRequest {
     /// recomputes the whole prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_prompt: Option<bool>,
+    /// How long the model stays loaded after this request (Ollama's `keep_alive`): a duration
+    /// such as `"5m"`, seconds, `0` to unload it once answered, negative to keep it; the
+    /// server's `--keep-alive-max` caps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<super::KeepAlive>,
 }
 
 /// `"function"`, the only tool type.

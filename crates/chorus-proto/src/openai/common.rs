@@ -127,4 +127,18 @@ pub enum ObjectType {
     /// `"list"`.
     #[serde(rename = "list")]
     List,
+    /// `"embedding"`.
+    #[serde(rename = "embedding")]
+    Embedding,
+}
+
+/// Ollama's `keep_alive`: a number of seconds or a duration string (`"5m"`, `"1h"`, `"0"`,
+/// `"-1"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum KeepAlive {
+    /// Seconds; negative keeps the model loaded, 0 unloads it once answered.
+    Seconds(f64),
+    /// A duration such as `"10m"`, `"1h30m"`, `"45s"`, `"0"` or `"-1"`.
+    Duration(String),
 }

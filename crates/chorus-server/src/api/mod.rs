@@ -1,12 +1,14 @@
 //! chorus's native API under `/api/v1`: health and info, sessions (CRUD,
 //! prompt, cancel, clear, messages), their event streams, agents, tools
-//! (list, execute, permission answers), and the MCP servers whose tools join them.
+//! (list, execute, permission answers), the MCP servers whose tools join them, and the
+//! model pool (`models`: states, load, unload).
 //! Also the simple agent API for scripts (`POST /request`, `POST /clear`).
 //! Session work is the engine's; these handlers only translate.
 
 mod agents;
 mod events;
 mod mcp;
+mod models;
 mod sessions;
 mod simple;
 mod tools;
@@ -41,6 +43,9 @@ use crate::AppState;
     tools::execute,
     tools::reply,
     mcp::list,
+    models::list,
+    models::load,
+    models::unload,
 ))]
 pub(crate) struct ApiDoc;
 
@@ -62,6 +67,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/tools/{name}/execute", post(tools::execute))
         .route("/api/v1/sessions/{id}/permissions/{request_id}", post(tools::reply))
         .route("/api/v1/mcp/servers", get(mcp::list))
+        .route("/api/v1/models", get(models::list))
+        .route("/api/v1/models/{id}/load", post(models::load))
+        .route("/api/v1/models/{id}/unload", post(models::unload))
         .route("/request", post(simple::request))
         .route("/clear", post(simple::clear))
 }

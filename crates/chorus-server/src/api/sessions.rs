@@ -54,7 +54,7 @@ pub(crate) async fn create(
         model: request.model,
     };
     if let Some(model) = &new.model {
-        state.engine.model(Some(model))?;
+        state.engine.resolve(Some(model))?;
     }
     let session = state.engine.create_session(new).await?;
     Ok((StatusCode::CREATED, Json(view(&state, &session))))

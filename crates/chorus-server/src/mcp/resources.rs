@@ -19,7 +19,7 @@ use rmcp::model::{
 pub(super) async fn list(engine: &Engine) -> Result<ListResourcesResult, ErrorData> {
     let sessions = engine.store().list_sessions().await.map_err(internal)?;
     let mut resources: Vec<Resource> = sessions.iter().map(session_resource).collect();
-    resources.extend(engine.models().iter().map(model_resource));
+    resources.extend(engine.models().iter().filter_map(|m| m.info.as_ref()).map(model_resource));
     Ok(ListResourcesResult::with_all_items(resources))
 }
 
@@ -56,10 +56,13 @@ pub(super) async fn read(engine: &Engine, uri: &str) -> Result<ReadResourceResul
             };
             serde_json::to_string_pretty(&resource).map_err(internal)?
         }
-        Some(ResourceUri::Model(id)) => match engine.model(Some(&id)) {
-            Ok(model) => serde_json::to_string_pretty(&model_info(model)).map_err(internal)?,
-            Err(_) => return Err(not_found(uri)),
-        },
+        Some(ResourceUri::Model(id)) => {
+            let loaded = engine.resolve(Some(&id)).ok().and_then(|id| engine.pool().loaded(&id));
+            match loaded {
+                Some(backend) => serde_json::to_string_pretty(&model_info(backend.info())).map_err(internal)?,
+                None => return Err(not_found(uri)),
+            }
+        }
         None => return Err(not_found(uri)),
     };
     Ok(ReadResourceResult::new(vec![ResourceContents::text(json, uri).with_mime_type(proto::RESOURCE_MIME_TYPE)]))

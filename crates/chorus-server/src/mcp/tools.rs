@@ -85,11 +85,11 @@ impl ChorusMcp {
             request.sampling.top_p = top_p;
         }
         request.sampling.seed = args.seed;
-        let model = match self.engine.model(args.model.as_deref()) {
-            Ok(model) => model.id.clone(),
+        let model = match self.engine.resolve(args.model.as_deref()) {
+            Ok(model) => model,
             Err(e) => return Ok(engine_error(e)),
         };
-        let mut generation = match self.engine.generate(Some(&model), request) {
+        let mut generation = match self.engine.generate(Some(&model), request).await {
             Ok(generation) => generation,
             Err(e) => return Ok(engine_error(e)),
         };
@@ -256,7 +256,9 @@ impl ChorusMcp {
         annotations(title = "List models", read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn list_models(&self) -> Result<Json<ModelList>, ErrorData> {
-        Ok(Json(ModelList { models: self.engine.models().iter().map(model_info).collect() }))
+        Ok(Json(ModelList {
+            models: self.engine.models().iter().filter_map(|m| m.info.as_ref()).map(model_info).collect(),
+        }))
     }
 }
 

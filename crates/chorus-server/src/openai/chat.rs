@@ -35,7 +35,7 @@ use crate::{ApiError, AppState, sse};
         (status = 404, description = "No such model (`model_not_found`)", body = ErrorResponse),
         (status = 413, description = "The body is over the server's limit", body = ErrorResponse),
         (status = 500, description = "Server error", body = ErrorResponse),
-        (status = 503, description = "The model cannot take work (shutting down)", body = ErrorResponse),
+        (status = 503, description = "The model cannot take work: no room in the memory budget now (`model_busy`, with `Retry-After`), a failed load, or shutting down", body = ErrorResponse),
     )
 )]
 pub(super) async fn create(
@@ -43,8 +43,8 @@ pub(super) async fn create(
     AppJson(req): AppJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let plan = convert::chat(req)?;
-    let model = state.engine.model(plan.model.as_deref())?.id.clone();
-    let generation = state.engine.generate(Some(&model), plan.request)?;
+    let model = state.engine.resolve(plan.model.as_deref())?;
+    let generation = state.engine.generate(Some(&model), plan.request).await?;
     let meta = ResponseMeta::new("chatcmpl", model);
     if plan.stream {
         return Ok(stream(state, meta, generation, plan.include_usage));

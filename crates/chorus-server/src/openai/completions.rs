@@ -50,16 +50,26 @@ pub(super) async fn create(
         }
         Prompt::Many(ps) => ps,
     };
+    let keep_alive = convert::keep_alive(req.keep_alive.as_ref())?;
     let requests = prompts
         .iter()
-        .map(|p| convert::completion(p.clone(), req.max_tokens, &req.sampling, req.stop.as_ref(), req.cache_prompt))
+        .map(|p| {
+            convert::completion(
+                p.clone(),
+                req.max_tokens,
+                &req.sampling,
+                req.stop.as_ref(),
+                req.cache_prompt,
+                keep_alive,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let model = state.engine.model(req.model.as_deref())?.id.clone();
+    let model = state.engine.resolve(req.model.as_deref())?;
     let echo = req.echo.unwrap_or(false);
     // Schedule every prompt before waiting on any, so they share decode steps.
     let mut generations = Vec::with_capacity(requests.len());
     for request in requests {
-        generations.push(state.engine.generate(Some(&model), request)?);
+        generations.push(state.engine.generate(Some(&model), request).await?);
     }
     let echoes = if echo { prompts } else { vec![String::new(); generations.len()] };
     let meta = ResponseMeta::new("cmpl", model);

@@ -50,6 +50,7 @@ pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
             response_format: response_format(req.response_format),
             prompt_cache_key: req.prompt_cache_key.map(|k| format!("client/{k}")),
             cache_prompt: req.cache_prompt.unwrap_or(true),
+            keep_alive: keep_alive(req.keep_alive.as_ref())?,
         },
         stream,
         include_usage,
@@ -103,14 +104,26 @@ pub(crate) fn completion(
     fields: &SamplingFields,
     stops: Option<&Stop>,
     cache_prompt: Option<bool>,
+    keep_alive: Option<chorus_engine::KeepAlive>,
 ) -> Result<GenerateRequest, ApiError> {
     Ok(GenerateRequest {
+        keep_alive,
         sampling: sampling(fields.clone())?,
         stop: stop(stops.cloned())?,
         max_tokens: Some(max_tokens("max_tokens", max.unwrap_or(16))?),
         cache_prompt: cache_prompt.unwrap_or(true),
         ..GenerateRequest::new(Prompt::Text(prompt))
     })
+}
+
+/// Ollama's `keep_alive` in the engine's terms; a malformed one is a 400 on `keep_alive`.
+pub(crate) fn keep_alive(value: Option<&wire::KeepAlive>) -> Result<Option<chorus_engine::KeepAlive>, ApiError> {
+    let parsed = match value {
+        None => return Ok(None),
+        Some(wire::KeepAlive::Seconds(s)) => chorus_engine::KeepAlive::from_secs_f64(*s),
+        Some(wire::KeepAlive::Duration(d)) => chorus_engine::KeepAlive::parse(d),
+    };
+    parsed.map(Some).map_err(|m| ApiError::invalid(Some("keep_alive".to_owned()), m))
 }
 
 pub(crate) fn check_n(n: Option<i64>) -> Result<(), ApiError> {

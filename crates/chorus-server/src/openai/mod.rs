@@ -1,13 +1,14 @@
-//! The OpenAI-compatible routes under `/v1`: chat completions, completions and
-//! models. Conversion from wire types to the engine's request type is in
+//! The OpenAI-compatible routes under `/v1`: chat completions, completions,
+//! embeddings and models. Conversion from wire types to the engine's request type is in
 //! [`convert`]; response shaping is in each route's module.
 
 mod chat;
 mod completions;
 mod convert;
+mod embeddings;
 mod models;
 
-pub(crate) use convert::tool_choice;
+pub(crate) use convert::{keep_alive, tool_choice};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,13 +20,14 @@ use crate::AppState;
 
 /// The OpenAPI description of [`routes`], merged into the server's document by `crate::openapi`.
 #[derive(OpenApi)]
-#[openapi(paths(chat::create, completions::create, models::list, models::retrieve))]
+#[openapi(paths(chat::create, completions::create, embeddings::create, models::list, models::retrieve))]
 pub(crate) struct ApiDoc;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/chat/completions", post(chat::create))
         .route("/v1/completions", post(completions::create))
+        .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::retrieve))
 }

@@ -2,24 +2,26 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use chorus_engine::ModelInfo;
+use chorus_engine::ModelState;
 use chorus_proto::openai::{ErrorResponse, Model, ModelList, ObjectType};
 
 use crate::{ApiError, AppState};
 
-fn wire(m: &ModelInfo) -> Model {
-    Model { id: m.id.clone(), object: ObjectType::Model, created: m.created, owned_by: "chorus".into() }
+fn wire(m: &ModelState) -> Model {
+    let created = m.info.as_ref().map_or(0, |i| i.created);
+    Model { id: m.id.clone(), object: ObjectType::Model, created, owned_by: "chorus".into() }
 }
 
 /// List the models
 ///
-/// The models this server answers with; pass an `id` as `model`.
+/// Every model this server answers with, loaded or not (the first request for one loads
+/// it); pass an `id` as `model`. `created` is when it was loaded (0 while not loaded).
 #[utoipa::path(
     get,
     path = "/v1/models",
     operation_id = "listModels",
     tag = "openai",
-    responses((status = 200, description = "The loaded models", body = ModelList))
+    responses((status = 200, description = "The registered models", body = ModelList))
 )]
 pub(super) async fn list(State(state): State<AppState>) -> Json<ModelList> {
     let data = state.engine.models().iter().map(wire).collect();
@@ -39,6 +41,8 @@ pub(super) async fn list(State(state): State<AppState>) -> Json<ModelList> {
     )
 )]
 pub(super) async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
-    let model = state.engine.model(Some(&id))?;
+    let id = state.engine.resolve(Some(&id))?;
+    let models = state.engine.models();
+    let model = models.iter().find(|m| m.id == id).ok_or(chorus_engine::EngineError::ModelNotFound(id.clone()))?;
     Ok(Json(wire(model)))
 }
