@@ -35,6 +35,11 @@ impl RepoCache {
         RepoCache { dir: cache_dir.join(&folder), locks: cache_dir.join(".locks").join(folder) }
     }
 
+    /// `{cache_dir}/models--OWNER--REPO`.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `blobs/{etag}`; `etag` must be a safe file name.
     pub(crate) fn blob(&self, etag: &str) -> PathBuf {
         self.dir.join("blobs").join(etag)
@@ -58,7 +63,7 @@ impl RepoCache {
     }
 
     /// `refs/{revision}` (a revision like `refs/pr/1` makes subfolders).
-    fn ref_file(&self, revision: &str) -> PathBuf {
+    pub(crate) fn ref_file(&self, revision: &str) -> PathBuf {
         let mut path = self.dir.join("refs");
         path.extend(revision.split('/'));
         path
@@ -134,7 +139,7 @@ async fn place_link(blob: &Path, link: &Path, _file: &str, _etag: &str) -> Resul
 
 /// A sibling of `path` named `{name}.{pid}.{n}.tmp`, unique within this
 /// process and across processes, for write-then-rename.
-fn unique_temp(path: &Path) -> PathBuf {
+pub(crate) fn unique_temp(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -129,6 +129,7 @@ async fn transfer(
         check_status(req, &response)?;
         tracing::info!(%model, size = ?expected_size, resume_at = offset, "downloading");
         out.seek(SeekFrom::Start(offset)).await.map_err(|e| HubError::io("seek in", incomplete, e))?;
+        progress.blob(&req.metadata.etag);
         progress.start(&req.file.file, expected_size, offset);
         *started = true;
 
@@ -140,7 +141,9 @@ async fn transfer(
                 Err(e) => {
                     // Keep what arrived so the next attempt resumes from it.
                     out.flush().await.map_err(|e| HubError::io("write", incomplete, e))?;
-                    return Err(HubError::Unreachable { model, cause: transport_cause(e) });
+                    let cause = transport_cause(e);
+                    tracing::warn!(%model, received = written, %cause, "download broke off; the partial file is kept");
+                    return Err(HubError::Interrupted { model, received: written, total: expected_size, cause });
                 }
             };
             written += chunk.len() as u64;
@@ -158,9 +161,11 @@ async fn transfer(
         out.flush().await.map_err(|e| HubError::io("write", incomplete, e))?;
     } else {
         // A previous run received every byte but stopped before the rename.
+        progress.blob(&req.metadata.etag);
         progress.start(&req.file.file, expected_size, offset);
         *started = true;
     }
+    progress.verifying();
     out.sync_all().await.map_err(|e| HubError::io("sync", incomplete, e))?;
     let actual = out.metadata().await.map_err(|e| HubError::io("read metadata of", incomplete, e))?.len();
     drop(out);
@@ -250,11 +255,11 @@ async fn hash_prefix(out: &mut File, path: &Path, len: u64) -> Result<Sha256, Hu
 
 /// The expected SHA-256 when the ETag is one: 64 hex digits (LFS files on the
 /// hub), lower-cased.
-fn sha256_etag(etag: &str) -> Option<String> {
+pub(crate) fn sha256_etag(etag: &str) -> Option<String> {
     (etag.len() == 64 && etag.bytes().all(|b| b.is_ascii_hexdigit())).then(|| etag.to_ascii_lowercase())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
         let _ = write!(text, "{byte:02x}");

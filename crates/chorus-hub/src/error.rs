@@ -42,10 +42,10 @@ pub enum HubError {
         cause: String,
     },
 
-    /// The hub or its CDN could not be reached, or a transfer broke off
-    /// (connection refused, DNS failure, connect or stall timeout), and the
-    /// file is not in the cache. A broken-off transfer leaves its partial file
-    /// behind, so the next attempt resumes it.
+    /// The hub or its CDN could not be reached (connection refused, DNS
+    /// failure, connect timeout, no answer to a request), and the file is not
+    /// in the cache. A transfer that breaks off once bytes flow is
+    /// [`HubError::Interrupted`].
     #[error("cannot download {model}: {cause}; pass a local GGUF file with --model PATH.gguf")]
     Unreachable {
         /// The source, written as `hf:OWNER/REPO/FILE[@REVISION]`.
@@ -127,6 +127,24 @@ pub enum HubError {
         reason: String,
     },
 
+    /// The transfer broke off after it had begun (the connection was cut or
+    /// stalled past the read timeout). The bytes received are kept in the
+    /// cache's `.incomplete` file, and the next attempt resumes from them.
+    #[error(
+        "the download of {model} broke off after {received} of {} bytes: {cause}; run it again to resume from there",
+        total.map_or_else(|| "an unknown number of".to_owned(), |t| t.to_string())
+    )]
+    Interrupted {
+        /// The source, written as `hf:OWNER/REPO/FILE[@REVISION]`.
+        model: String,
+        /// Bytes of the file now in the partial download (kept ones included).
+        received: u64,
+        /// The file's full size in bytes, when the hub announced it.
+        total: Option<u64>,
+        /// The transport error with its chain of causes.
+        cause: String,
+    },
+
     /// The downloaded file does not have the size the hub announced
     /// (`X-Linked-Size` or `Content-Length`); the partial file was removed.
     #[error("downloaded {model} has {actual} bytes, expected {expected}; the bad file was removed")]
@@ -160,6 +178,119 @@ pub enum HubError {
         path: PathBuf,
         /// The operating-system error.
         cause: std::io::Error,
+    },
+
+    /// [`remove_cached`](crate::remove_cached) was asked for a hub file that
+    /// has no snapshot entry in the cache.
+    #[error("{model} is not in the model cache {}: nothing was removed; list the cached models to see their names", cache_dir.display())]
+    NotCached {
+        /// The source, written as `hf:OWNER/REPO/FILE[@REVISION]`.
+        model: String,
+        /// The cache that was searched.
+        cache_dir: PathBuf,
+    },
+
+    /// [`remove_cached`](crate::remove_cached) found the file's blob being
+    /// downloaded by another task or process (its lock is held).
+    #[error("{model} is being downloaded right now: nothing was removed; try again once the download has ended")]
+    DownloadInProgress {
+        /// The source, written as `hf:OWNER/REPO/FILE[@REVISION]`.
+        model: String,
+    },
+
+    /// A file given as a GGUF model does not start with the `GGUF` magic.
+    #[error("{} is not a GGUF file (it does not start with `GGUF`): pass the model's .gguf file", path.display())]
+    NotGguf {
+        /// The file that was read.
+        path: PathBuf,
+    },
+
+    /// A model id cannot name a package or an installed model's folder.
+    #[error("invalid model id `{id}`: {reason}")]
+    InvalidModelId {
+        /// The id as given (or as read from a package's manifest).
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The registry entry given to [`package::export`](crate::package::export)
+    /// is not a TOML table.
+    #[error("the registry entry is not a TOML table: {cause}; pass the model's entry as TOML text")]
+    InvalidEntry {
+        /// The TOML parser's message.
+        cause: String,
+    },
+
+    /// The GGUF file changed (size or content) while it was being exported;
+    /// the half-written package was removed.
+    #[error("{} changed while it was being exported: nothing was written; export again once nothing writes to it", path.display())]
+    ChangedDuringExport {
+        /// The GGUF file.
+        path: PathBuf,
+    },
+
+    /// A package cannot be read as one: not a tar file, no `manifest.json`
+    /// first, a manifest that does not parse or lists the wrong files, an
+    /// unknown format version, a file the manifest lists but the tar lacks.
+    /// Nothing was imported.
+    #[error("{} is not a usable chorus model package: {reason}; nothing was imported; export the model again", package.display())]
+    InvalidPackage {
+        /// The package file.
+        package: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A package holds an entry that import refuses: a path that would leave
+    /// the target folder, a link or other non-regular file, a name the
+    /// package format does not have, or a name that appears twice. Nothing
+    /// was imported.
+    #[error("{} holds a refused entry `{entry}`: {reason}; nothing was imported; do not import packages from unknown sources", package.display())]
+    UnsafePackageEntry {
+        /// The package file.
+        package: PathBuf,
+        /// The entry's path as written in the tar (lossily decoded).
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+
+    /// A file in a package does not have the size its manifest records.
+    /// Nothing was imported.
+    #[error("{file} in {} has {actual} bytes but its manifest says {expected}: the package is damaged; nothing was imported; copy or export it again", package.display())]
+    PackageSizeMismatch {
+        /// The package file.
+        package: PathBuf,
+        /// The file's name inside the package, e.g. `model.gguf`.
+        file: String,
+        /// Size in the manifest, in bytes.
+        expected: u64,
+        /// Size in the tar, in bytes.
+        actual: u64,
+    },
+
+    /// A file in a package does not have the SHA-256 its manifest records.
+    /// Nothing was imported.
+    #[error("{file} in {} has sha256 {actual} but its manifest says {expected}: the package is damaged; nothing was imported; copy or export it again", package.display())]
+    PackageHashMismatch {
+        /// The package file.
+        package: PathBuf,
+        /// The file's name inside the package, e.g. `model.gguf`.
+        file: String,
+        /// Digest in the manifest, 64 lower-case hex digits.
+        expected: String,
+        /// Digest of the bytes in the tar, 64 lower-case hex digits.
+        actual: String,
+    },
+
+    /// The package's model is already installed: its folder exists.
+    #[error("model `{id}` is already installed at {}: nothing was imported; remove that folder first to replace it", dir.display())]
+    AlreadyInstalled {
+        /// The model id from the package's manifest.
+        id: String,
+        /// The folder that exists, `{into_dir}/{id}`.
+        dir: PathBuf,
     },
 
     /// The HTTP client could not be built (TLS set-up failed).

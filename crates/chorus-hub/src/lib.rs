@@ -24,20 +24,35 @@
 //! is downloaded into `blobs/{etag}.incomplete`, resumed with `Range` when that
 //! file exists, checked (size, and SHA-256 for LFS files whose ETag is the
 //! digest) and renamed into place. See the `cache` module for the layout.
+//! Dropping the future of [`resolve`] mid-download is safe: the bytes written
+//! so far stay in the `.incomplete` file and the next call resumes them; a
+//! transfer that breaks off returns [`HubError::Interrupted`] with the same
+//! effect.
+//!
+//! [`pull`] is [`resolve`] for a server: its progress arrives as
+//! [`PullProgress`] values on a channel ([`ChannelProgress`]), shaped like
+//! Ollama's pull progress. [`list_cached`], [`list_partial`] and
+//! [`remove_cached`] manage what the cache holds; the [`package`] module
+//! moves a model between machines as one verified tar file.
 
 mod cache;
 mod config;
 mod download;
 mod error;
+mod inventory;
+pub mod package;
 mod progress;
 mod remote;
 mod source;
 
 use std::path::{Path, PathBuf};
 
+use tokio::sync::mpsc::UnboundedSender;
+
 pub use config::{DEFAULT_ENDPOINT, HubConfig, default_cache_dir};
 pub use error::HubError;
-pub use progress::{DownloadProgress, NoProgress};
+pub use inventory::{CachedModel, PartialDownload, list_cached, list_partial, remove_cached};
+pub use progress::{ChannelProgress, DownloadProgress, NoProgress, PROGRESS_INTERVAL, PullProgress, PullStatus};
 pub use source::{DEFAULT_REVISION, HUB_PREFIX, HubFile, ModelSource};
 
 use cache::RepoCache;
@@ -55,6 +70,8 @@ use remote::{Clients, file_metadata, resolve_url, same_host};
 /// cached; [`HubError::Unreachable`] when the hub or CDN cannot be reached;
 /// [`HubError::Unauthorized`], [`HubError::Gated`], [`HubError::Forbidden`],
 /// [`HubError::NotFound`] and [`HubError::Http`] for the hub's refusals;
+/// [`HubError::Interrupted`] when the transfer breaks off (the bytes so far
+/// are kept and the next call resumes them);
 /// [`HubError::SizeMismatch`] and [`HubError::HashMismatch`] when the received
 /// file fails verification (it is then removed); [`HubError::Io`] for cache
 /// file-system failures.
@@ -67,6 +84,31 @@ pub async fn resolve(
         ModelSource::Local(path) => check_local(path).await,
         ModelSource::Hub(file) => resolve_hub(file, config, progress).await,
     }
+}
+
+/// [`resolve`] reporting into a channel: sends [`PullProgress`] values
+/// through a [`ChannelProgress`] (`downloading` at most ten times a second,
+/// `verifying`), then `done` with the file's size once it is in place,
+/// including when it was already cached or is a local file (then `done` is
+/// the only value). On an error the last value is the `downloading` count
+/// where the transfer stopped, and the error is returned as by [`resolve`]
+/// (the caller reports it; no `done` follows). A dropped receiver
+/// does not stop the download; dropping this future does, leaving a
+/// resumable partial file.
+pub async fn pull(
+    source: &ModelSource,
+    config: &HubConfig,
+    events: UnboundedSender<PullProgress>,
+) -> Result<PathBuf, HubError> {
+    let mut progress = ChannelProgress::new(events);
+    let path = resolve(source, config, &mut progress).await?;
+    let size = tokio::fs::metadata(&path).await.map_err(|e| HubError::io("read metadata of", &path, e))?.len();
+    let file = match source {
+        ModelSource::Hub(hub) => hub.file.clone(),
+        ModelSource::Local(local) => local.display().to_string(),
+    };
+    progress.done(&file, size);
+    Ok(path)
 }
 
 async fn check_local(path: &Path) -> Result<PathBuf, HubError> {

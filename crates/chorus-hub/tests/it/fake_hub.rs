@@ -2,7 +2,8 @@
 //! answers like the real hub (LFS files: 302 to a CDN on another port with
 //! `X-Linked-Etag`, `X-Linked-Size` and `X-Repo-Commit`; plain files: 200 with
 //! `ETag`), and the CDN serves bytes with `Range` support. Every request is
-//! recorded so tests can count and inspect them.
+//! recorded so tests can count and inspect them. A blob can be set to fail
+//! once: the connection cut, or the body stalled, after N bytes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
+use futures::stream::{self, BoxStream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
@@ -58,10 +60,22 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How the next `GET` of a blob fails, once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fault {
+    /// Sends this many bytes of the body, then (after a pause that lets them
+    /// reach the client) drops the connection.
+    CutAfter(usize),
+    /// Sends this many bytes of the body, then sends nothing more.
+    StallAfter(usize),
+}
+
 #[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
     seen: Vec<Seen>,
+    /// By ETag; taken by the first `GET` of the blob.
+    faults: HashMap<String, Fault>,
 }
 
 #[derive(Clone)]
@@ -113,6 +127,11 @@ impl FakeHub {
         self.shared.lock().entries.insert(format!("{repo}/{revision}/{file}"), entry);
     }
 
+    /// Makes the next `GET` of the blob `etag` from the CDN fail as `fault` says.
+    pub(crate) fn fail_once(&self, etag: &str, fault: Fault) {
+        self.shared.lock().faults.insert(etag.to_owned(), fault);
+    }
+
     pub(crate) fn seen(&self) -> Vec<Seen> {
         self.shared.lock().seen.clone()
     }
@@ -134,6 +153,8 @@ async fn resolve(
 ) -> Response {
     shared.record(&method, format!("/{owner}/{repo}/resolve/{revision}/{file}"), &headers);
     let entry = shared.lock().entries.get(&format!("{owner}/{repo}/{revision}/{file}")).cloned();
+    // As the hub does, a commit hash resolves to itself.
+    let commit = if is_commit(&revision) { revision.clone() } else { COMMIT.to_owned() };
     let builder = Response::builder();
     let response = match entry {
         None => builder
@@ -155,7 +176,7 @@ async fn resolve(
         Some(Entry::Lfs { etag, linked_size, .. }) => builder
             .status(StatusCode::FOUND)
             .header(header::LOCATION, format!("{}/cdn/{etag}", shared.cdn_base))
-            .header("x-repo-commit", COMMIT)
+            .header("x-repo-commit", &commit)
             .header("x-linked-etag", format!("\"{etag}\""))
             .header("x-linked-size", linked_size.to_string())
             // The pointer file's own ETag, which must not be used.
@@ -163,7 +184,7 @@ async fn resolve(
             .body(Body::empty()),
         Some(Entry::Plain { content, etag }) => builder
             .status(StatusCode::OK)
-            .header("x-repo-commit", COMMIT)
+            .header("x-repo-commit", &commit)
             .header(header::ETAG, format!("\"{etag}\""))
             .header(header::CONTENT_LENGTH, content.len().to_string())
             .body(if method == Method::HEAD { Body::empty() } else { Body::from(content) }),
@@ -187,6 +208,7 @@ async fn cdn(State(shared): State<Shared>, method: Method, Path(etag): Path<Stri
         .and_then(|v| v.strip_suffix('-'))
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|_| honor_range);
+    let fault = if method == Method::GET { shared.lock().faults.remove(&etag) } else { None };
     let response = match start {
         Some(start) if start >= content.len() => Response::builder()
             .status(StatusCode::RANGE_NOT_SATISFIABLE)
@@ -195,8 +217,35 @@ async fn cdn(State(shared): State<Shared>, method: Method, Path(etag): Path<Stri
         Some(start) => Response::builder()
             .status(StatusCode::PARTIAL_CONTENT)
             .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", content.len() - 1, content.len()))
-            .body(Body::from(content[start..].to_vec())),
-        None => Response::builder().status(StatusCode::OK).body(Body::from(content)),
+            .header(header::CONTENT_LENGTH, content.len() - start)
+            .body(body(content[start..].to_vec(), fault)),
+        None => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_LENGTH, content.len())
+            .body(body(content, fault)),
     };
     response.unwrap_or_default()
+}
+
+/// The body: all of `content`, or the part before a fault and then the fault.
+fn body(content: Vec<u8>, fault: Option<Fault>) -> Body {
+    type Chunk = Result<Vec<u8>, std::io::Error>;
+    let (before, rest): (Vec<u8>, BoxStream<'static, Chunk>) = match fault {
+        None => return Body::from(content),
+        Some(Fault::CutAfter(n)) => {
+            // An error right after the bytes would make hyper drop them
+            // unsent; the pause lets it flush them first.
+            let cut = stream::once(async {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                Err(std::io::Error::other("the fake CDN cut the connection"))
+            });
+            (content[..n.min(content.len())].to_vec(), cut.boxed())
+        }
+        Some(Fault::StallAfter(n)) => (content[..n.min(content.len())].to_vec(), stream::pending().boxed()),
+    };
+    Body::from_stream(stream::once(async move { Ok(before) }).chain(rest))
+}
+
+fn is_commit(revision: &str) -> bool {
+    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -1,10 +1,15 @@
-//! Downloads from the fake hub: first download, cache hits, resume, shared
-//! blobs, plain files, renamed repositories, tokens, offline use.
+//! Downloads from the fake hub: first download, cache hits, resume (of a
+//! partial file, after a cut connection, after the future was dropped),
+//! shared blobs, plain files, renamed repositories, tokens, offline use, and
+//! `pull`'s progress events.
+
+use std::time::Duration;
 
 use axum::http::Method;
-use chorus_hub::{HubError, NoProgress, resolve};
+use chorus_hub::{ChannelProgress, HubError, NoProgress, PullProgress, PullStatus, pull, resolve};
+use tokio::sync::mpsc;
 
-use crate::fake_hub::{COMMIT, Entry, FakeHub, sha256_hex};
+use crate::fake_hub::{COMMIT, Entry, FakeHub, Fault, sha256_hex};
 use crate::{Recorder, blobs_dir, config, content, hub_source};
 
 const REPO: &str = "acme/tiny-GGUF";
@@ -259,4 +264,164 @@ async fn offline_without_a_cached_copy_fails_with_a_hint() {
     assert!(matches!(err, Some(HubError::OfflineNotCached { .. })), "{err:?}");
     assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("--model"));
     assert_eq!(hub.requests(), 0);
+}
+
+#[tokio::test]
+async fn a_cut_connection_leaves_a_partial_file_that_the_next_resolve_resumes() {
+    let hub = FakeHub::start().await;
+    let bytes = content(300_000);
+    let etag = sha256_hex(&bytes);
+    hub.add(REPO, "main", FILE, Entry::lfs(&bytes));
+    let cut = 120_000;
+    hub.fail_once(&etag, Fault::CutAfter(cut));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&hub.endpoint, dir.path());
+    let source = hub_source(REPO, FILE, "main");
+    let incomplete = blobs_dir(&config, REPO).join(format!("{etag}.incomplete"));
+
+    let mut first = Recorder::default();
+    let err = resolve(&source, &config, &mut first).await.err();
+
+    match &err {
+        Some(HubError::Interrupted { received, total, .. }) => {
+            assert_eq!(*received, cut as u64);
+            assert_eq!(*total, Some(bytes.len() as u64));
+        }
+        other => panic!("expected an interrupted download, got {other:?}"),
+    }
+    let message = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("broke off after 120000 of 300000 bytes"), "{message}");
+    assert!(message.contains("run it again to resume"), "{message}");
+    assert_eq!(std::fs::read(&incomplete).expect("partial file kept"), &bytes[..cut]);
+    assert_eq!(first.finishes, 1);
+    let partial = chorus_hub::list_partial(&config.cache_dir).expect("list partial");
+    assert_eq!(partial.iter().map(|p| (p.blob.as_str(), p.bytes)).collect::<Vec<_>>(), [(etag.as_str(), cut as u64)]);
+    assert_eq!(chorus_hub::list_cached(&config.cache_dir).expect("list"), []);
+
+    let mut second = Recorder::default();
+    let path = resolve(&source, &config, &mut second).await.expect("second resolve");
+
+    let gets = hub.cdn_gets();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[0].range, None);
+    assert_eq!(gets[1].range.as_deref(), Some("bytes=120000-"));
+    assert_eq!(second.starts, vec![(FILE.to_owned(), Some(bytes.len() as u64), cut as u64)]);
+    assert_eq!(second.advanced, (bytes.len() - cut) as u64);
+    assert_eq!(sha256_hex(&std::fs::read(&path).expect("read")), etag);
+    assert!(!incomplete.exists());
+}
+
+#[tokio::test]
+async fn dropping_resolve_mid_download_leaves_a_resumable_partial_file() {
+    let hub = FakeHub::start().await;
+    let bytes = content(400_000);
+    let etag = sha256_hex(&bytes);
+    hub.add(REPO, "main", FILE, Entry::lfs(&bytes));
+    let stall = 150_000;
+    hub.fail_once(&etag, Fault::StallAfter(stall));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&hub.endpoint, dir.path());
+    let source = hub_source(REPO, FILE, "main");
+    let incomplete = blobs_dir(&config, REPO).join(format!("{etag}.incomplete"));
+
+    let (sender, mut events) = mpsc::unbounded_channel();
+    let mut progress = ChannelProgress::with_interval(sender, Duration::ZERO);
+    {
+        let download = resolve(&source, &config, &mut progress);
+        let stalled = async {
+            while let Some(event) = events.recv().await {
+                if event.completed >= stall as u64 {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            result = download => panic!("the stalled download ended: {result:?}"),
+            () = stalled => {}
+        }
+        // The resolve future is dropped here, mid-transfer.
+    }
+    // Every byte handed to the file reaches it, even after the drop.
+    for _ in 0..1_000 {
+        if std::fs::metadata(&incomplete).is_ok_and(|m| m.len() == stall as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(std::fs::read(&incomplete).expect("partial file kept"), &bytes[..stall]);
+
+    let path = resolve(&source, &config, &mut NoProgress).await.expect("resumed resolve");
+
+    let gets = hub.cdn_gets();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[1].range.as_deref(), Some(format!("bytes={stall}-").as_str()));
+    assert_eq!(sha256_hex(&std::fs::read(&path).expect("read")), etag);
+}
+
+#[tokio::test]
+async fn pull_reports_downloading_verifying_and_done() {
+    let hub = FakeHub::start().await;
+    let bytes = content(1_000_000);
+    let etag = sha256_hex(&bytes);
+    hub.add(REPO, "main", FILE, Entry::lfs(&bytes));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&hub.endpoint, dir.path());
+    let source = hub_source(REPO, FILE, "main");
+    let size = bytes.len() as u64;
+
+    let (sender, mut receiver) = mpsc::unbounded_channel();
+    let path = pull(&source, &config, sender).await.expect("pull");
+    let events: Vec<PullProgress> = std::iter::from_fn(|| receiver.try_recv().ok()).collect();
+
+    assert_eq!(std::fs::read(&path).expect("read"), bytes);
+    let digest = Some(format!("sha256:{etag}"));
+    let at = |status, completed| PullProgress {
+        status,
+        file: FILE.to_owned(),
+        digest: digest.clone(),
+        total: Some(size),
+        completed,
+    };
+    assert_eq!(events.first(), Some(&at(PullStatus::Downloading, 0)), "{events:?}");
+    assert_eq!(
+        events[events.len() - 3..],
+        [at(PullStatus::Downloading, size), at(PullStatus::Verifying, size), at(PullStatus::Done, size)]
+    );
+    assert!(events.windows(2).all(|w| w[0].completed <= w[1].completed), "{events:?}");
+    assert!(events.iter().rev().skip(2).all(|e| e.status == PullStatus::Downloading));
+
+    // A cached file: only `done`.
+    let (sender, mut receiver) = mpsc::unbounded_channel();
+    pull(&source, &config, sender).await.expect("second pull");
+    let events: Vec<PullProgress> = std::iter::from_fn(|| receiver.try_recv().ok()).collect();
+    assert_eq!(
+        events,
+        [PullProgress {
+            status: PullStatus::Done,
+            file: FILE.to_owned(),
+            digest: None,
+            total: Some(size),
+            completed: size
+        }]
+    );
+}
+
+#[tokio::test]
+async fn pull_sends_nothing_more_after_an_error() {
+    let hub = FakeHub::start().await;
+    let bytes = content(100_000);
+    let etag = sha256_hex(&bytes);
+    hub.add(REPO, "main", FILE, Entry::lfs(&bytes));
+    hub.fail_once(&etag, Fault::CutAfter(40_000));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&hub.endpoint, dir.path());
+
+    let (sender, mut receiver) = mpsc::unbounded_channel();
+    let err = pull(&hub_source(REPO, FILE, "main"), &config, sender).await.err();
+    let events: Vec<PullProgress> = std::iter::from_fn(|| receiver.try_recv().ok()).collect();
+
+    assert!(matches!(err, Some(HubError::Interrupted { received: 40_000, .. })), "{err:?}");
+    let last = events.last().expect("some progress");
+    assert_eq!((last.status, last.completed), (PullStatus::Downloading, 40_000), "{events:?}");
+    assert!(events.iter().all(|e| e.status == PullStatus::Downloading), "{events:?}");
 }

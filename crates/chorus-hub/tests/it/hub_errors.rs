@@ -89,6 +89,44 @@ async fn sha256_mismatch_is_an_error_and_removes_the_file() {
 }
 
 #[tokio::test]
+async fn a_resumed_download_with_a_corrupt_kept_part_is_refused_and_the_retry_starts_afresh() {
+    let hub = FakeHub::start().await;
+    let bytes = content(50_000);
+    let etag = sha256_hex(&bytes);
+    hub.add(REPO, "main", FILE, Entry::lfs(&bytes));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(&hub.endpoint, dir.path());
+    let blobs = blobs_dir(&config, REPO);
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let mut kept = bytes[..20_000].to_vec();
+    kept[1_234] ^= 0x01;
+    std::fs::write(blobs.join(format!("{etag}.incomplete")), &kept).expect("write partial");
+    let source = hub_source(REPO, FILE, "main");
+
+    let err = resolve(&source, &config, &mut NoProgress).await.err();
+
+    let mut whole = kept.clone();
+    whole.extend_from_slice(&bytes[20_000..]);
+    match &err {
+        Some(HubError::HashMismatch { expected, actual, .. }) => {
+            assert_eq!(*expected, etag);
+            assert_eq!(*actual, sha256_hex(&whole));
+        }
+        other => panic!("expected a hash mismatch, got {other:?}"),
+    }
+    assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("the bad file was removed"));
+    assert_eq!(cached_files(&config), Vec::<std::path::PathBuf>::new(), "nothing placed, nothing kept");
+    assert_eq!(hub.cdn_gets()[0].range.as_deref(), Some("bytes=20000-"));
+
+    let path = resolve(&source, &config, &mut NoProgress).await.expect("retry");
+
+    let gets = hub.cdn_gets();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[1].range, None, "the retry starts from the first byte");
+    assert_eq!(sha256_hex(&std::fs::read(&path).expect("read")), etag);
+}
+
+#[tokio::test]
 async fn missing_file_is_a_not_found_error() {
     let hub = FakeHub::start().await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,10 +1,13 @@
-//! Integration tests of `chorus_hub::resolve` against a local imitation of the
-//! Hugging Face hub and its CDN (see `fake_hub`).
+//! Integration tests of `chorus_hub`: `resolve` and `pull` against a local
+//! imitation of the Hugging Face hub and its CDN (see `fake_hub`), the cache
+//! inventory, and model packages.
 
 mod fake_hub;
 mod hub_download;
 mod hub_errors;
+mod inventory;
 mod local;
+mod package;
 
 use std::path::{Path, PathBuf};
 
