@@ -10,12 +10,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# Real models (Qwen2.5-Coder-0.5B-Instruct, Gemma 3 270M base) for the real-model tests,
+# Real models (Qwen2.5-Coder-0.5B-Instruct, Gemma 3 270M base, all-MiniLM-L6-v2) for the real-model tests,
 # fetched once into the user's cache dir; a fixture that cannot be had fails the run.
-fixtures="$(scripts/models.sh qwen-coder gemma)"
+fixtures="$(scripts/models.sh qwen-coder gemma minilm)"
 CHORUS_QWEN_CODER="$(sed -n 1p <<<"$fixtures")"
 CHORUS_GEMMA="$(sed -n 2p <<<"$fixtures")"
-export CHORUS_QWEN_CODER CHORUS_GEMMA
+CHORUS_MINILM="$(sed -n 3p <<<"$fixtures")"
+export CHORUS_QWEN_CODER CHORUS_GEMMA CHORUS_MINILM
 
 read -r pg_url pg_dir < <(scripts/postgres.sh start)
 trap 'scripts/postgres.sh stop "$pg_dir"' EXIT

@@ -14,6 +14,7 @@ mod kv_cache;
 mod lifecycle;
 mod mcp_client;
 mod mcp_server;
+mod models;
 mod real_model;
 mod sessions;
 mod store_failure;
