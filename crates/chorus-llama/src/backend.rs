@@ -1,6 +1,10 @@
 //! [`LlamaBackend`]: loads a GGUF model, starts its model thread, and
 //! implements the engine's [`Backend`] by tokenizing on the caller's thread
 //! and queueing the sequence for the model thread.
+//!
+//! A model is either generative or an embedding model (see `embedding_model`): the latter's
+//! context computes pooled embeddings, its thread runs `embed::run` instead of the generation
+//! worker, and it serves [`Backend::embed`] only.
 
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -9,21 +13,23 @@ use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use chorus_engine::backend::SlotActionReply;
+use chorus_engine::embed::{EmbedReply, EmbedRequest};
 use chorus_engine::tools::{self, ToolFormat};
 use chorus_engine::{
-    Backend, BackendError, BackendStats, CacheStats, GenerationStream, Metrics, ModelInfo, SlotAction,
-    ValidGenerateRequest,
+    Backend, BackendError, BackendStats, CacheStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, Prompt,
+    Serves, SlotAction, ValidGenerateRequest,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend as LlamaRuntime;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 
-use crate::LlamaConfig;
 use crate::cache::PromptCache;
+use crate::embed::EmbedJob;
 use crate::snapshot::{DiskCache, DiskConfig};
 use crate::template::{ChatTemplate, TemplateError};
 use crate::worker::{self, Caches, Job, Msg, SharedStats};
+use crate::{LlamaConfig, Pooling};
 
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +59,15 @@ pub enum LlamaError {
     /// The model thread could not be started.
     #[error("cannot start the model thread: {0}")]
     Thread(String),
+    /// An embedding model (or one loaded with `--embeddings`) whose pooling gives no single
+    /// vector per input.
+    #[error("cannot serve embeddings from {path}: {reason}")]
+    Embeddings {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The process-wide llama.cpp runtime, initialised once.
@@ -72,7 +87,12 @@ pub struct LlamaBackend {
     info: ModelInfo,
     model: Arc<LlamaModel>,
     template: ChatTemplate,
+    /// The generation worker's channel; `None` for an embedding model.
     jobs: Option<mpsc::Sender<Msg>>,
+    /// The embedding loop's channel, for an embedding model; dropping it ends the thread.
+    embed_jobs: Option<mpsc::Sender<Box<EmbedJob>>>,
+    /// The most tokens one embedding input may have (0 for a generative model).
+    embed_limit: usize,
     stats: Arc<Mutex<SharedStats>>,
     /// `--cache-ram` and `--cache-disk` as resolved at load, in bytes.
     budgets: (u64, u64),
@@ -106,26 +126,43 @@ impl LlamaBackend {
         let model = LlamaModel::load_from_file(runtime, path, &params)
             .map_err(|e| load_err(format!("{e} (is it a GGUF file?)")))?;
         let model = Arc::new(model);
-        let (template, has_chat_template) = load_template(&model, config)?;
+        let pooling = if embedding_model(&model, config) {
+            let reason = |reason| LlamaError::Embeddings { path: path.display().to_string(), reason };
+            Some(embedding_pooling(&model, config).map_err(reason)?)
+        } else {
+            None
+        };
+        // An embedding model has no use for a chat template (nor for the warning that it lacks one).
+        let (template, has_chat_template) =
+            if pooling.is_some() { (ChatTemplate::chatml(), false) } else { load_template(&model, config)? };
 
         let n_ctx_train = model.n_ctx_train();
         let n_parallel = config.n_parallel.clamp(1, 256);
         let kv_bytes_per_token = kv_bytes_per_token(&model);
         let model_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-        let (n_ctx, context_choice) = choose_ctx(config, n_ctx_train, kv_bytes_per_token, model_bytes);
-        let ctx_params = LlamaContextParams::default()
+        let (n_ctx, context_choice) =
+            choose_ctx(config, n_ctx_train, kv_bytes_per_token, model_bytes, pooling.is_some());
+        let n_ubatch = n_ubatch(config, pooling.is_some());
+        // An embedding model's cache is always unified: with one stream per sequence llama.cpp
+        // splits a batch into equal shares of every sequence, so a sequence would span
+        // micro-batches and be pooled from its last share only.
+        let kv_unified = config.kv_unified || pooling.is_some();
+        let mut ctx_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(config.n_batch.max(1))
-            .with_n_ubatch(config.n_ubatch.clamp(1, config.n_batch.max(1)))
+            .with_n_ubatch(n_ubatch)
             .with_n_seq_max(n_parallel)
-            .with_kv_unified(config.kv_unified)
+            .with_kv_unified(kv_unified)
             .with_n_threads(config.n_threads.max(1) as i32)
             .with_n_threads_batch(config.n_threads_batch.max(1) as i32);
+        if let Some(pooling) = pooling {
+            ctx_params = ctx_params.with_embeddings(true).with_pooling_type(pooling.to_llama());
+        }
 
-        let kv_unified = config.kv_unified;
         let id = config.alias.clone().unwrap_or_else(|| file_stem(path));
         let stats = Arc::new(Mutex::new(SharedStats::new(n_parallel)));
         let (jobs_tx, jobs_rx) = mpsc::channel();
+        let (embed_tx, embed_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = {
             let model = Arc::clone(&model);
@@ -148,14 +185,21 @@ impl LlamaBackend {
                     // llama.cpp rounds the context to whole slots of 256 cells. With a unified
                     // cache one sequence may take all of it, but no more than the model learnt.
                     let n_ctx_slot = if kv_unified { n_ctx.min(n_ctx_train.max(256)) } else { n_ctx / n_parallel };
+                    if pooling.is_some() {
+                        // One input fills at most one micro-batch (see `embed`).
+                        let limit = ctx.n_ubatch().min(n_ctx_slot).min(n_ctx_train.max(1));
+                        let _ = ready_tx.send(Ok((n_ctx, n_ctx_slot, (0, 0), limit as usize)));
+                        crate::embed::run(ctx, n_parallel as usize, embed_rx, &stats, &metrics);
+                        return;
+                    }
                     let caches = caches(&config, &id, n_ctx_slot, disk_jobs, &metrics);
                     let budgets = (caches.ram.budget(), caches.disk.as_ref().map_or(0, |d| d.budget));
-                    let _ = ready_tx.send(Ok((n_ctx, n_ctx_slot, budgets)));
+                    let _ = ready_tx.send(Ok((n_ctx, n_ctx_slot, budgets, 0)));
                     worker::run(&model, ctx, n_parallel, n_ctx_slot, jobs_rx, &stats, &metrics, caches);
                 })
                 .map_err(|e| LlamaError::Thread(e.to_string()))?
         };
-        let (n_ctx, n_ctx_slot, budgets) = match ready_rx.recv() {
+        let (n_ctx, n_ctx_slot, budgets, embed_limit) = match ready_rx.recv() {
             Ok(Ok(n)) => n,
             Ok(Err(reason)) => return Err(LlamaError::Context { n_ctx, reason }),
             Err(_) => return Err(LlamaError::Thread("the model thread ended while starting".into())),
@@ -163,7 +207,10 @@ impl LlamaBackend {
 
         let memory_bytes = model.size()
             + u64::from(n_ctx) * kv_bytes_per_token
-            + compute_bytes(config, model.n_vocab().max(0) as u64, model.n_embd().max(0) as u64);
+            + compute_bytes(config, n_ubatch, model.n_vocab().max(0) as u64, model.n_embd().max(0) as u64);
+        // What `llama_get_embeddings_seq` gives: `n_embd_out` (the width after any output
+        // projection) for every pooling but rank, which is refused.
+        let n_embd = if pooling.is_some() { model.n_embd_out() } else { model.n_embd() };
         let info = ModelInfo {
             id,
             path: path.clone(),
@@ -181,20 +228,30 @@ impl LlamaBackend {
             kv_bytes: u64::from(n_ctx) * kv_bytes_per_token,
             context_choice,
             has_chat_template,
-            n_embd: model.n_embd().max(0) as u32,
-            serves: chorus_engine::Serves::GENERATION,
+            n_embd: n_embd.max(0) as u32,
+            serves: if pooling.is_some() { Serves::EMBEDDINGS } else { Serves::GENERATION },
         };
-        tracing::info!(
-            model = %info.id, n_ctx, n_ctx_slot, n_parallel, kv_unified, n_ctx_train,
-            kv_mib = info.kv_bytes >> 20, params = info.n_params,
-            cache_ram_mib = budgets.0 >> 20, cache_disk_mib = budgets.1 >> 20,
-            "model loaded; context: {}", info.context_choice
-        );
+        match pooling {
+            Some(pooling) => tracing::info!(
+                model = %info.id, n_ctx, n_ctx_slot, n_parallel, n_ctx_train, n_embd = info.n_embd,
+                %pooling, input_limit = embed_limit, params = info.n_params,
+                "embedding model loaded; context: {}", info.context_choice
+            ),
+            None => tracing::info!(
+                model = %info.id, n_ctx, n_ctx_slot, n_parallel, kv_unified, n_ctx_train,
+                kv_mib = info.kv_bytes >> 20, params = info.n_params,
+                cache_ram_mib = budgets.0 >> 20, cache_disk_mib = budgets.1 >> 20,
+                "model loaded; context: {}", info.context_choice
+            ),
+        }
+        let embedding = pooling.is_some();
         Ok(Self {
             info,
             model,
             template,
-            jobs: Some(jobs_tx),
+            jobs: (!embedding).then_some(jobs_tx),
+            embed_jobs: embedding.then_some(embed_tx),
+            embed_limit,
             stats,
             metrics,
             budgets,
@@ -207,6 +264,21 @@ impl LlamaBackend {
     /// The chat template in use.
     pub fn template(&self) -> &ChatTemplate {
         &self.template
+    }
+
+    /// The most tokens one input of [`Backend::embed`] may have (inputs over it are refused or,
+    /// with `truncate`, cut); 0 for a generative model.
+    pub fn embedding_limit(&self) -> usize {
+        self.embed_limit
+    }
+
+    /// An embedding model's answer to a generation request.
+    fn unsupported(&self, request: &GenerateRequest) -> BackendError {
+        let what = match request.prompt {
+            Prompt::Chat(_) => "chat completions",
+            Prompt::Text(_) => "completions",
+        };
+        BackendError::Unsupported { model: self.info.id.clone(), what }
     }
 }
 
@@ -288,10 +360,82 @@ fn kv_bytes_per_token(model: &LlamaModel) -> u64 {
     u64::from(model.n_layer()) * n_head_kv * (k + v) * 2
 }
 
-/// `--ctx-size`, or the fit's choice within free memory and `memory_limit`.
-fn choose_ctx(config: &LlamaConfig, n_ctx_train: u32, kv_bytes_per_token: u64, model_bytes: u64) -> (u32, String) {
+/// llama.cpp architectures that are encoders (bidirectional attention, no KV cache): embedding
+/// models whatever else their metadata says.
+const ENCODERS: [&str; 9] = [
+    "bert",
+    "modern-bert",
+    "nomic-bert",
+    "nomic-bert-moe",
+    "neo-bert",
+    "jina-bert-v2",
+    "jina-bert-v3",
+    "eurobert",
+    "gemma-embedding",
+];
+
+/// The GGUF's `{arch}.pooling_type`, when it names one.
+fn metadata_pooling(model: &LlamaModel) -> Option<Pooling> {
+    let arch = model.meta_val_str("general.architecture").ok()?;
+    let value = model.meta_val_str(&format!("{arch}.pooling_type")).ok()?;
+    Pooling::from_llama(value.trim().parse::<i32>().ok()?.into())
+}
+
+/// Whether `model` is served as an embedding model: `--embeddings`, an encoder architecture
+/// (or `{arch}.attention.causal` false), or a pooling type in the GGUF (what converters write
+/// for embedding models). Reads metadata only, so it works on a vocabulary-only load.
+pub(crate) fn embedding_model(model: &LlamaModel, config: &LlamaConfig) -> bool {
+    let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+    config.embeddings
+        || ENCODERS.contains(&arch.as_str())
+        || model.meta_val_str(&format!("{arch}.attention.causal")).is_ok_and(|v| v.trim() == "false")
+        || metadata_pooling(model).is_some_and(|p| p != Pooling::None)
+}
+
+/// The pooling an embedding model's context uses: `--pooling`, else the GGUF's. `none` (a
+/// vector per token) and `rank` (a reranker's score) give no embedding per input.
+fn embedding_pooling(model: &LlamaModel, config: &LlamaConfig) -> Result<Pooling, String> {
+    match config.pooling.or_else(|| metadata_pooling(model)) {
+        None | Some(Pooling::None) => {
+            Err("the model has no pooling type (`pooling_type` in its GGUF), and without one llama.cpp gives a vector \
+             per token, not per input; choose one with --pooling mean, cls or last (or `pooling` in [[models]])"
+                .to_owned())
+        }
+        Some(Pooling::Rank) => {
+            Err("rank pooling scores query-document pairs for reranking, which chorus does not serve; choose \
+             --pooling mean, cls or last to embed with this model"
+                .to_owned())
+        }
+        Some(pooling) => Ok(pooling),
+    }
+}
+
+/// `--ubatch-size`, within `--batch-size`; an embedding model's is the whole batch, so a
+/// decode is one micro-batch (see `embed`).
+fn n_ubatch(config: &LlamaConfig, embedding: bool) -> u32 {
+    let n_batch = config.n_batch.max(1);
+    if embedding { n_batch } else { config.n_ubatch.clamp(1, n_batch) }
+}
+
+/// `--ctx-size`; or for an embedding model room for one batch (its cells are emptied before
+/// every decode); or the fit's choice within free memory and `memory_limit`.
+fn choose_ctx(
+    config: &LlamaConfig,
+    n_ctx_train: u32,
+    kv_bytes_per_token: u64,
+    model_bytes: u64,
+    embedding: bool,
+) -> (u32, String) {
     if config.n_ctx != 0 {
         return (config.n_ctx, "--ctx-size".to_owned());
+    }
+    if embedding {
+        let n_parallel = config.n_parallel.clamp(1, 256);
+        let n_batch = config.n_batch.max(1);
+        let per_seq = n_ctx_train.max(1).min(n_batch);
+        // A decode holds at most `n_parallel` inputs and `n_batch` tokens, in a unified cache.
+        let n_ctx = n_batch.min(per_seq * n_parallel);
+        return (n_ctx, format!("an embedding model: one batch of {n_parallel} inputs of up to {per_seq} tokens"));
     }
     let free = crate::fit::available_memory();
     let available = config.memory_limit.map_or(free, |limit| limit.min(free));
@@ -308,8 +452,8 @@ fn choose_ctx(config: &LlamaConfig, n_ctx_train: u32, kv_bytes_per_token: u64, m
 /// llama.cpp's compute buffers, estimated: the logits of a whole micro-batch dominate
 /// (`n_ubatch × n_vocab` f32), plus the activations of one (`n_ubatch × n_embd` f32, a few
 /// times over) and each slot's output row.
-fn compute_bytes(config: &LlamaConfig, n_vocab: u64, n_embd: u64) -> u64 {
-    let n_ubatch = u64::from(config.n_ubatch.clamp(1, config.n_batch.max(1)));
+fn compute_bytes(config: &LlamaConfig, n_ubatch: u32, n_vocab: u64, n_embd: u64) -> u64 {
+    let n_ubatch = u64::from(n_ubatch);
     let n_parallel = u64::from(config.n_parallel.clamp(1, 256));
     (n_ubatch * n_vocab + n_ubatch * n_embd * 8 + n_parallel * n_vocab) * 4
 }
@@ -342,9 +486,10 @@ pub fn estimate(config: &LlamaConfig) -> Result<Estimate, LlamaError> {
     let kv = meta("block_count").unwrap_or(0) * n_head_kv * (k + v) * 2;
     let n_ctx_train = meta("context_length").unwrap_or(4096).min(u64::from(u32::MAX)) as u32;
     let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-    let (n_ctx, _) = choose_ctx(config, n_ctx_train, kv, file_bytes);
-    let compute = compute_bytes(config, model.n_vocab().max(0) as u64, n_embd);
-    Ok(Estimate { bytes: file_bytes + u64::from(n_ctx) * kv + compute, n_ctx })
+    let embedding = embedding_model(&model, config);
+    let (n_ctx, _) = choose_ctx(config, n_ctx_train, kv, file_bytes, embedding);
+    let compute = compute_bytes(config, n_ubatch(config, embedding), model.n_vocab().max(0) as u64, n_embd);
+    Ok(Estimate { bytes: file_bytes + u64::from(n_ctx) * kv + compute, n_ctx, embedding })
 }
 
 /// What [`estimate`] found.
@@ -354,6 +499,8 @@ pub struct Estimate {
     pub bytes: u64,
     /// The context size it would get, in tokens.
     pub n_ctx: u32,
+    /// Whether it would load as an embedding model (serving embeddings, not generation).
+    pub embedding: bool,
 }
 
 fn file_stem(path: &Path) -> String {
@@ -366,6 +513,9 @@ impl Backend for LlamaBackend {
     }
 
     fn generate(&self, request: ValidGenerateRequest) -> Result<GenerationStream, BackendError> {
+        if !self.info.serves.generation {
+            return Err(self.unsupported(request.get()));
+        }
         let mut request = request.into_inner();
         let tokens = crate::prompt::tokenize(&self.model, &self.template, &request)?;
         let constraint =
@@ -402,7 +552,20 @@ impl Backend for LlamaBackend {
     }
 
     fn prompt_tokens(&self, request: &ValidGenerateRequest) -> Result<u32, BackendError> {
+        if !self.info.serves.generation {
+            return Err(self.unsupported(request.get()));
+        }
         Ok(crate::prompt::tokenize(&self.model, &self.template, request.get())?.len() as u32)
+    }
+
+    fn embed(&self, request: EmbedRequest) -> Result<EmbedReply, BackendError> {
+        let Some(jobs) = &self.embed_jobs else {
+            return Err(BackendError::Unsupported { model: self.info.id.clone(), what: "embeddings" });
+        };
+        let inputs = crate::embed::prepare(&self.model, &request, self.embed_limit)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        jobs.send(Box::new(EmbedJob { inputs, reply })).map_err(|_| BackendError::Unavailable)?;
+        Ok(answer)
     }
 
     fn memory_bytes(&self) -> u64 {
@@ -457,6 +620,8 @@ impl Drop for LlamaBackend {
         if let Some(jobs) = self.jobs.take() {
             let _ = jobs.send(Msg::Shutdown);
         }
+        // The embedding loop ends when its channel closes.
+        self.embed_jobs = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

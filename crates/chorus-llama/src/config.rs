@@ -1,7 +1,11 @@
 //! [`LlamaConfig`]: how to load a model and size its context, named after
-//! llama-server's flags.
+//! llama-server's flags, and [`Pooling`], how an embedding model turns its token
+//! vectors into one.
 
 use std::path::PathBuf;
+use std::str::FromStr;
+
+use llama_cpp_2::context::params::LlamaPoolingType;
 
 /// Load-time settings of one model. Defaults follow llama-server where it has one.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +53,15 @@ pub struct LlamaConfig {
     /// The most memory the model may take, in bytes (its share of the model pool's
     /// `--memory-budget`): `n_ctx` 0 is sized within it as well as within free memory.
     pub memory_limit: Option<u64>,
+    /// llama-server's `--embeddings`: serve embeddings instead of generation, even for a
+    /// model whose GGUF does not say it is an embedding model (BERT-family files and those
+    /// with `{arch}.pooling_type` are one without it). An embedding model's context computes
+    /// pooled embeddings, with `n_ubatch` = `n_batch` (an input fills at most one micro-batch)
+    /// and a unified cache whatever `kv_unified` says; `n_ctx` 0 is one batch's worth.
+    pub embeddings: bool,
+    /// llama-server's `--pooling`: how an embedding model pools its token vectors; `None`
+    /// takes the GGUF's `{arch}.pooling_type`. Ignored for a generative model.
+    pub pooling: Option<Pooling>,
 }
 
 impl LlamaConfig {
@@ -73,6 +86,81 @@ impl LlamaConfig {
             cache_disk: None,
             slot_save_path: None,
             memory_limit: None,
+            embeddings: false,
+            pooling: None,
         }
+    }
+}
+
+/// How an embedding model makes one vector of its token vectors (llama-server's `--pooling`,
+/// llama.cpp's `llama_pooling_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// No pooling: a vector per token, which `/v1/embeddings` cannot return (refused at load).
+    None,
+    /// The mean of the token vectors (most sentence-transformers models).
+    Mean,
+    /// The first token's vector (BERT's `[CLS]`).
+    Cls,
+    /// The last token's vector (decoder embedding models such as Qwen3-Embedding).
+    Last,
+    /// A reranker's relevance score (refused at load: chorus serves no reranking).
+    Rank,
+}
+
+impl Pooling {
+    /// Every pooling, in llama-server's order.
+    pub const ALL: [Self; 5] = [Self::None, Self::Mean, Self::Cls, Self::Last, Self::Rank];
+
+    /// The name `--pooling` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Mean => "mean",
+            Self::Cls => "cls",
+            Self::Last => "last",
+            Self::Rank => "rank",
+        }
+    }
+
+    /// llama.cpp's value; [`LlamaPoolingType::Unspecified`] and unknown ones are `None`.
+    pub(crate) fn from_llama(pooling: LlamaPoolingType) -> Option<Self> {
+        match pooling {
+            LlamaPoolingType::None => Some(Self::None),
+            LlamaPoolingType::Mean => Some(Self::Mean),
+            LlamaPoolingType::Cls => Some(Self::Cls),
+            LlamaPoolingType::Last => Some(Self::Last),
+            LlamaPoolingType::Rank => Some(Self::Rank),
+            LlamaPoolingType::Unspecified => None,
+        }
+    }
+
+    /// As llama.cpp's context parameter.
+    pub(crate) fn to_llama(self) -> LlamaPoolingType {
+        match self {
+            Self::None => LlamaPoolingType::None,
+            Self::Mean => LlamaPoolingType::Mean,
+            Self::Cls => LlamaPoolingType::Cls,
+            Self::Last => LlamaPoolingType::Last,
+            Self::Rank => LlamaPoolingType::Rank,
+        }
+    }
+}
+
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Pooling {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a pooling type: use none, mean, cls, last or rank"))
     }
 }

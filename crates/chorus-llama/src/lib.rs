@@ -1,7 +1,8 @@
 //! The llama.cpp backend of chorus (through `llama-cpp-2`): it loads a GGUF
 //! model, owns one llama.cpp context on one OS thread per model, and runs
-//! continuous batching over that context ([`LlamaBackend`]). It also renders
-//! the model's Jinja chat template ([`template`]).
+//! continuous batching over that context ([`LlamaBackend`]), or for an
+//! embedding model computes pooled embeddings on it. It also renders the
+//! model's Jinja chat template ([`template`]).
 //!
 //! This is the only crate that calls llama.cpp. Unsafe code stays inside
 //! `llama-cpp-2`, but for one pair of calls in `state` (a sequence's state as
@@ -10,6 +11,7 @@
 mod backend;
 mod cache;
 mod config;
+mod embed;
 mod fit;
 mod grammar;
 mod prompt;
@@ -20,4 +22,4 @@ pub mod template;
 mod worker;
 
 pub use backend::{Estimate, LlamaBackend, LlamaError, estimate};
-pub use config::LlamaConfig;
+pub use config::{LlamaConfig, Pooling};

@@ -133,6 +133,18 @@ impl SharedStats {
         Self { slots_total, slots_busy: 0, queued: 0, recent: VecDeque::new(), max_sequences: 0, steps: 0 }
     }
 
+    /// A decode step of `sequences` sequences run outside the generation worker (an embedding
+    /// model's loop), with `queued` inputs still waiting.
+    pub(crate) fn record_step(&mut self, sequences: u32, queued: u32) {
+        self.steps += 1;
+        self.queued = queued;
+        self.max_sequences = self.max_sequences.max(sequences);
+        if self.recent.len() == RECENT_STEPS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(sequences);
+    }
+
     pub(crate) fn snapshot(&self) -> BackendStats {
         BackendStats {
             slots_total: self.slots_total,
