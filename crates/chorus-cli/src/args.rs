@@ -39,6 +39,13 @@ pub(crate) enum Command {
     /// MCP: serve chorus to an MCP client over stdio (Claude Desktop and others launch
     /// `chorus mcp`), or `mcp list` the MCP servers whose tools chorus's agents use.
     Mcp(McpArgs),
+    /// Models: the running server's (`ps`, `load`, `unload`) and this machine's (`list`, `show`,
+    /// `rm` in the hub cache; `export` to a package file, `import` one and register it).
+    Models(ModelsArgs),
+    /// Download a GGUF model from the Hugging Face hub and register it: through the running
+    /// server when one answers (it serves the model at once), else here, into the cache, and
+    /// into DATA_DIR/models.toml so `chorus serve` serves it. A download that broke off resumes.
+    Pull(PullArgs),
 }
 
 /// Which model to load and how (llama-server's flag names).
@@ -348,4 +355,101 @@ pub(crate) enum McpCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ModelsArgs {
+    #[command(subcommand)]
+    pub(crate) command: ModelsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ModelsCommand {
+    /// The running server's models: status, memory, slots, requests in flight, when each unloads.
+    Ps {
+        /// Print the raw JSON of `GET /api/v1/models`.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Load a model on the running server now.
+    Load {
+        /// The model's id or alias (`chorus models ps` lists them).
+        id: String,
+        /// How long it stays loaded once idle: 5m, 1h, 30s, 0 or -1 (never unload); default its own.
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+        keep_alive: Option<String>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Unload a model from the running server (once its requests in flight end).
+    Unload {
+        /// The model's id or alias.
+        id: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// The GGUF files in the local hub cache, and downloads that have not finished.
+    List {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// One file of the hub cache: its path, size, blob (sha256) and revision.
+    Show {
+        /// hf:OWNER/REPO/FILE.gguf, or a registered model id or a cached file's stem.
+        #[arg(value_name = "SOURCE|ID")]
+        name: String,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Remove a file from the hub cache.
+    Rm {
+        /// hf:OWNER/REPO/FILE.gguf, or a registered model id or a cached file's stem.
+        #[arg(value_name = "SOURCE|ID")]
+        name: String,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Write a GGUF model and its registry entry into one package file (a tar with a manifest
+    /// of sha256 digests) for `chorus models import` on another machine.
+    Export {
+        /// A [[models]] id of the configuration, hf:OWNER/REPO/FILE.gguf in the cache, or a
+        /// GGUF path.
+        #[arg(value_name = "ID|SOURCE|PATH")]
+        name: String,
+        /// The package to write (conventionally ID.tar).
+        file: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Install a package from `chorus models export` into DATA_DIR/models, verified, and
+    /// register it in DATA_DIR/models.toml.
+    Import {
+        /// The package file.
+        file: PathBuf,
+        /// Register it under this id instead of the package's.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PullArgs {
+    /// What to pull: hf:OWNER/REPO/FILE.gguf[@REVISION].
+    #[arg(value_name = "hf:OWNER/REPO/FILE.gguf")]
+    pub(crate) source: String,
+    /// Register it under this id (default: the file's stem).
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+    /// Download here even when a server answers (into this machine's cache and
+    /// DATA_DIR/models.toml).
+    #[arg(long)]
+    pub(crate) local: bool,
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
 }

@@ -10,7 +10,10 @@ mod ctl;
 mod health;
 mod mcp;
 mod model;
+mod models;
+mod pull;
 mod registry;
+mod saved;
 mod serve;
 mod sessions;
 mod target;
@@ -54,6 +57,8 @@ fn main() -> ExitCode {
             Command::Ctl(a) => ctl::run(a).await.map(|()| true),
             Command::Attach(a) => attach::run(a).await.map(|()| true),
             Command::Mcp(a) => mcp::run(a).await.map(|()| true),
+            Command::Models(a) => models::run(a).await.map(|()| true),
+            Command::Pull(a) => pull::run(a).await.map(|()| true),
         }
     });
     match result {

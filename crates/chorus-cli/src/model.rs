@@ -1,6 +1,7 @@
 //! Loading the engine for `serve` and embedded mode: the model registry and its pool
 //! ([`crate::registry`]), the models to load before serving (a hub download shows a progress
-//! bar), the session store, and the configuration's MCP servers as tool providers.
+//! bar), the session store, the configuration's MCP servers as tool providers, and the
+//! engine's puller ([`crate::pull::HubPuller`]).
 
 use std::sync::Arc;
 
@@ -93,11 +94,14 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
         permission_timeout: std::time::Duration::from_secs(args.permission_timeout),
         max_tool_rounds: args.max_tool_rounds,
     };
-    Ok(Engine::start(registry.pool, registry.events, metrics, Arc::new(store), sessions).await?)
+    let puller = crate::pull::HubPuller::new(args, hub, data_dir, Arc::clone(&metrics), registry.pool.clone());
+    let engine = Engine::start(registry.pool, registry.events, metrics, Arc::new(store), sessions).await?;
+    engine.set_puller(Arc::new(puller));
+    Ok(engine)
 }
 
 /// `--data-dir`, else the platform data dir; created.
-fn data_dir(args: &ModelArgs) -> Result<std::path::PathBuf> {
+pub(crate) fn data_dir(args: &ModelArgs) -> Result<std::path::PathBuf> {
     let dir = match &args.data_dir {
         Some(dir) => dir.clone(),
         None => directories::ProjectDirs::from("", "", "chorus")

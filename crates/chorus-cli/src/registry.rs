@@ -14,7 +14,7 @@ use chorus_hub::{HubConfig, ModelSource};
 use chorus_llama::{LlamaBackend, LlamaConfig};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::args::ModelArgs;
@@ -22,36 +22,47 @@ use crate::args::ModelArgs;
 /// The capabilities a model may declare.
 pub(crate) const CAPABILITIES: &[&str] = &["chat", "completion", "embedding", "code", "math", "translation"];
 
-/// One `[[models]]` entry of `chorus.toml`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One `[[models]]` entry of `chorus.toml` (and of `DATA_DIR/models.toml`, which
+/// [`crate::saved`] writes, and of a model package's `model.toml`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ModelEntry {
     /// The id requests pass as `model`; default the file's stem.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) aliases: Vec<String>,
     /// A GGUF path, `hf:OWNER/REPO/FILE.gguf`, or a sentence-transformers directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) source: Option<String>,
     /// An OpenAI-compatible upstream: one base URL or several.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) url: Option<Urls>,
     /// The environment variable holding the upstream's API key.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) api_key_env: Option<String>,
     /// The name the upstream knows the model by (its `model`); default `id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) upstream_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) capabilities: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ctx_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) parallel: Option<u32>,
     /// A Jinja chat template file that replaces the model's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) chat_template: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) keep_alive: Option<toml::Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) pinned: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) preload: bool,
 }
 
 /// `url`: one or several.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub(crate) enum Urls {
     One(String),
@@ -173,6 +184,14 @@ pub(crate) async fn build(
             all.push((format!("--models-dir {}: {}", dir.display(), path.display()), entry));
         }
     }
+    // The models chorus registered itself, last: one that no longer works is skipped.
+    let saved_at = crate::saved::path(data_dir);
+    let first_saved = all.len();
+    for (i, entry) in crate::saved::load(data_dir)?.into_iter().enumerate() {
+        let name = entry.id.clone().or_else(|| entry.source.clone()).unwrap_or_default();
+        all.push((format!("{}, [[models]] entry {} (`{name}`)", saved_at.display(), i + 1), entry));
+    }
+    let saved = first_saved..all.len();
     if all.is_empty() {
         let entry = ModelEntry {
             source: Some(ModelSource::default_model().to_string()),
@@ -184,12 +203,22 @@ pub(crate) async fn build(
     }
 
     let mut preload = Vec::new();
-    for (what, entry) in all {
-        let spec = spec(args, &entry, metrics, data_dir, hub, memory_budget)
-            .await
-            .with_context(|| format!("{what} is not valid"))?;
-        let id = spec.id.clone();
-        pool.register(spec).with_context(|| format!("{what} cannot be registered"))?;
+    for (i, (what, entry)) in all.into_iter().enumerate() {
+        let registered = match spec(args, &entry, metrics, data_dir, hub, memory_budget).await {
+            Ok(spec) => {
+                let id = spec.id.clone();
+                pool.register(spec).map(|()| id).with_context(|| format!("{what} cannot be registered"))
+            }
+            Err(e) => Err(e.context(format!("{what} is not valid"))),
+        };
+        let id = match registered {
+            Ok(id) => id,
+            Err(e) if saved.contains(&i) => {
+                tracing::warn!("{e:#}; skipping it (edit or remove the entry to silence this)");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if entry.preload || entry.pinned {
             preload.push(id);
         }
@@ -197,8 +226,9 @@ pub(crate) async fn build(
     Ok(Registry { pool, events, preload })
 }
 
-/// One entry checked and turned into the pool's spec.
-async fn spec(
+/// One entry checked and turned into the pool's spec (a hub file in the cache is estimated
+/// now; one still to download only when it is loaded).
+pub(crate) async fn spec(
     args: &ModelArgs,
     entry: &ModelEntry,
     metrics: &Arc<Metrics>,
@@ -318,7 +348,8 @@ async fn spec(
     }
 }
 
-fn stem(path: &Path) -> String {
+/// A file's stem, the default model id.
+pub(crate) fn stem(path: &Path) -> String {
     path.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
 }
 

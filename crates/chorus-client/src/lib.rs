@@ -1,7 +1,8 @@
 //! The Rust client of a chorus server: `GET /health`, `GET /v1/models`,
 //! chat completions plain or streamed over server-sent events
 //! (`eventsource-stream` over `reqwest`), and the native session API
-//! (sessions, prompts, and event streams that reconnect by themselves). Errors distinguish "nothing answers
+//! (sessions, prompts, and event streams that reconnect by themselves; the model pool's
+//! states, load, unload and pulls with their progress). Errors distinguish "nothing answers
 //! at that address" from the server's own OpenAI-shaped errors, so callers can
 //! fall back or explain. [`ControlClient`] talks to a server's control socket.
 //! [`SessionSocket`] is a session's WebSocket (`/ws`), which also reconnects
@@ -9,6 +10,7 @@
 
 mod control;
 pub mod mcp;
+mod models;
 mod sessions;
 mod ws;
 

@@ -4,12 +4,13 @@
 //! reports health and metrics. Its session
 //! methods live in [`crate::session`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::embed::{EmbedRequest, Embeddings};
 use crate::events::EventBus;
 use crate::pool::{KeepAlive, Lease, ModelPool, ModelState, PoolError, PoolEvent};
+use crate::pull::{ModelPuller, PullError, PullUpdate};
 use crate::session::{SessionTable, SessionsConfig};
 use crate::store::{SessionStatus, SessionUpdate, Store, StoreError};
 use crate::tools::ToolCallParser;
@@ -35,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) bus: EventBus,
     pub(crate) sessions: SessionTable,
     pub(crate) sessions_config: SessionsConfig,
+    /// What `POST /api/v1/models/pull` drives; set once by the binary ([`Engine::set_puller`]).
+    puller: OnceLock<Arc<dyn ModelPuller>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -115,8 +118,32 @@ impl Engine {
                 bus,
                 sessions: SessionTable::default(),
                 sessions_config,
+                puller: OnceLock::new(),
             }),
         })
+    }
+
+    /// Give the engine the puller that [`Engine::pull_model`] uses; false (and `puller` is
+    /// dropped) when it has one already.
+    pub fn set_puller(&self, puller: Arc<dyn ModelPuller>) -> bool {
+        self.inner.puller.set(puller).is_ok()
+    }
+
+    /// Pull `source` with the engine's puller and register it (as `id`, or the puller's
+    /// choice), reporting into `progress`; resolves to the registered id.
+    ///
+    /// # Errors
+    /// [`PullError::NotSupported`] without a puller, else the puller's [`PullError`].
+    pub fn pull_model(
+        &self,
+        source: String,
+        id: Option<String>,
+        progress: mpsc::UnboundedSender<PullUpdate>,
+    ) -> futures::future::BoxFuture<'static, Result<String, PullError>> {
+        match self.inner.puller.get() {
+            Some(puller) => puller.pull(source, id, progress),
+            None => Box::pin(std::future::ready(Err(PullError::NotSupported))),
+        }
     }
 
     /// The model pool.

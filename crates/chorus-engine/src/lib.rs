@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod pool;
+pub mod pull;
 pub mod request;
 pub mod session;
 pub mod store;
@@ -31,6 +32,7 @@ pub use error::{ErrorClass, PublicError};
 pub use events::{EventBus, EventFilter, LoggedEvent};
 pub use metrics::Metrics;
 pub use pool::{KeepAlive, Lease, ModelLoader, ModelPool, ModelSpec, ModelState, ModelStatus, PoolConfig, PoolError};
+pub use pull::{ModelPuller, PullError, PullStage, PullUpdate};
 pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError};
 pub use session::{Agent, Priority, PromptOptions, PromptOutcome, PromptTicket, SessionError, SessionsConfig};
 pub use store::{

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chorus_engine::store::StoreError;
-use chorus_engine::{BackendError, EngineError, ErrorClass, PublicError, SessionError};
+use chorus_engine::{BackendError, EngineError, ErrorClass, PublicError, PullError, SessionError};
 use chorus_proto::openai::{ErrorBody, ErrorResponse};
 
 /// An error answered in OpenAI's format.
@@ -168,6 +168,12 @@ impl From<EngineError> for ApiError {
 
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
+        Self::public(e.public(), &e)
+    }
+}
+
+impl From<PullError> for ApiError {
+    fn from(e: PullError) -> Self {
         Self::public(e.public(), &e)
     }
 }

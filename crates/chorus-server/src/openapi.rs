@@ -168,6 +168,10 @@ mod tests {
             "/api/v1/tools",
             "/api/v1/tools/{name}/execute",
             "/api/v1/sessions/{id}/permissions/{request_id}",
+            "/api/v1/models",
+            "/api/v1/models/{id}/load",
+            "/api/v1/models/{id}/unload",
+            "/api/v1/models/pull",
             "/request",
             "/clear",
         ] {

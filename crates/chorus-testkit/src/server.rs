@@ -4,6 +4,7 @@
 //! drop. Its control socket is in a temp dir of its own (the server's
 //! `XDG_RUNTIME_DIR`), never the user's.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -32,6 +33,16 @@ impl TestServer {
     /// # Panics
     /// When the server does not start; the message holds its stderr.
     pub fn start(bin: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(bin, args, &[])
+    }
+
+    /// [`TestServer::start`] with more environment variables for the server (e.g.
+    /// `XDG_CACHE_HOME`, so its model cache is the test's own); they win over the ones
+    /// `start` sets.
+    ///
+    /// # Panics
+    /// When the server does not start; the message holds its stderr.
+    pub fn start_with_env(bin: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the server's logs");
         let stderr = dir.path().join("stderr.log");
         let err_file = std::fs::File::create(&stderr).expect("server stderr file");
@@ -50,6 +61,7 @@ impl TestServer {
             .env("XDG_RUNTIME_DIR", dir.path())
             .env("CHORUS_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("chorus.db").display()))
             .env("CHORUS_DATA_DIR", dir.path())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(err_file)
             .spawn()

@@ -15,6 +15,7 @@ mod lifecycle;
 mod mcp_client;
 mod mcp_server;
 mod models;
+mod models_cli;
 mod real_model;
 mod sessions;
 mod store_failure;

@@ -1,7 +1,7 @@
 //! chorus's native API under `/api/v1`: health and info, sessions (CRUD,
 //! prompt, cancel, clear, messages), their event streams, agents, tools
 //! (list, execute, permission answers), the MCP servers whose tools join them, and the
-//! model pool (`models`: states, load, unload).
+//! model pool (`models`: states, load, unload; `pull`: downloads with progress).
 //! Also the simple agent API for scripts (`POST /request`, `POST /clear`).
 //! Session work is the engine's; these handlers only translate.
 
@@ -9,6 +9,7 @@ mod agents;
 mod events;
 mod mcp;
 mod models;
+mod pull;
 mod sessions;
 mod simple;
 mod tools;
@@ -46,6 +47,7 @@ use crate::AppState;
     models::list,
     models::load,
     models::unload,
+    pull::pull,
 ))]
 pub(crate) struct ApiDoc;
 
@@ -70,6 +72,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/models", get(models::list))
         .route("/api/v1/models/{id}/load", post(models::load))
         .route("/api/v1/models/{id}/unload", post(models::unload))
+        .route("/api/v1/models/pull", post(pull::pull))
         .route("/request", post(simple::request))
         .route("/clear", post(simple::clear))
 }
