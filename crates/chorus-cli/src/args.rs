@@ -111,6 +111,15 @@ pub(crate) struct ModelArgs {
     /// Layers to offload to a GPU (builds with GPU support only).
     #[arg(long, default_value_t = 0)]
     pub(crate) n_gpu_layers: u32,
+    /// Serve embeddings (POST /v1/embeddings) instead of chat and completions from GGUF models,
+    /// as llama-server's --embeddings; BERT-family GGUFs and those that name a pooling type
+    /// are embedding models without it.
+    #[arg(long)]
+    pub(crate) embeddings: bool,
+    /// How a GGUF embedding model pools its token vectors into one: mean, cls or last (none
+    /// and rank give no vector per input and are refused; default: the GGUF's own).
+    #[arg(long, value_name = "none|mean|cls|last|rank")]
+    pub(crate) pooling: Option<chorus_llama::Pooling>,
     /// Hugging Face hub endpoint.
     #[arg(long, env = "HF_ENDPOINT", default_value = chorus_hub::DEFAULT_ENDPOINT)]
     pub(crate) hf_endpoint: String,

@@ -50,6 +50,9 @@ pub(crate) struct ModelEntry {
     pub(crate) ctx_size: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) parallel: Option<u32>,
+    /// A GGUF embedding model's pooling (`--pooling`): `mean`, `cls` or `last`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pooling: Option<chorus_llama::Pooling>,
     /// A Jinja chat template file that replaces the model's own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) chat_template: Option<PathBuf>,
@@ -320,7 +323,7 @@ pub(crate) async fn spec(
                 ModelSource::Local(p) => Some(p.clone()),
                 ModelSource::Hub(_) => chorus_hub::resolve(&parsed, &offline, &mut chorus_hub::NoProgress).await.ok(),
             };
-            let mut estimate = 0;
+            let (mut estimate, mut embedding) = (0, config.embeddings);
             if let Some(path) = cached {
                 config.model_path = path;
                 let probe = config.clone();
@@ -328,6 +331,7 @@ pub(crate) async fn spec(
                 estimate = e.bytes;
                 // The context the estimate was made for is the one it loads with.
                 config.n_ctx = e.n_ctx;
+                embedding = e.embedding;
             }
             let id = entry.id.clone().unwrap_or_else(|| match &parsed {
                 ModelSource::Local(p) => stem(p),
@@ -338,7 +342,7 @@ pub(crate) async fn spec(
                 id,
                 aliases: entry.aliases.clone(),
                 source: source.clone(),
-                capabilities: caps(&["chat", "completion"]),
+                capabilities: caps(if embedding { &["embedding"] } else { &["chat", "completion"] }),
                 keep_alive,
                 pinned: entry.pinned,
                 estimate,
@@ -379,6 +383,9 @@ fn llama_config(args: &ModelArgs, entry: &ModelEntry, data_dir: &Path) -> Result
     config.cache_disk = args.cache_disk.map(|m| m.saturating_mul(MIB));
     config.cache_dir = Some(data_dir.join("kv-cache"));
     config.slot_save_path = args.slot_save_path.clone();
+    config.pooling = entry.pooling.or(args.pooling);
+    let caps = entry.capabilities.as_deref().unwrap_or_default();
+    config.embeddings = args.embeddings || (!caps.is_empty() && caps.iter().all(|c| c == "embedding"));
     Ok(config)
 }
 

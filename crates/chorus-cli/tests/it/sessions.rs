@@ -197,10 +197,14 @@ fn streamed_prompt_and_last_event_id_resume() {
         let replay = read_until(&mut resumed, |e| e.id == last_id).await;
         assert_eq!(replay, watched[1..].to_vec());
 
-        // The all-sessions stream resumes too, and includes the creation.
+        // The all-sessions stream resumes too: the server's own events (the preloaded model's
+        // load) come first, then the session's creation.
         let mut all = c.events(None, Some(0)).await.unwrap();
         let everything = read_until(&mut all, |e| e.id == last_id).await;
-        assert!(matches!(&everything[0].event, Event::SessionCreated { session_id, .. } if *session_id == s.id));
+        let kinds: Vec<&str> = everything.iter().take(3).map(|e| e.event.kind()).collect();
+        assert_eq!(kinds, ["model.loading", "model.loaded", "session.created"], "{everything:?}");
+        assert!(matches!(&everything[1].event, Event::ModelLoaded { model, error: None, .. } if model == "tiny"));
+        assert!(matches!(&everything[2].event, Event::SessionCreated { session_id, .. } if *session_id == s.id));
         assert!(everything.ends_with(&watched));
     });
 }
