@@ -63,8 +63,9 @@ pub(crate) struct ModelArgs {
     #[arg(long, value_name = "DIR")]
     pub(crate) models_dir: Option<PathBuf>,
     /// The most memory all loaded models may take together: bytes (8G, 512M) or a share of
-    /// RAM (75%). Idle models are unloaded, least recently used first, to make room
-    /// (default: RAM less a tenth, at least 1 GiB, for the system).
+    /// RAM plus GPU memory (75%). Idle models are unloaded, least recently used first, to
+    /// make room (default: RAM less a tenth, at least 1 GiB, for the system, plus nine tenths
+    /// of the GPUs' memory on a GPU build).
     #[arg(long, value_name = "BYTES|%")]
     pub(crate) memory_budget: Option<String>,
     /// How long a model stays loaded after its last request (Ollama's keep_alive): 5m, 1h,

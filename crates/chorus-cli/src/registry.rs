@@ -138,9 +138,11 @@ pub(crate) async fn build(
     hub: &HubConfig,
 ) -> Result<Registry> {
     let ram = total_ram();
+    // On a GPU build the GPUs' memory counts too (llama.cpp offloads with --n-gpu-layers).
+    let vram = chorus_llama::gpu_memory()?;
     let memory_budget = match &args.memory_budget {
-        Some(text) => parse_budget(text, ram).map_err(anyhow::Error::msg).context("--memory-budget")?,
-        None => default_budget(ram),
+        Some(text) => parse_budget(text, ram + vram).map_err(anyhow::Error::msg).context("--memory-budget")?,
+        None => default_budget(ram) + vram - vram / 10,
     };
     let keep_alive = KeepAlive::parse(&args.keep_alive).map_err(anyhow::Error::msg).context("--keep-alive")?;
     let keep_alive_max = match &args.keep_alive_max {
@@ -330,6 +332,9 @@ pub(crate) async fn spec(
                 let e = tokio::task::spawn_blocking(move || chorus_llama::estimate(&probe)).await??;
                 estimate = e.bytes;
                 // The context the estimate was made for is the one it loads with.
+                if config.n_ctx == 0 {
+                    config.ctx_reason = Some(e.reason.clone());
+                }
                 config.n_ctx = e.n_ctx;
                 embedding = e.embedding;
             }

@@ -47,7 +47,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let mut stdout = tokio::io::stdout();
     stdout.write_all(format!("chorus listening on http://{local}\n").as_bytes()).await?;
     stdout.flush().await?;
-    chorus_server::run_with_control(listener, control, engine, config, shutdown_signal()).await?;
+    let pool = engine.clone();
+    let served = chorus_server::run_with_control(listener, control, engine, config, shutdown_signal()).await;
+    // Every model leaves memory in order: each model thread ends after its step, and its disk
+    // thread after the prompt snapshots already queued.
+    pool.shutdown().await;
+    served?;
     Ok(())
 }
 

@@ -77,9 +77,12 @@ async fn embedded(model: &ModelArgs, timeout: u64) -> Result<Target> {
         let shutdown = async {
             let _ = stopped.await;
         };
+        let pool = engine.clone();
         if let Err(e) = chorus_server::run(listener, engine, config, shutdown).await {
             tracing::error!(error = %e, "embedded server failed");
         }
+        // The models leave memory in order (their queued prompt snapshots are written).
+        pool.shutdown().await;
     });
     Ok(Target { client: client(&url, Some(key), timeout)?, model: None, embedded: Some((stop, task)) })
 }

@@ -427,7 +427,8 @@ fn choose_ctx(
     embedding: bool,
 ) -> (u32, String) {
     if config.n_ctx != 0 {
-        return (config.n_ctx, "--ctx-size".to_owned());
+        let reason = config.ctx_reason.clone().unwrap_or_else(|| "--ctx-size".to_owned());
+        return (config.n_ctx, reason);
     }
     if embedding {
         let n_parallel = config.n_parallel.clamp(1, 256);
@@ -487,18 +488,34 @@ pub fn estimate(config: &LlamaConfig) -> Result<Estimate, LlamaError> {
     let n_ctx_train = meta("context_length").unwrap_or(4096).min(u64::from(u32::MAX)) as u32;
     let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
     let embedding = embedding_model(&model, config);
-    let (n_ctx, _) = choose_ctx(config, n_ctx_train, kv, file_bytes, embedding);
+    let (n_ctx, reason) = choose_ctx(config, n_ctx_train, kv, file_bytes, embedding);
     let compute = compute_bytes(config, n_ubatch(config, embedding), model.n_vocab().max(0) as u64, n_embd);
-    Ok(Estimate { bytes: file_bytes + u64::from(n_ctx) * kv + compute, n_ctx, embedding })
+    Ok(Estimate { bytes: file_bytes + u64::from(n_ctx) * kv + compute, n_ctx, reason, embedding })
+}
+
+/// Bytes of memory on the discrete GPUs llama.cpp sees (their total; 0 on a CPU build or a
+/// machine without one), for the model pool's budget.
+///
+/// # Errors
+/// [`LlamaError::Init`] when the llama.cpp runtime cannot start.
+pub fn gpu_memory() -> Result<u64, LlamaError> {
+    runtime()?;
+    Ok(llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .filter(|d| matches!(d.device_type, llama_cpp_2::LlamaBackendDeviceType::Gpu))
+        .map(|d| d.memory_total as u64)
+        .sum())
 }
 
 /// What [`estimate`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Estimate {
     /// Bytes the loaded model would take.
     pub bytes: u64,
     /// The context size it would get, in tokens.
     pub n_ctx: u32,
+    /// Why (`--ctx-size`, or the fit's reason).
+    pub reason: String,
     /// Whether it would load as an embedding model (serving embeddings, not generation).
     pub embedding: bool,
 }

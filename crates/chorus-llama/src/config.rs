@@ -53,6 +53,10 @@ pub struct LlamaConfig {
     /// The most memory the model may take, in bytes (its share of the model pool's
     /// `--memory-budget`): `n_ctx` 0 is sized within it as well as within free memory.
     pub memory_limit: Option<u64>,
+    /// Why `n_ctx` is what it is, when it was chosen for this model rather than given by
+    /// `--ctx-size` (the registry fixes the context its estimate was made for); reported in
+    /// `/health` and the log.
+    pub ctx_reason: Option<String>,
     /// llama-server's `--embeddings`: serve embeddings instead of generation, even for a
     /// model whose GGUF does not say it is an embedding model (BERT-family files and those
     /// with `{arch}.pooling_type` are one without it). An embedding model's context computes
@@ -86,6 +90,7 @@ impl LlamaConfig {
             cache_disk: None,
             slot_save_path: None,
             memory_limit: None,
+            ctx_reason: None,
             embeddings: false,
             pooling: None,
         }

@@ -21,5 +21,5 @@ mod state;
 pub mod template;
 mod worker;
 
-pub use backend::{Estimate, LlamaBackend, LlamaError, estimate};
+pub use backend::{Estimate, LlamaBackend, LlamaError, estimate, gpu_memory};
 pub use config::{LlamaConfig, Pooling};

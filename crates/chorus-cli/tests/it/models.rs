@@ -336,6 +336,18 @@ fn an_upstream_chorus_answers_plain_and_streamed_and_its_failure_is_mapped() {
             .await
             .unwrap();
         assert!(text.contains("chat.completion.chunk") && text.trim_end().ends_with("data: [DONE]"), "{text}");
+        // A session on the upstream model runs its agent loop there like on a local model.
+        let c = crate::client(url, None);
+        let session = c
+            .create_session(&chorus_proto::native::CreateSessionRequest {
+                model: Some("remote".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let answer = c.prompt(&session.id, &crate::sessions::prompt("Say hi", 6)).await.unwrap();
+        assert_eq!(answer.role, "assistant", "{answer:?}");
+        assert!(answer.usage.as_ref().is_some_and(|u| u.completion_tokens > 0), "{answer:?}");
         // A bad request is a 400 (checked here before it would go upstream).
         let mut bad = chat.clone();
         bad["max_tokens"] = json!(-1);
@@ -350,4 +362,30 @@ fn an_upstream_chorus_answers_plain_and_streamed_and_its_failure_is_mapped() {
         assert_eq!(e["error"]["code"], "upstream_error", "{e}");
         assert_eq!(e["error"]["type"], "server_error", "{e}");
     });
+}
+
+#[test]
+fn a_bad_models_entry_stops_serve_naming_the_file_the_entry_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("chorus.toml");
+    let tiny = chorus_testkit::tiny_model_path();
+    std::fs::write(
+        &config,
+        format!(
+            "[[models]]\nid = \"tiny\"\nsource = {:?}\ncapabilities = [\"chat\", \"telepathy\"]\n",
+            tiny.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--port", "0", "--no-control-socket", "--config"])
+        .arg(&config)
+        .env("CHORUS_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&config.display().to_string()), "names the file: {stderr}");
+    assert!(stderr.contains("[[models]] entry 1 (`tiny`)"), "names the entry: {stderr}");
+    assert!(stderr.contains("unknown capability `telepathy`"), "says why: {stderr}");
 }
