@@ -148,60 +148,14 @@ fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+/// Seconds since the epoch of an RFC 3339 time.
 fn parse_rfc3339(text: &str) -> Option<i64> {
-    let num = |s: &str| s.parse::<i64>().ok();
-    let (date, time) = text.split_once(['T', 't', ' '])?;
-    let mut date = date.splitn(3, '-');
-    let (y, mo, d) = (num(date.next()?)?, num(date.next()?)?, num(date.next()?)?);
-    let (clock, offset) = match time.find(['Z', 'z', '+', '-']) {
-        Some(i) => time.split_at(i),
-        None => return None,
-    };
-    let mut clock = clock.splitn(3, ':');
-    let (h, mi) = (num(clock.next()?)?, num(clock.next()?)?);
-    let s = num(clock.next()?.split('.').next()?)?;
-    let offset = match offset {
-        "Z" | "z" => 0,
-        _ => {
-            let (sign, rest) = offset.split_at(1);
-            let (oh, om) = rest.split_once(':')?;
-            let secs = num(oh)? * 3600 + num(om)? * 60;
-            if sign == "-" { -secs } else { secs }
-        }
-    };
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp())
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC`.
 fn format_utc(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    chrono::DateTime::<chrono::Utc>::from(t).format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 /// `chorus models load`.
@@ -472,10 +426,8 @@ fn print_files(manifest: &Manifest) {
 
 /// `chorus models import`.
 async fn import(file: &Path, id: Option<String>, model: &ModelArgs) -> Result<()> {
-    if let Some(id) = &id
-        && (id.is_empty() || id.len() > 256 || id.chars().any(char::is_whitespace))
-    {
-        bail!("`{id}` is not a usable model id: give 1 to 256 characters without spaces");
+    if let Some(id) = &id {
+        crate::registry::check_id(id).map_err(anyhow::Error::msg)?;
     }
     let data_dir = crate::model::data_dir(model)?;
     let into = data_dir.join("models");

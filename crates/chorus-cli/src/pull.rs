@@ -44,19 +44,11 @@ fn default_id(file: &HubFile) -> String {
     crate::registry::stem(Path::new(&file.file))
 }
 
-/// The registry's rule for ids.
-fn check_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_whitespace) {
-        return Err(format!("`{id}` is not a usable model id: give 1 to 256 characters without spaces"));
-    }
-    Ok(())
-}
-
 /// `chorus pull`.
 pub(crate) async fn run(args: PullArgs) -> Result<()> {
     let (source, file) = hub_source(&args.source).map_err(anyhow::Error::msg)?;
     if let Some(id) = &args.id {
-        check_id(id).map_err(anyhow::Error::msg)?;
+        crate::registry::check_id(id).map_err(anyhow::Error::msg)?;
     }
     if !args.local
         && let Some(client) = server(&args).await?
@@ -212,7 +204,7 @@ impl HubPuller {
     ) -> Result<String, PullError> {
         let (source, file) = hub_source(&text).map_err(|message| PullError::Invalid { param: "source", message })?;
         let id = id.unwrap_or_else(|| default_id(&file));
-        check_id(&id).map_err(|message| PullError::Invalid { param: "id", message })?;
+        crate::registry::check_id(&id).map_err(|message| PullError::Invalid { param: "id", message })?;
         let canonical = source.to_string();
         let taken = |other: &str| {
             PullError::Conflict(format!("the id `{id}` is registered already for {other}; pull with another id"))
@@ -310,6 +302,10 @@ mod tests {
             let error = hub_source(text).err().unwrap_or_default();
             assert!(error.contains(expected), "{text}: {error}");
         }
-        assert!(check_id("a b").is_err() && check_id("").is_err() && check_id("qwen:0.5b").is_ok());
+        assert!(
+            crate::registry::check_id("a b").is_err()
+                && crate::registry::check_id("").is_err()
+                && crate::registry::check_id("qwen:0.5b").is_ok()
+        );
     }
 }

@@ -128,6 +128,17 @@ fn keep_alive_value(value: &toml::Value) -> Result<KeepAlive, String> {
     }
 }
 
+/// The rule for model ids and aliases: 1 to 256 characters, no whitespace.
+///
+/// # Errors
+/// A message naming the id.
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_whitespace) {
+        return Err(format!("`{id}` is not a usable model id: give 1 to 256 characters without spaces"));
+    }
+    Ok(())
+}
+
 /// Build the pool from the flags and the config file's `[[models]]`.
 pub(crate) async fn build(
     args: &ModelArgs,
@@ -248,9 +259,7 @@ pub(crate) async fn spec(
         }
     }
     for name in entry.id.iter().chain(&entry.aliases) {
-        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_whitespace) {
-            bail!("`{name}` is not a usable model id: give 1 to 256 characters without spaces");
-        }
+        check_id(name).map_err(anyhow::Error::msg)?;
     }
     let caps = |default: &[&str]| {
         entry.capabilities.clone().unwrap_or_else(|| default.iter().map(|s| (*s).to_owned()).collect())

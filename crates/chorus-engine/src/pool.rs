@@ -398,13 +398,10 @@ impl Drop for Lease {
             e.request_keep_alive = self.keep_alive;
         }
         if e.in_flight == 0 {
-            let keep = pool.keep_alive_of(e);
-            match keep {
-                KeepAlive::For(d) if d.is_zero() && !e.spec.pinned => {
-                    pool.start_unload(&mut state, self.index, UnloadReason::Requested);
-                }
-                KeepAlive::For(d) if !e.spec.pinned => e.expires_at = Some(Instant::now() + d),
-                _ => e.expires_at = None,
+            e.expires_at = pool.expiry(e);
+            if e.expires_at.is_some_and(|at| at <= Instant::now()) {
+                // keep_alive 0: out as soon as the answer is done.
+                pool.start_unload(&mut state, self.index, UnloadReason::Requested);
             }
         }
         drop(state);
@@ -475,26 +472,6 @@ impl ModelPool {
         Ok(())
     }
 
-    /// Add a model that is loaded already (a backend built before the pool, as tests do).
-    ///
-    /// # Errors
-    /// As [`ModelPool::register`].
-    pub fn register_loaded(&self, spec: ModelSpec, backend: Arc<dyn Backend>) -> Result<(), PoolError> {
-        let id = spec.id.clone();
-        self.register(spec)?;
-        let mut state = self.lock();
-        let index = state.names[&id];
-        let e = &mut state.models[index];
-        e.bytes = match backend.memory_bytes() {
-            0 => e.bytes,
-            n => n,
-        };
-        e.backend = Some(backend);
-        e.status = ModelStatus::Loaded;
-        e.expires_at = self.expiry(e);
-        Ok(())
-    }
-
     /// The canonical id of a model named by id or alias.
     ///
     /// # Errors
@@ -502,11 +479,6 @@ impl ModelPool {
     pub fn resolve(&self, name: &str) -> Result<String, PoolError> {
         let state = self.lock();
         state.names.get(name).map(|&i| state.models[i].spec.id.clone()).ok_or_else(|| PoolError::NotFound(name.into()))
-    }
-
-    /// The ids of all registered models, in registration order.
-    pub fn ids(&self) -> Vec<String> {
-        self.lock().models.iter().map(|e| e.spec.id.clone()).collect()
     }
 
     /// Every model's state, in registration order.
@@ -898,5 +870,215 @@ async fn reaper(pool: std::sync::Weak<Inner>) {
         };
         let wait = next.map_or(Duration::from_secs(1), |at| at.saturating_duration_since(Instant::now()));
         tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::FutureExt;
+
+    use super::*;
+    use crate::{BackendError, BackendStats, GenerationStream, ValidGenerateRequest};
+
+    struct Fake(ModelInfo);
+
+    impl Backend for Fake {
+        fn info(&self) -> &ModelInfo {
+            &self.0
+        }
+        fn generate(&self, _: ValidGenerateRequest) -> Result<GenerationStream, BackendError> {
+            Err(BackendError::Unavailable)
+        }
+        fn prompt_tokens(&self, _: &ValidGenerateRequest) -> Result<u32, BackendError> {
+            Ok(0)
+        }
+        fn stats(&self) -> BackendStats {
+            BackendStats::default()
+        }
+    }
+
+    /// Counts its loads; takes `delay` to load; fails while `fail` is set.
+    struct Loader {
+        id: String,
+        loads: AtomicUsize,
+        delay: Duration,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl ModelLoader for Arc<Loader> {
+        fn load(&self) -> BoxFuture<'static, Result<Arc<dyn Backend>, String>> {
+            let this = Arc::clone(self);
+            async move {
+                tokio::time::sleep(this.delay).await;
+                this.loads.fetch_add(1, Ordering::SeqCst);
+                if this.fail.load(Ordering::SeqCst) {
+                    return Err("no such file".to_owned());
+                }
+                Ok(Arc::new(Fake(ModelInfo::for_tests(&this.id, 8, 64))) as Arc<dyn Backend>)
+            }
+            .boxed()
+        }
+    }
+
+    fn pool(budget: u64, wait: Duration) -> ModelPool {
+        let config = PoolConfig { memory_budget: budget, wait_timeout: wait, ..PoolConfig::default() };
+        ModelPool::new(config).0
+    }
+
+    fn add(pool: &ModelPool, id: &str, bytes: u64, pinned: bool) -> Arc<Loader> {
+        let loader = Arc::new(Loader {
+            id: id.to_owned(),
+            loads: AtomicUsize::new(0),
+            delay: Duration::from_millis(20),
+            fail: false.into(),
+        });
+        let spec = ModelSpec {
+            id: id.to_owned(),
+            aliases: vec![format!("{id}-alias")],
+            source: format!("{id}.gguf"),
+            capabilities: vec!["chat".into()],
+            keep_alive: None,
+            pinned,
+            estimate: bytes,
+            loader: Arc::new(Arc::clone(&loader)),
+        };
+        pool.register(spec).unwrap();
+        loader
+    }
+
+    fn status(pool: &ModelPool, id: &str) -> ModelStatus {
+        pool.states().into_iter().find(|m| m.id == id).unwrap().status
+    }
+
+    #[test]
+    fn keep_alive_parses_ollamas_forms() {
+        let secs = |s| KeepAlive::For(Duration::from_secs(s));
+        assert_eq!(KeepAlive::parse("5m"), Ok(secs(300)));
+        assert_eq!(KeepAlive::parse("1h30m"), Ok(secs(5400)));
+        assert_eq!(KeepAlive::parse("45s"), Ok(secs(45)));
+        assert_eq!(KeepAlive::parse("500ms"), Ok(KeepAlive::For(Duration::from_millis(500))));
+        assert_eq!(KeepAlive::parse("0"), Ok(secs(0)));
+        assert_eq!(KeepAlive::parse("120"), Ok(secs(120)));
+        assert_eq!(KeepAlive::parse("-1"), Ok(KeepAlive::Forever));
+        assert_eq!(KeepAlive::parse("-1m"), Ok(KeepAlive::Forever));
+        for bad in ["", "soon", "5x", "m5", "-"] {
+            assert!(KeepAlive::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(KeepAlive::Forever.capped(Some(Duration::from_secs(60))), secs(60));
+        assert_eq!(secs(600).capped(Some(Duration::from_secs(60))), secs(60));
+        assert_eq!(secs(6).capped(None), secs(6));
+    }
+
+    #[test]
+    fn registration_refuses_duplicates_and_models_over_the_budget() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let p = pool(100, Duration::from_secs(1));
+            add(&p, "a", 60, false);
+            assert_eq!(p.resolve("a-alias"), Ok("a".to_owned()));
+            let spec = |id: &str, estimate| ModelSpec {
+                id: id.into(),
+                aliases: vec![],
+                source: String::new(),
+                capabilities: vec![],
+                keep_alive: None,
+                pinned: false,
+                estimate,
+                loader: Arc::new(Arc::new(Loader {
+                    id: id.into(),
+                    loads: AtomicUsize::new(0),
+                    delay: Duration::ZERO,
+                    fail: false.into(),
+                })),
+            };
+            assert_eq!(p.register(spec("a-alias", 1)), Err(PoolError::Duplicate("a-alias".into())));
+            assert!(matches!(p.register(spec("big", 101)), Err(PoolError::TooBig { need: 101, budget: 100, .. })));
+        });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_requests_share_one_load_and_lru_makes_room() {
+        let p = pool(100, Duration::from_secs(5));
+        let a = add(&p, "a", 60, false);
+        let b = add(&p, "b", 60, false);
+        let leases = futures::future::join_all((0..4).map(|_| p.acquire("a", None))).await;
+        assert!(leases.iter().all(Result::is_ok));
+        assert_eq!(a.loads.load(Ordering::SeqCst), 1);
+        drop(leases);
+        // b needs a's room: a is idle, so it is unloaded first.
+        let lease = p.acquire("b", None).await.unwrap();
+        assert_eq!(lease.backend().info().id, "b");
+        assert_eq!((status(&p, "a"), status(&p, "b")), (ModelStatus::Unloaded, ModelStatus::Loaded));
+        assert!(p.used_bytes() <= 100);
+        assert_eq!(b.loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_model_in_use_is_never_evicted_and_the_other_waits_then_is_busy() {
+        let p = pool(100, Duration::from_millis(200));
+        add(&p, "a", 60, false);
+        add(&p, "b", 60, false);
+        let held = p.acquire("a", None).await.unwrap();
+        let err = p.acquire("b", None).await.unwrap_err();
+        assert!(matches!(&err, PoolError::Busy { busy, retry_after: 1, .. } if busy == "a"), "{err:?}");
+        assert_eq!(status(&p, "a"), ModelStatus::Loaded);
+        // Once a's request ends, b gets the room.
+        let waiter = {
+            let p = p.clone();
+            tokio::spawn(async move { p.acquire("b", None).await.map(|l| l.backend().info().id.clone()) })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(held);
+        assert_eq!(waiter.await.unwrap(), Ok("b".to_owned()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pinned_models_stay_and_block_at_once() {
+        let p = pool(100, Duration::from_secs(30));
+        add(&p, "a", 60, true);
+        add(&p, "b", 60, false);
+        p.load("a", Some(KeepAlive::For(Duration::ZERO))).await.unwrap();
+        let started = Instant::now();
+        let err = p.acquire("b", None).await.unwrap_err();
+        assert!(matches!(&err, PoolError::BlockedByPinned { pinned, held: 60, .. } if pinned == "a"), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "refused without waiting out the timeout");
+        assert_eq!(status(&p, "a"), ModelStatus::Loaded, "keep_alive 0 does not unload a pinned model");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keep_alive_zero_unloads_once_the_last_lease_ends() {
+        let p = pool(100, Duration::from_secs(5));
+        add(&p, "a", 10, false);
+        let first = p.acquire("a", None).await.unwrap();
+        let second = p.acquire("a", Some(KeepAlive::For(Duration::ZERO))).await.unwrap();
+        drop(second);
+        assert_eq!(status(&p, "a"), ModelStatus::Loaded, "a request is still in flight");
+        drop(first);
+        for _ in 0..100 {
+            if status(&p, "a") == ModelStatus::Unloaded {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("not unloaded");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_load_reaches_its_waiters_and_the_next_request_tries_again() {
+        let p = pool(100, Duration::from_secs(5));
+        let a = add(&p, "a", 10, false);
+        a.fail.store(true, Ordering::SeqCst);
+        let results = futures::future::join_all((0..3).map(|_| p.acquire("a", None))).await;
+        for r in &results {
+            assert!(matches!(r, Err(PoolError::LoadFailed { error, .. }) if error == "no such file"), "{r:?}");
+        }
+        assert_eq!(a.loads.load(Ordering::SeqCst), 1, "the waiters shared the load");
+        assert_eq!(status(&p, "a"), ModelStatus::Failed);
+        a.fail.store(false, Ordering::SeqCst);
+        assert!(p.acquire("a", None).await.is_ok());
+        assert_eq!(status(&p, "a"), ModelStatus::Loaded);
     }
 }

@@ -54,17 +54,6 @@ pub enum PullStatus {
     Done,
 }
 
-impl PullStatus {
-    /// `downloading`, `verifying` or `done`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PullStatus::Downloading => "downloading",
-            PullStatus::Verifying => "verifying",
-            PullStatus::Done => "done",
-        }
-    }
-}
-
 /// One progress report of a pull, shaped like Ollama's pull progress
 /// (`status`, `digest`, `total`, `completed`) plus the file. A plain value:
 /// the server turns it into its wire type.
@@ -289,12 +278,5 @@ mod tests {
         progress.verifying();
         progress.finish();
         progress.done("m.gguf", 1);
-    }
-
-    #[test]
-    fn statuses_are_ollama_words() {
-        let words: Vec<&str> =
-            [PullStatus::Downloading, PullStatus::Verifying, PullStatus::Done].map(PullStatus::as_str).to_vec();
-        assert_eq!(words, ["downloading", "verifying", "done"]);
     }
 }

@@ -255,7 +255,8 @@ impl LlamaBackend {
             stats,
             metrics,
             budgets,
-            slot_actions: config.slot_save_path.is_some(),
+            // An embedding model keeps no slots to save.
+            slot_actions: config.slot_save_path.is_some() && !embedding,
             memory_bytes,
             thread: Some(thread),
         })

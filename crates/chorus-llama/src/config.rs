@@ -50,8 +50,8 @@ pub struct LlamaConfig {
     /// llama-server's `--slot-save-path`: the directory of `POST /slots/{id}?action=save|restore`
     /// files; `None` refuses slot actions.
     pub slot_save_path: Option<PathBuf>,
-    /// The most memory the model may take, in bytes (its share of the model pool's
-    /// `--memory-budget`): `n_ctx` 0 is sized within it as well as within free memory.
+    /// The most memory the model may take, in bytes (the model pool's `--memory-budget`):
+    /// `n_ctx` 0 is sized within it as well as within free host memory.
     pub memory_limit: Option<u64>,
     /// Why `n_ctx` is what it is, when it was chosen for this model rather than given by
     /// `--ctx-size` (the registry fixes the context its estimate was made for); reported in

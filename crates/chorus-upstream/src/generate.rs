@@ -202,7 +202,9 @@ impl Assembler {
     /// when it has an `id`.
     fn add_call_piece(&mut self, piece: ToolCallDelta) {
         let index = match piece.index {
-            Some(i) => i as usize,
+            // Calls come numbered from 0; an index past the next one (a broken or hostile
+            // upstream) starts the next call rather than allocating up to it.
+            Some(i) => usize::try_from(i).unwrap_or(usize::MAX).min(self.calls.len()),
             None if piece.id.is_some() || self.calls.is_empty() => self.calls.len(),
             None => self.calls.len() - 1,
         };
@@ -297,6 +299,17 @@ mod tests {
                 usage: Usage { prompt_tokens: 10, completion_tokens: 0, .. }
             }
         ));
+    }
+
+    #[test]
+    fn a_call_index_far_past_the_calls_starts_the_next_one() {
+        let mut a = Assembler::new(Endpoint::Chat, 1);
+        let huge = r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":4000000000,"id":"call_z","function":{"name":"get","arguments":"{}"}}]}}]}"#;
+        assert_eq!(a.push(chunk(huge)), None);
+        assert_eq!(a.push(chunk(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#)), None);
+        let (calls, _) = a.finish().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!((calls[0].id.as_str(), calls[0].name.as_str()), ("call_z", "get"));
     }
 
     #[test]

@@ -15,13 +15,16 @@ use serde::Deserialize;
 
 /// The fixture's directory, or `None` (outside CI) when it is not there.
 pub(crate) fn fixture() -> Option<PathBuf> {
-    let fixtures = std::env::var_os("CHORUS_FIXTURES_DIR").map(PathBuf::from).or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-        Some(cache.join("chorus/fixtures"))
+    // `CHORUS_MINILM` (what scripts/test.sh exports), else where scripts/models.sh keeps it.
+    let dir = std::env::var_os("CHORUS_MINILM").map(PathBuf::from).or_else(|| {
+        let fixtures = std::env::var_os("CHORUS_FIXTURES_DIR").map(PathBuf::from).or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(cache.join("chorus/fixtures"))
+        });
+        fixtures.map(|f| f.join("all-minilm-l6-v2"))
     });
-    let dir = fixtures.map(|f| f.join("all-minilm-l6-v2"));
     match dir {
         Some(dir) if dir.join("modules.json").is_file() => Some(dir),
         other => {

@@ -13,9 +13,12 @@ use chorus_proto::openai::ErrorResponse;
 use crate::openai::keep_alive;
 use crate::{ApiError, AppState};
 
-/// A model's state on the wire.
-pub(crate) fn entry(m: &ModelState) -> ModelEntry {
-    let slots = m.info.as_ref().map(|_| ModelSlots { total: 0, busy: 0 });
+/// A model's state on the wire, with its slots' use while it is loaded.
+pub(crate) fn entry(engine: &chorus_engine::Engine, m: &ModelState) -> ModelEntry {
+    let slots = engine.pool().loaded(&m.id).map(|backend| {
+        let stats = backend.stats();
+        ModelSlots { total: stats.slots_total, busy: stats.slots_busy }
+    });
     ModelEntry {
         id: m.id.clone(),
         aliases: m.aliases.clone(),
@@ -58,13 +61,7 @@ fn rfc3339(t: std::time::SystemTime) -> String {
 )]
 pub(crate) async fn list(State(state): State<AppState>) -> Json<ModelEntryList> {
     let engine = &state.engine;
-    let mut data: Vec<ModelEntry> = engine.models().iter().map(entry).collect();
-    for e in &mut data {
-        if let Some(backend) = engine.pool().loaded(&e.id) {
-            let stats = backend.stats();
-            e.slots = Some(ModelSlots { total: stats.slots_total, busy: stats.slots_busy });
-        }
-    }
+    let data = engine.models().iter().map(|m| entry(engine, m)).collect();
     Json(ModelEntryList {
         object: "list".into(),
         data,
@@ -129,5 +126,5 @@ pub(crate) async fn unload(
 fn one(state: &AppState, id: &str) -> Result<Json<ModelEntry>, ApiError> {
     let models = state.engine.models();
     let m = models.iter().find(|m| m.id == id).ok_or_else(|| ApiError::model_not_found(id))?;
-    Ok(Json(entry(m)))
+    Ok(Json(entry(&state.engine, m)))
 }
