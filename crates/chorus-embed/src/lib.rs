@@ -24,7 +24,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::BertModel;
 use chorus_engine::embed::EmbedReply;
 use chorus_engine::{
-    Backend, BackendError, BackendStats, EmbedRequest, GenerationStream, ModelInfo, Prompt, Serves, ToolFormat,
+    Backend, BackendError, BackendStats, EmbedRequest, GenerationStream, ModelInfo, Serves, ToolFormat,
     ValidGenerateRequest,
 };
 use tokenizers::Tokenizer;
@@ -146,14 +146,9 @@ impl BertEmbedder {
         self.pooling
     }
 
-    /// The refusal of a generation request: `chat completions` for a chat prompt,
-    /// `completions` for raw text.
+    /// The refusal of a generation request.
     fn unsupported(&self, request: &ValidGenerateRequest) -> BackendError {
-        let what = match request.get().prompt {
-            Prompt::Chat(_) => "chat completions",
-            Prompt::Text(_) => "completions",
-        };
-        BackendError::Unsupported { model: self.info.id.clone(), what }
+        BackendError::generation_unsupported(&self.info.id, &request.get().prompt)
     }
 }
 

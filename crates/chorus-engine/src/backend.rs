@@ -316,6 +316,16 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// `model`'s refusal of a generation request it cannot serve (an embedding model):
+    /// `chat completions` for a chat prompt, `completions` for raw text.
+    pub fn generation_unsupported(model: &str, prompt: &crate::Prompt) -> Self {
+        let what = match prompt {
+            crate::Prompt::Chat(_) => "chat completions",
+            crate::Prompt::Text(_) => "completions",
+        };
+        Self::Unsupported { model: model.to_owned(), what }
+    }
+
     /// True when the request was at fault (a 4xx), false for server faults.
     pub fn is_client_error(&self) -> bool {
         matches!(

@@ -189,16 +189,14 @@ impl Engine {
     ) -> Result<GenerationStream, EngineError> {
         let lease = self.lease(model, request.keep_alive).await?;
         let stream = Self::generate_on(&lease, request)?;
-        Ok(stream.with_guard(lease))
+        Ok(stream.with_lease(lease))
     }
 
     fn generate_on(lease: &Lease, request: GenerateRequest) -> Result<GenerationStream, EngineError> {
         let backend = lease.backend();
         let info = backend.info();
         if !info.serves.generation {
-            let what =
-                if matches!(request.prompt, crate::Prompt::Chat(_)) { "chat completions" } else { "completions" };
-            return Err(BackendError::Unsupported { model: info.id.clone(), what }.into());
+            return Err(BackendError::generation_unsupported(&info.id, &request.prompt).into());
         }
         // Calls are parsed for the tools the request offers.
         let parser = request.parses_tool_calls().then(|| ToolCallParser::new(info.tool_format, &request.tools));

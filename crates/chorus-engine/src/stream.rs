@@ -103,20 +103,11 @@ pub struct GenerationStream {
     parser: Option<ToolCallParser>,
     /// Events produced by the parser, given out before the channel is read again.
     ready: VecDeque<GenerationEvent>,
-    /// Held as long as the stream lives (the model pool's lease on the model).
-    guard: Option<Guard>,
+    /// The model pool's lease on the model, held as long as the stream lives.
+    _lease: Option<crate::pool::Lease>,
     /// The backend sends [`GenerationEvent::ToolCalls`] itself, parsed already: no parser
     /// may run over its text (it would hold content back and could find calls in it again).
     calls_parsed: bool,
-}
-
-/// Something a stream keeps alive until it is dropped.
-struct Guard(#[allow(dead_code)] Box<dyn std::any::Any + Send + Sync>);
-
-impl std::fmt::Debug for Guard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Guard")
-    }
 }
 
 /// A whole answer, as [`GenerationStream::collect`] gathers it.
@@ -143,7 +134,7 @@ impl GenerationStream {
                 prompt_tokens,
                 parser: None,
                 ready: VecDeque::new(),
-                guard: None,
+                _lease: None,
                 calls_parsed: false,
             },
         )
@@ -168,9 +159,10 @@ impl GenerationStream {
         self
     }
 
-    /// Keep `guard` alive until the stream is dropped (the engine holds its model's lease so).
-    pub fn with_guard(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
-        self.guard = Some(Guard(Box::new(guard)));
+    /// Hold the model's lease until the stream is dropped, so the model stays loaded while
+    /// the generation runs and its keep_alive starts when it ends.
+    pub(crate) fn with_lease(mut self, lease: crate::pool::Lease) -> Self {
+        self._lease = Some(lease);
         self
     }
 

@@ -16,8 +16,8 @@ use chorus_engine::backend::SlotActionReply;
 use chorus_engine::embed::{EmbedReply, EmbedRequest};
 use chorus_engine::tools::{self, ToolFormat};
 use chorus_engine::{
-    Backend, BackendError, BackendStats, CacheStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, Prompt,
-    Serves, SlotAction, ValidGenerateRequest,
+    Backend, BackendError, BackendStats, CacheStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, Serves,
+    SlotAction, ValidGenerateRequest,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend as LlamaRuntime;
@@ -275,11 +275,7 @@ impl LlamaBackend {
 
     /// An embedding model's answer to a generation request.
     fn unsupported(&self, request: &GenerateRequest) -> BackendError {
-        let what = match request.prompt {
-            Prompt::Chat(_) => "chat completions",
-            Prompt::Text(_) => "completions",
-        };
-        BackendError::Unsupported { model: self.info.id.clone(), what }
+        BackendError::generation_unsupported(&self.info.id, &request.prompt)
     }
 }
 

@@ -5,7 +5,6 @@
 //! unhealthy.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chorus_engine::BackendError;
 use serde_json::Value;
@@ -21,8 +20,6 @@ pub(crate) struct Upstreams {
     pub(crate) api_key: Option<String>,
     /// The model name sent upstream.
     pub(crate) model: String,
-    /// The longest wait for response headers.
-    pub(crate) request_timeout: Duration,
 }
 
 /// The key is left out, as from [`crate::UpstreamConfig`]'s `Debug`.
@@ -55,9 +52,11 @@ impl Upstreams {
             if let Some(api_key) = &self.api_key {
                 rb = rb.bearer_auth(api_key);
             }
-            let response = match tokio::time::timeout(self.request_timeout, rb.send()).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(e)) if e.is_connect() => {
+            // The client's read timeout bounds the wait for the headers too; a timeout is an
+            // error but does not mark the URL (a loaded upstream is slow, not down).
+            let response = match rb.send().await {
+                Ok(response) => response,
+                Err(e) if e.is_connect() => {
                     let error = unreachable(lease.url(), &e);
                     lease.mark_unhealthy(&error.to_string());
                     tried.push(lease.index());
@@ -70,21 +69,12 @@ impl Upstreams {
                         None => return Err(error),
                     }
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     let error = unreachable(lease.url(), &e);
-                    lease.mark_unhealthy(&error.to_string());
+                    if !e.is_timeout() {
+                        lease.mark_unhealthy(&error.to_string());
+                    }
                     return Err(error);
-                }
-                Err(_) => {
-                    return Err(BackendError::Upstream {
-                        status: 0,
-                        message: format!(
-                            "{} timed out: no answer within {} s",
-                            lease.url(),
-                            self.request_timeout.as_secs_f64()
-                        ),
-                        param: None,
-                    });
                 }
             };
             let status = response.status();

@@ -118,7 +118,6 @@ impl UpstreamBackend {
             http,
             api_key: config.api_key.clone(),
             model: config.upstream_model().to_owned(),
-            request_timeout: config.request_timeout,
         });
         Ok(Self { upstreams, info, config, runtime, health })
     }
