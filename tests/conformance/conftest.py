@@ -254,7 +254,7 @@ def client(chorus_server: str) -> Iterator[openai.OpenAI]:
     c.close()
 
 
-MCP_TOOLS = {"chat", "session_prompt", "list_sessions", "list_models"}
+MCP_TOOLS = {"chat", "session_prompt", "list_sessions", "list_models", "route"}
 RESOURCE_NOT_FOUND = -32002
 INVALID_PARAMS = -32602
 

@@ -29,6 +29,9 @@ pub(crate) enum Command {
     Chat(ChatArgs),
     /// Check a server's health.
     Health(ConnectArgs),
+    /// Say which category and model the content router would send a prompt to, and why
+    /// (the stage that decided, the semantic scores); nothing is generated.
+    Route(RouteArgs),
     /// List, show or delete the server's sessions.
     Sessions(SessionsArgs),
     /// Control the local server through its control socket: status, shutdown.
@@ -229,6 +232,10 @@ pub(crate) struct GenerateArgs {
     /// System prompt.
     #[arg(long)]
     pub(crate) system: Option<String>,
+    /// Router category for this prompt (general, code, math, translation, image, or an alias);
+    /// with no --model, instead of the one the router's classifier picks.
+    #[arg(long, value_name = "CATEGORY")]
+    pub(crate) category: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +253,23 @@ pub(crate) struct AskArgs {
     pub(crate) connect: ConnectArgs,
     #[command(flatten)]
     pub(crate) generate: GenerateArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RouteArgs {
+    /// The prompt to route; read from stdin when omitted (and appended to it when stdin is piped).
+    pub(crate) prompt: Option<String>,
+    /// Force this router category (general, code, math, translation, image, or an alias), to
+    /// see which model serves it.
+    #[arg(long, value_name = "CATEGORY")]
+    pub(crate) category: Option<String>,
+    /// Print the server's JSON answer (`POST /api/v1/route`) instead.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
 }

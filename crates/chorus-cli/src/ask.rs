@@ -11,7 +11,7 @@ use crate::args::{AskArgs, GenerateArgs};
 use crate::target::{self, Target};
 
 /// The prompt from the argument and/or piped stdin; `None` when there is neither.
-fn prompt(arg: Option<String>) -> Result<Option<String>> {
+pub(crate) fn prompt(arg: Option<String>) -> Result<Option<String>> {
     let stdin = std::io::stdin();
     let piped = if stdin.is_terminal() {
         None
@@ -38,6 +38,7 @@ pub(crate) fn request(target: &Target, generate: &GenerateArgs, messages: Vec<Ch
             seed: generate.seed,
             ..SamplingFields::default()
         },
+        category: generate.category.clone(),
         ..ChatCompletionRequest::default()
     }
 }

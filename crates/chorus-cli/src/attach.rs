@@ -464,6 +464,14 @@ impl Attach {
                     "[history compacted: the model now sees the newest turns; {messages_out_of_window} older messages are kept but not shown to it]"
                 ))?;
             }
+            Event::RouteDecided { route, .. } => {
+                self.print_line(&format!(
+                    "[routed to {} ({}, {})]",
+                    route.model.as_deref().unwrap_or("no model"),
+                    route.category,
+                    route.stage
+                ))?;
+            }
             Event::SessionDeleted { .. } => self.deleted = true,
             Event::SessionCreated { .. }
             | Event::SessionStatusChanged { .. }

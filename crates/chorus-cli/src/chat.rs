@@ -1,7 +1,9 @@
 //! `chorus chat`: a REPL over one conversation. Line editing and history come
 //! from reedline (history in the platform data dir); when stdin is not a
 //! terminal, lines are read plainly so scripts can drive it. Ctrl-C stops the
-//! answer being streamed, not the program; Ctrl-D or `/exit` leaves.
+//! answer being streamed, not the program; Ctrl-D or `/exit` leaves. After each
+//! answer, the model that gave it (the router's choice when no `--model` names one)
+//! is shown on stderr as `[model]`, so stdout holds only the answers.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -115,16 +117,23 @@ async fn repl(target: &Target, args: &ChatArgs) -> Result<()> {
     Ok(())
 }
 
-/// Stream one answer to stdout; Ctrl-C ends it early (the partial text is kept).
+/// Stream one answer to stdout, then the model that answered on stderr (`[model]`); Ctrl-C
+/// ends it early (the partial text is kept).
 async fn stream_answer(target: &Target, req: &chorus_proto::openai::ChatCompletionRequest) -> Result<String> {
     let mut chunks = target.client.chat_stream(req).await?;
     let mut out = std::io::stdout();
     let mut text = String::new();
+    // The chunks' `model`: the server names the routed model there.
+    let mut model = String::new();
     loop {
         tokio::select! {
             chunk = chunks.next() => match chunk {
                 Some(chunk) => {
-                    for choice in chunk?.choices {
+                    let chunk = chunk?;
+                    if model.is_empty() && !chunk.model.is_empty() {
+                        model = chunk.model;
+                    }
+                    for choice in chunk.choices {
                         if let Some(delta) = choice.delta.content {
                             out.write_all(delta.as_bytes())?;
                             out.flush()?;
@@ -141,5 +150,9 @@ async fn stream_answer(target: &Target, req: &chorus_proto::openai::ChatCompleti
         }
     }
     writeln!(out)?;
+    out.flush()?;
+    if !model.is_empty() {
+        eprintln!("[{model}]");
+    }
     Ok(text)
 }

@@ -67,6 +67,9 @@ pub(crate) struct ConfigFile {
     /// The model registry (`[[models]]`).
     #[serde(default)]
     models: Vec<crate::registry::ModelEntry>,
+    /// The content router (`[router]`), over the shipped defaults.
+    #[serde(default)]
+    router: Option<crate::router::RouterSection>,
     /// `mcp.servers` checked and resolved by [`load`].
     #[serde(skip)]
     mcp_servers: Vec<McpServerConfig>,
@@ -199,6 +202,11 @@ impl ConfigFile {
     }
 
     /// The registered models (`[[models]]`), in file order.
+    /// The router's configuration: the shipped defaults with `[router]` over them.
+    pub(crate) fn router(&self) -> Result<chorus_engine::RouterConfig> {
+        crate::router::config(self.router.as_ref())
+    }
+
     pub(crate) fn models(&self) -> &[crate::registry::ModelEntry] {
         &self.models
     }

@@ -13,6 +13,8 @@ mod model;
 mod models;
 mod pull;
 mod registry;
+mod route_cmd;
+mod router;
 mod saved;
 mod serve;
 mod sessions;
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
             Command::Ask(a) => ask::run(a).await,
             Command::Chat(a) => chat::run(a).await.map(|()| true),
             Command::Health(a) => health::run(a).await.map(|()| true),
+            Command::Route(a) => route_cmd::run(a).await,
             Command::Sessions(a) => sessions::run(a).await.map(|()| true),
             Command::Ctl(a) => ctl::run(a).await.map(|()| true),
             Command::Attach(a) => attach::run(a).await.map(|()| true),

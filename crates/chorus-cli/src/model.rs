@@ -95,7 +95,17 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
         max_tool_rounds: args.max_tool_rounds,
     };
     let puller = crate::pull::HubPuller::new(args, hub, data_dir, Arc::clone(&metrics), registry.pool.clone());
-    let engine = Engine::start(registry.pool, registry.events, metrics, Arc::new(store), sessions).await?;
+    let router = chorus_engine::Router::new(file.router()?, &registry.pool).with_context(|| match &config_path {
+        Some(path) => format!("[router] in {} is not valid", path.display()),
+        None => "the router's defaults do not fit the registered models".to_owned(),
+    })?;
+    tracing::info!(categories = ?router.categories(), embedding_model = ?router.embedding_model(), "router");
+    let engine =
+        Engine::start(registry.pool, registry.events, metrics, Some(router), Arc::new(store), sessions).await?;
+    if engine.router().embedding_model().is_some() {
+        let warm = engine.clone();
+        tokio::spawn(async move { warm.warm_router().await });
+    }
     engine.set_puller(Arc::new(puller));
     Ok(engine)
 }

@@ -334,7 +334,7 @@ pub(crate) async fn spec(
                 ModelSource::Local(p) => Some(p.clone()),
                 ModelSource::Hub(_) => chorus_hub::resolve(&parsed, &offline, &mut chorus_hub::NoProgress).await.ok(),
             };
-            let (mut estimate, mut embedding) = (0, config.embeddings);
+            let (mut estimate, mut embedding, mut fim, mut chat) = (0, config.embeddings, false, true);
             if let Some(path) = cached {
                 config.model_path = path;
                 let probe = config.clone();
@@ -346,6 +346,8 @@ pub(crate) async fn spec(
                 }
                 config.n_ctx = e.n_ctx;
                 embedding = e.embedding;
+                fim = e.fim;
+                chat = e.chat_template;
             }
             let id = entry.id.clone().unwrap_or_else(|| match &parsed {
                 ModelSource::Local(p) => stem(p),
@@ -356,7 +358,15 @@ pub(crate) async fn spec(
                 id,
                 aliases: entry.aliases.clone(),
                 source: source.clone(),
-                capabilities: caps(if embedding { &["embedding"] } else { &["chat", "completion"] }),
+                // A vocabulary with fill-in-the-middle tokens marks a code model; a model
+                // without a chat template (a base model) serves completions only.
+                capabilities: caps(match (embedding, fim, chat) {
+                    (true, _, _) => &["embedding"],
+                    (false, true, true) => &["chat", "completion", "code"],
+                    (false, true, false) => &["completion", "code"],
+                    (false, false, true) => &["chat", "completion"],
+                    (false, false, false) => &["completion"],
+                }),
                 keep_alive,
                 pinned: entry.pinned,
                 estimate,

@@ -7,6 +7,7 @@
 //! fall back or explain. [`ControlClient`] talks to a server's control socket.
 //! [`SessionSocket`] is a session's WebSocket (`/ws`), which also reconnects
 //! by itself. [`mcp::serve_stdio`] is `chorus mcp`'s bridge from MCP on stdio to a server's `/mcp`.
+//! [`Client::route`] asks the content router where a prompt would go (`POST /api/v1/route`).
 
 mod control;
 pub mod mcp;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use chorus_proto::chorus::Health;
 use chorus_proto::openai::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ErrorResponse, ModelList};
+use chorus_proto::route::{RouteRequest, RouteResponse};
 use eventsource_stream::Eventsource;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
@@ -178,6 +180,17 @@ impl Client {
         let rb = self.request(reqwest::Method::POST, "/v1/chat/completions", false).json(&request);
         let response = self.send(rb).await?;
         Ok(sse_json(response.bytes_stream()).boxed())
+    }
+
+    /// `POST /api/v1/route`: the router's dry run. Which category and model a request with
+    /// this prompt (or conversation) and no `model` would get, the stage that decided and the
+    /// semantic scores behind it; nothing is generated.
+    ///
+    /// # Errors
+    /// [`ClientError`]; [`ClientError::Api`] with status 400 when the request has no prompt or
+    /// names an unknown `category` (the message lists the categories).
+    pub async fn route(&self, request: &RouteRequest) -> Result<RouteResponse, ClientError> {
+        self.send_json(self.request(reqwest::Method::POST, "/api/v1/route", true).json(request)).await
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {

@@ -15,11 +15,12 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chorus_proto::native::{Event, EventError};
+use chorus_proto::native::{Event, EventError, MessageMetadata};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::route::RouteInput;
 use crate::session::{PromptOptions, PromptOutcome};
 use crate::store::{Message, NewMessage, SessionId, StoreError, TokenUsage};
 use crate::tools::{Permission, ToolCall, ToolChoice, ToolContext, ToolError, ToolSet};
@@ -64,6 +65,33 @@ pub(crate) async fn answer(
 
     let config = &engine.inner.sessions_config;
     let agent = engine.agents().iter().find(|a| a.name == session.agent).cloned().unwrap_or_default();
+    // A session (or agent) that names no model, or `auto`, is routed once per prompt, on its
+    // text; every round of the prompt runs on that model.
+    let named = session.model.as_deref().or(agent.model.as_deref());
+    let (model, route) = if engine.router().routes(named) {
+        let routed = engine.route(RouteInput { text: &user.content, endpoint: None, category: None }).await;
+        let decision = match routed.and_then(|d| d.require_model().map(str::to_owned).map(|m| (m, d))) {
+            Ok(d) => d,
+            Err(e) => return fail(engine, id, prompt_id, e).await,
+        };
+        let wire_route = wire::route(&decision.1);
+        engine
+            .inner
+            .bus
+            .emit(Event::RouteDecided {
+                session_id: id.to_string(),
+                prompt_id: prompt_id.to_owned(),
+                route: wire_route.clone(),
+            })
+            .await;
+        (Some(decision.0), Some(wire_route))
+    } else {
+        (named.map(str::to_owned), None)
+    };
+    let metadata = |model: Option<&str>| {
+        let m = MessageMetadata { model: model.map(str::to_owned), route: route.clone() };
+        serde_json::to_string(&m).ok()
+    };
     // Providers (MCP servers) may have to start first: a cancel meanwhile ends the prompt.
     let toolset = tokio::select! {
         biased;
@@ -100,7 +128,7 @@ pub(crate) async fn answer(
         } else {
             ToolChoice::Auto
         };
-        let model = session.model.as_deref().or(agent.model.as_deref());
+        let model = model.as_deref();
         let cache_key = crate::request::session_cache_key(&id.to_string());
         let build = |start: usize| {
             let mut messages = Vec::with_capacity(history.len() - start + 1);
@@ -134,7 +162,7 @@ pub(crate) async fn answer(
             RoundEnd::Cancelled { text } => return cancelled(engine, id, prompt_id, text).await,
             RoundEnd::Failed(e) => return fail(engine, id, prompt_id, e).await,
             RoundEnd::Done { text, tool_calls, finish_reason, usage } if tool_calls.is_empty() => {
-                return complete(engine, id, prompt_id, text, finish_reason, usage).await;
+                return complete(engine, id, prompt_id, text, finish_reason, usage, metadata(model)).await;
             }
             RoundEnd::Done { tool_calls, .. }
                 if tool_calls.iter().all(|c| made.contains(&(c.name.clone(), canonical(&c.arguments)))) =>
@@ -150,6 +178,7 @@ pub(crate) async fn answer(
                     tool_calls: tool_calls.clone(),
                     usage: Some(token_usage(usage)),
                     finish_reason: Some(finish_reason.to_owned()),
+                    metadata: metadata(model),
                     ..NewMessage::text(Role::Assistant, text)
                 };
                 if let Err(e) = store.append_message(id, message).await {
@@ -437,10 +466,12 @@ async fn complete(
     text: String,
     finish_reason: &str,
     usage: Usage,
+    metadata: Option<String>,
 ) -> PromptOutcome {
     let message = NewMessage {
         usage: Some(token_usage(usage)),
         finish_reason: Some(finish_reason.to_owned()),
+        metadata,
         ..NewMessage::text(Role::Assistant, text)
     };
     match engine.inner.store.append_message(id, message).await {

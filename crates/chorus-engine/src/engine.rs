@@ -11,6 +11,7 @@ use crate::embed::{EmbedRequest, Embeddings};
 use crate::events::EventBus;
 use crate::pool::{KeepAlive, Lease, ModelPool, ModelState, PoolError, PoolEvent};
 use crate::pull::{ModelPuller, PullError, PullUpdate};
+use crate::route::Router;
 use crate::session::{SessionTable, SessionsConfig};
 use crate::store::{SessionStatus, SessionUpdate, Store, StoreError};
 use crate::tools::ToolCallParser;
@@ -36,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) bus: EventBus,
     pub(crate) sessions: SessionTable,
     pub(crate) sessions_config: SessionsConfig,
+    /// Routes prompts that name no model (see [`crate::route`]).
+    pub(crate) router: Router,
     /// What `POST /api/v1/models/pull` drives; set once by the binary ([`Engine::set_puller`]).
     puller: OnceLock<Arc<dyn ModelPuller>>,
 }
@@ -61,6 +64,10 @@ pub enum EngineError {
     /// The model pool could not provide the model (no room now, a failed load).
     #[error(transparent)]
     Pool(PoolError),
+    /// The router chose a category no registered model serves (an `image` prompt without
+    /// an image model): 501.
+    #[error("no model serves the `{0}` category")]
+    NoModelForCategory(String),
 }
 
 impl From<PoolError> for EngineError {
@@ -74,8 +81,8 @@ impl From<PoolError> for EngineError {
 
 impl Engine {
     /// An engine over a model pool (`metrics` must be the registry its backends record
-    /// into; `pool_events` the receiver [`ModelPool::new`] returned) and a store for sessions
-    /// and events. The pool's events are published on the event bus (`model.*`) and
+    /// into; `pool_events` the receiver [`ModelPool::new`] returned), its router (`None`: one
+    /// category on the default model) and a store for sessions and events. The pool's events are published on the event bus (`model.*`) and
     /// recorded in the metrics.
     ///
     /// Sessions left `busy` by a server that stopped mid-answer are marked `error`.
@@ -86,6 +93,7 @@ impl Engine {
         pool: ModelPool,
         pool_events: mpsc::UnboundedReceiver<PoolEvent>,
         metrics: Arc<Metrics>,
+        router: Option<Router>,
         store: Arc<dyn Store>,
         sessions_config: SessionsConfig,
     ) -> Result<Self, StoreError> {
@@ -108,6 +116,7 @@ impl Engine {
             metrics.set_model_state(&m.id, m.status == crate::ModelStatus::Loaded, m.bytes);
         }
         tokio::spawn(forward_pool_events(pool_events, pool.clone(), bus.clone(), Arc::clone(&metrics)));
+        let router = router.unwrap_or_else(|| Router::single(&pool));
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -118,6 +127,7 @@ impl Engine {
                 bus,
                 sessions: SessionTable::default(),
                 sessions_config,
+                router,
                 puller: OnceLock::new(),
             }),
         })
@@ -188,6 +198,30 @@ impl Engine {
         request: GenerateRequest,
     ) -> Result<GenerationStream, EngineError> {
         let lease = self.lease(model, request.keep_alive).await?;
+        let stream = Self::generate_on(&lease, request)?;
+        Ok(stream.with_lease(lease))
+    }
+
+    /// Fill the gap between `prefix` and `suffix` with `model` (llama-server's `/infill`): the
+    /// prompt is the model's fill-in-the-middle tokens around them, `request`'s prompt is
+    /// replaced. The stream holds the model as [`Engine::generate`]'s does.
+    ///
+    /// # Errors
+    /// As [`Engine::generate`]; [`BackendError::Unsupported`] (400 on `model`) for a model
+    /// whose vocabulary has no fill-in-the-middle tokens.
+    pub async fn infill(
+        &self,
+        model: &str,
+        prefix: &str,
+        suffix: &str,
+        mut request: GenerateRequest,
+    ) -> Result<GenerationStream, EngineError> {
+        let lease = self.lease(Some(model), request.keep_alive).await?;
+        let info = lease.backend().info();
+        let Some(fim) = &info.fim else {
+            return Err(BackendError::Unsupported { model: info.id.clone(), what: "fill-in-the-middle" }.into());
+        };
+        request.prompt = crate::Prompt::Text(format!("{}{prefix}{}{suffix}{}", fim.prefix, fim.suffix, fim.middle));
         let stream = Self::generate_on(&lease, request)?;
         Ok(stream.with_lease(lease))
     }

@@ -125,6 +125,21 @@ impl EngineError {
             Self::Invalid(v) => PublicError::new(ErrorClass::InvalidRequest, v.message.clone(), Some(v.param), None),
             Self::Backend(b) => b.public(),
             Self::Pool(p) => p.public(),
+            Self::NoModelForCategory(category) => PublicError::new(
+                ErrorClass::NotSupported,
+                if category == "image" {
+                    "the prompt asks for an image, and no image model is configured on this server; \
+                     pass `category` to send it elsewhere"
+                        .to_owned()
+                } else {
+                    format!(
+                        "the prompt was routed to the `{category}` category, and no model serves it; \
+                         set `[[router.categories]] model` in chorus.toml, or pass `model`"
+                    )
+                },
+                Some("category"),
+                Some("not_supported"),
+            ),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod pool;
 pub mod pull;
 pub mod request;
+pub mod route;
 pub mod session;
 pub mod store;
 pub mod stream;
@@ -25,7 +26,9 @@ pub mod text;
 pub mod tools;
 pub mod wire;
 
-pub use backend::{Backend, BackendError, BackendStats, CacheStats, ModelInfo, Serves, SlotAction, SlotActionResult};
+pub use backend::{
+    Backend, BackendError, BackendStats, CacheStats, FimTokens, ModelInfo, Serves, SlotAction, SlotActionResult,
+};
 pub use embed::{EmbedRequest, EmbeddingInput, Embeddings};
 pub use engine::{Engine, EngineError};
 pub use error::{ErrorClass, PublicError};
@@ -34,6 +37,7 @@ pub use metrics::Metrics;
 pub use pool::{KeepAlive, Lease, ModelLoader, ModelPool, ModelSpec, ModelState, ModelStatus, PoolConfig, PoolError};
 pub use pull::{ModelPuller, PullError, PullStage, PullUpdate};
 pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError};
+pub use route::{CategoryConfig, RouteDecision, RouteInput, RouteStage, Router, RouterConfig, RouterError};
 pub use session::{Agent, Priority, PromptOptions, PromptOutcome, PromptTicket, SessionError, SessionsConfig};
 pub use store::{
     Message, NewEvent, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError,

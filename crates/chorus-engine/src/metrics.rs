@@ -73,6 +73,15 @@ pub struct UnloadLabels {
     pub reason: String,
 }
 
+/// Labels of `chorus_route_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The category chosen.
+    pub category: String,
+    /// The stage that decided (`endpoint`, `forced`, `rule`, `semantic`, `llm`, `default`).
+    pub stage: String,
+}
+
 /// Labels of `chorus_model_loads_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LoadLabels {
@@ -139,6 +148,10 @@ pub struct Metrics {
     pub model_unloads: Family<UnloadLabels, Counter>,
     /// `chorus_model_load_seconds`: how long loads took.
     pub model_load_seconds: Histogram,
+    /// `chorus_route_total{category,stage}`: prompts routed.
+    pub route: Family<RouteLabels, Counter>,
+    /// `chorus_route_seconds`: how long routing a prompt took (every stage it ran).
+    pub route_seconds: Histogram,
 }
 
 fn cache_seconds() -> Histogram {
@@ -239,8 +252,14 @@ impl Metrics {
         registry.register("model_unloads", "Model unloads", model_unloads.clone());
         let model_load_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 12));
         registry.register("model_load_seconds", "Time to load a model", model_load_seconds.clone());
+        let route = Family::<RouteLabels, Counter>::default();
+        registry.register("route", "Prompts routed, by category and deciding stage", route.clone());
+        let route_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register("route_seconds", "Time to route a prompt", route_seconds.clone());
         Self {
             registry,
+            route,
+            route_seconds,
             model_loaded,
             model_memory_bytes,
             memory_budget_bytes,
@@ -286,6 +305,12 @@ impl Metrics {
     /// Count an unload.
     pub fn record_model_unload(&self, model: &str, reason: &str) {
         self.model_unloads.get_or_create(&UnloadLabels { model: model.to_owned(), reason: reason.to_owned() }).inc();
+    }
+
+    /// Count a routed prompt and how long routing it took.
+    pub fn record_route(&self, category: &str, stage: &str, seconds: f64) {
+        self.route.get_or_create(&RouteLabels { category: category.to_owned(), stage: stage.to_owned() }).inc();
+        self.route_seconds.observe(seconds);
     }
 
     /// Render in the Prometheus text exposition format.

@@ -150,6 +150,8 @@ pub struct NewMessage {
     pub usage: Option<TokenUsage>,
     /// For [`Role::Assistant`]: OpenAI's `finish_reason` (`stop`, `length`, `tool_calls`, `cancelled`).
     pub finish_reason: Option<String>,
+    /// How it was produced, a JSON object (the native API's `MessageMetadata`); stored as is.
+    pub metadata: Option<String>,
 }
 
 impl NewMessage {
@@ -162,6 +164,7 @@ impl NewMessage {
             tool_call_id: None,
             usage: None,
             finish_reason: None,
+            metadata: None,
         }
     }
 }
@@ -189,6 +192,8 @@ pub struct Message {
     pub usage: Option<TokenUsage>,
     /// Why generation stopped.
     pub finish_reason: Option<String>,
+    /// As [`NewMessage::metadata`].
+    pub metadata: Option<String>,
 }
 
 /// An event to append to the log.

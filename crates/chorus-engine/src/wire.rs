@@ -63,5 +63,18 @@ pub fn message(m: &Message) -> native::Message {
         tool_call_id: m.tool_call_id.clone(),
         usage: m.usage.map(usage),
         finish_reason: m.finish_reason.clone(),
+        // Written by the engine from the same type; an unreadable one is left out.
+        metadata: m.metadata.as_deref().and_then(|j| serde_json::from_str(j).ok()),
+    }
+}
+
+/// A router decision on the wire.
+pub fn route(d: &crate::RouteDecision) -> chorus_proto::route::Route {
+    chorus_proto::route::Route {
+        category: d.category.clone(),
+        stage: d.stage.as_str().to_owned(),
+        score: d.score,
+        margin: d.margin,
+        model: d.model.clone(),
     }
 }

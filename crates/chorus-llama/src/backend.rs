@@ -230,6 +230,7 @@ impl LlamaBackend {
             has_chat_template,
             n_embd: n_embd.max(0) as u32,
             serves: if pooling.is_some() { Serves::EMBEDDINGS } else { Serves::GENERATION },
+            fim: crate::prompt::fim_tokens(&model),
         };
         match pooling {
             Some(pooling) => tracing::info!(
@@ -487,7 +488,9 @@ pub fn estimate(config: &LlamaConfig) -> Result<Estimate, LlamaError> {
     let embedding = embedding_model(&model, config);
     let (n_ctx, reason) = choose_ctx(config, n_ctx_train, kv, file_bytes, embedding);
     let compute = compute_bytes(config, n_ubatch(config, embedding), model.n_vocab().max(0) as u64, n_embd);
-    Ok(Estimate { bytes: file_bytes + u64::from(n_ctx) * kv + compute, n_ctx, reason, embedding })
+    let fim = !embedding && crate::prompt::fim_tokens(&model).is_some();
+    let chat_template = config.chat_template.is_some() || model.chat_template(None).is_ok();
+    Ok(Estimate { bytes: file_bytes + u64::from(n_ctx) * kv + compute, n_ctx, reason, embedding, fim, chat_template })
 }
 
 /// Bytes of memory on the discrete GPUs llama.cpp sees (their total; 0 on a CPU build or a
@@ -515,6 +518,11 @@ pub struct Estimate {
     pub reason: String,
     /// Whether it would load as an embedding model (serving embeddings, not generation).
     pub embedding: bool,
+    /// Whether its vocabulary has fill-in-the-middle tokens (a code model).
+    pub fim: bool,
+    /// Whether it has a chat template (its own or `--chat-template`): without one it serves
+    /// `/v1/completions` only.
+    pub chat_template: bool,
 }
 
 fn file_stem(path: &Path) -> String {

@@ -123,6 +123,19 @@ pub(crate) fn tokenize(
     Ok(tokens)
 }
 
+/// The vocabulary's fill-in-the-middle tokens as text, when it has all three (prefix,
+/// suffix, middle); llama.cpp finds them by name at load (`<|fim_prefix|>`, `<PRE>`, …).
+pub(crate) fn fim_tokens(model: &LlamaModel) -> Option<chorus_engine::FimTokens> {
+    let vocab = model.vocab();
+    let piece =
+        |t: LlamaToken| (t.0 >= 0).then(|| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned());
+    Some(chorus_engine::FimTokens {
+        prefix: piece(vocab.fim_pre())?,
+        suffix: piece(vocab.fim_suf())?,
+        middle: piece(vocab.fim_mid())?,
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -3,7 +3,8 @@
 //! also serves ([`llama`]), its native session
 //! API under `/api/v1` ([`native`]) with its WebSocket protocol ([`ws`]), the
 //! control socket `chorus ctl` talks to ([`control`]), the model pool's `/api/v1/models`
-//! ([`models`]), and the arguments and
+//! ([`models`]), the content router's decisions and dry run ([`route`]), TBot's task endpoints
+//! ([`tasks`]), and the arguments and
 //! results of the tools chorus serves over MCP ([`mcp`]).
 //!
 //! This crate owns serialization and nothing else: no I/O, no async runtime,
@@ -21,4 +22,6 @@ pub mod mcp;
 pub mod models;
 pub mod native;
 pub mod openai;
+pub mod route;
+pub mod tasks;
 pub mod ws;

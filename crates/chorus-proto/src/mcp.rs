@@ -1,6 +1,6 @@
 //! Wire types of chorus's MCP server (`/mcp`; MCP specification 2025-06-18 and later, sections
 //! "Server features: Tools" and "Resources"): the arguments of its tools (`chat`,
-//! `session_prompt`, `list_sessions`, `list_models`), their structured results, the JSON its
+//! `session_prompt`, `list_sessions`, `list_models`, `route`), their structured results, the JSON its
 //! resources hold, and the resource URIs (`chorus://sessions/{id}`, `chorus://models/{id}`).
 //!
 //! Arguments and results derive `schemars::JsonSchema`: the server advertises those schemas as
@@ -185,6 +185,43 @@ pub struct ModelList {
     pub models: Vec<ModelInfo>,
 }
 
+/// Arguments of the `route` tool: a prompt for the content router, which says where it would
+/// go; nothing is generated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteArgs {
+    /// The prompt to route, as a user would send it.
+    pub prompt: String,
+    /// A category to force (`general`, `code`, `math`, `translation`, `image`, or an alias): the
+    /// answer then shows which model serves it. The router's classifiers decide when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+/// Structured result of the `route` tool, the shape of `POST /api/v1/route`'s answer; its text
+/// content is this object as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RouteResult {
+    /// The category: `general`, `code`, `math`, `translation`, `image`, or one of the config's.
+    pub category: String,
+    /// The stage that decided: `endpoint`, `forced`, `rule`, `semantic`, `llm` or `default`.
+    pub stage: String,
+    /// The chosen category's semantic score (cosine similarity, -1 to 1), or 1 for a rule;
+    /// `null` for the other stages.
+    pub score: Option<f32>,
+    /// How far the best semantic score led the second, when the semantic stage ran.
+    pub margin: Option<f32>,
+    /// The model that would answer; `null` when no model serves the category.
+    pub model: Option<String>,
+    /// Every category's semantic score by name, when the semantic stage ran (categories
+    /// without examples have none).
+    pub scores: std::collections::BTreeMap<String, f32>,
+    /// Milliseconds the router took.
+    pub elapsed_ms: f64,
+    /// The `x-chorus-route` header a request routed this way gets.
+    pub header: String,
+}
+
 /// The JSON of the resource `chorus://sessions/{id}`: the session and its transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionResource {
@@ -306,5 +343,8 @@ mod tests {
         assert_eq!(ok.max_tokens, Some(4));
         assert!(serde_json::from_str::<ChatArgs>(r#"{"prompt": "hi", "temprature": 1}"#).is_err());
         assert!(serde_json::from_str::<SessionPromptArgs>(r#"{"session_id": "ses_1"}"#).is_err(), "prompt is required");
+        let route: RouteArgs = serde_json::from_str(r#"{"prompt": "hi", "category": "code"}"#).unwrap();
+        assert_eq!(route.category.as_deref(), Some("code"));
+        assert!(serde_json::from_str::<RouteArgs>(r#"{"prompt": "hi", "categroy": "code"}"#).is_err());
     }
 }

@@ -121,6 +121,21 @@ pub struct Message {
     /// Why an assistant message ended: `stop`, `length`, `tool_calls` or `cancelled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
+    /// How an assistant message was produced: its model, and the router's decision when the
+    /// session names no model (or `auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MessageMetadata>,
+}
+
+/// [`Message::metadata`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MessageMetadata {
+    /// The model that wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The router's decision, when the router chose the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::route::Route>,
 }
 
 /// `GET /api/v1/sessions/{id}/messages`: oldest first.
@@ -559,6 +574,17 @@ pub enum Event {
         /// The tokens a sequence of this session may hold (prompt and answer).
         budget_tokens: u32,
     },
+    /// The router chose the category and model that answer a session's prompt (the session
+    /// names no model, or `auto`).
+    #[serde(rename = "route.decided")]
+    RouteDecided {
+        /// The session.
+        session_id: String,
+        /// The prompt.
+        prompt_id: String,
+        /// The decision.
+        route: crate::route::Route,
+    },
     /// A model started loading (`chorus models load`, or a request for a model not in memory).
     #[serde(rename = "model.loading")]
     ModelLoading {
@@ -607,6 +633,7 @@ impl Event {
             Event::ToolCallError { .. } => "tool.call_error",
             Event::ToolPermissionRequest { .. } => "tool.permission_request",
             Event::SessionCompacted { .. } => "session.compacted",
+            Event::RouteDecided { .. } => "route.decided",
             Event::ModelLoading { .. } => "model.loading",
             Event::ModelLoaded { .. } => "model.loaded",
             Event::ModelUnloaded { .. } => "model.unloaded",
@@ -629,7 +656,8 @@ impl Event {
             | Event::ToolCallComplete { session_id, .. }
             | Event::ToolCallError { session_id, .. }
             | Event::ToolPermissionRequest { session_id, .. }
-            | Event::SessionCompacted { session_id, .. } => session_id,
+            | Event::SessionCompacted { session_id, .. }
+            | Event::RouteDecided { session_id, .. } => session_id,
             Event::ModelLoading { .. } | Event::ModelLoaded { .. } | Event::ModelUnloaded { .. } => return None,
         })
     }
@@ -646,7 +674,8 @@ impl Event {
             | Event::ToolCallComplete { prompt_id, .. }
             | Event::ToolCallError { prompt_id, .. }
             | Event::ToolPermissionRequest { prompt_id, .. }
-            | Event::SessionCompacted { prompt_id, .. } => Some(prompt_id),
+            | Event::SessionCompacted { prompt_id, .. }
+            | Event::RouteDecided { prompt_id, .. } => Some(prompt_id),
             _ => None,
         }
     }

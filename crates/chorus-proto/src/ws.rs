@@ -336,7 +336,7 @@ pub enum Response {
     /// The prompt's answer, stored.
     Complete {
         /// The assistant's message.
-        message: Message,
+        message: Box<Message>,
         /// Its tokens.
         usage: TokenUsage,
         /// Always true.

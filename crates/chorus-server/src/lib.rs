@@ -1,7 +1,8 @@
 //! The HTTP face of chorus and the only crate that knows HTTP: the
 //! OpenAI-compatible API under `/v1`, the native session API under `/api/v1` and its WebSocket `/ws`,
 //! `GET /health` and `GET /metrics`, the OpenAPI document (`GET /openapi.json`, Swagger UI at
-//! `/docs`), llama-server's slot actions (`POST /slots/{id}`), the MCP server at `/mcp` ([`mcp`]: streamable HTTP, with Host and Origin checks
+//! `/docs`), TBot's task endpoints (`/generate`, `/code/completion`, `/code/generation`,
+//! `/translate`, `/math/solve`) and the router's dry run (`POST /api/v1/route`), llama-server's slot actions (`POST /slots/{id}`), the MCP server at `/mcp` ([`mcp`]: streamable HTTP, with Host and Origin checks
 //! against DNS rebinding), API-key authentication, request logging, and graceful shutdown; and
 //! the control socket (`GET /status`, `POST /shutdown` on a Unix socket, for `chorus ctl`).
 //!
@@ -19,8 +20,10 @@ mod health;
 pub mod mcp;
 mod openai;
 mod openapi;
+mod route;
 mod slots;
 mod sse;
+mod tasks;
 mod ws;
 
 use std::net::SocketAddr;
@@ -152,6 +155,7 @@ pub fn app(state: AppState) -> Router {
         .merge(openai::routes())
         .merge(api::routes())
         .merge(slots::routes())
+        .merge(tasks::routes())
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(health::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));

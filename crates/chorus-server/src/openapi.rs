@@ -63,6 +63,7 @@ with `response` and `error` envelopes, and sends each event of the subscribed se
         (name = "events", description = "The event log, as server-sent events, resumable with `Last-Event-ID`"),
         (name = "agents", description = "Agents: a named system prompt, model and tool set"),
         (name = "tools", description = "Tools the agents can run, run directly, and permission answers"),
+        (name = "tasks", description = "TBot's task endpoints: generate (routed by content), code completion and generation, translation, math"),
         (name = "health", description = "Liveness, server information and metrics"),
         (name = "docs", description = "This document"),
     )
@@ -76,6 +77,7 @@ pub(crate) fn document() -> openapi::OpenApi {
     doc.merge(crate::openai::ApiDoc::openapi());
     doc.merge(crate::api::ApiDoc::openapi());
     doc.merge(crate::slots::ApiDoc::openapi());
+    doc.merge(crate::tasks::ApiDoc::openapi());
     alias(&mut doc, "/health", "/api/v1/health", "getApiHealth");
     require_key(&mut doc);
     doc

@@ -253,7 +253,7 @@ impl Connection {
             Event::MessageComplete { prompt_id, message, .. } => {
                 self.pending.remove(prompt_id);
                 let usage = message.usage.unwrap_or_default();
-                WsResponse::Complete { message: message.clone(), usage, done: true }
+                WsResponse::Complete { message: Box::new(message.clone()), usage, done: true }
             }
             Event::MessageError { prompt_id, error: e, .. } => {
                 self.pending.remove(prompt_id);

@@ -309,8 +309,8 @@ impl Store for SqlStore {
         let tool_calls = rows::tool_calls_to_json(&message.tool_calls);
         let row = sqlx::query(concat!(
             "INSERT INTO messages (id, session_id, seq, created_at, role, content, tool_calls, tool_call_id, \
-             prompt_tokens, completion_tokens, cached_tokens, finish_reason) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
+             prompt_tokens, completion_tokens, cached_tokens, finish_reason, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ",
             message_columns!()
         ))
         .bind(format!("msg_{}", uuid::Uuid::now_v7().simple()))
@@ -325,6 +325,7 @@ impl Store for SqlStore {
         .bind(message.usage.map(|u| to_i64(u.completion_tokens)))
         .bind(message.usage.map(|u| to_i64(u.cached_tokens)))
         .bind(message.finish_reason.as_deref())
+        .bind(message.metadata.as_deref())
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;

@@ -22,7 +22,7 @@ macro_rules! session_columns {
 macro_rules! message_columns {
     () => {
         "id, session_id, seq, created_at, role, content, tool_calls, tool_call_id, \
-         prompt_tokens, completion_tokens, cached_tokens, finish_reason"
+         prompt_tokens, completion_tokens, cached_tokens, finish_reason, metadata"
     };
 }
 
@@ -123,6 +123,7 @@ pub(crate) fn message_from_row(row: &AnyRow) -> Result<Message, StoreError> {
         tool_call_id: get(row, "tool_call_id")?,
         usage,
         finish_reason: get(row, "finish_reason")?,
+        metadata: get(row, "metadata")?,
     })
 }
 

@@ -185,6 +185,7 @@ fn model_info(config: &UpstreamConfig, urls: &[String]) -> ModelInfo {
         has_chat_template: true,
         n_embd: config.n_embd,
         serves: Serves { generation: true, embeddings: true },
+        fim: None,
     }
 }
 

@@ -17,6 +17,8 @@ mod mcp_server;
 mod models;
 mod models_cli;
 mod real_model;
+mod route_cli;
+mod routing;
 mod sessions;
 mod store_failure;
 mod tools;

@@ -105,7 +105,7 @@ fn an_mcp_client_initializes_calls_tools_reads_resources_and_gets_prompts() {
         let tools = mcp.list_all_tools().await.expect("tools/list");
         let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
         names.sort_unstable();
-        assert_eq!(names, ["chat", "list_models", "list_sessions", "session_prompt"]);
+        assert_eq!(names, ["chat", "list_models", "list_sessions", "route", "session_prompt"]);
         let chat = tools.iter().find(|t| t.name == "chat").expect("chat");
         assert_eq!(chat.annotations.as_ref().and_then(|a| a.read_only_hint), Some(true));
         assert_eq!(chat.input_schema.get("required"), Some(&json!(["prompt"])));
@@ -272,7 +272,7 @@ fn host_and_origin_are_checked_before_the_api_key() {
     // A real client with the key.
     runtime().block_on(async {
         let (mcp, _) = connect(&srv.url, Some("sesame")).await;
-        assert_eq!(mcp.list_all_tools().await.expect("tools/list").len(), 4);
+        assert_eq!(mcp.list_all_tools().await.expect("tools/list").len(), 5);
         mcp.cancel().await.expect("close the session");
     });
 }

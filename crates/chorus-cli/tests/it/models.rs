@@ -17,7 +17,7 @@ use crate::real_model::{fixture, one_at_a_time};
 /// never both LLMs.
 const BUDGET: &str = "2G";
 
-fn minilm() -> Option<PathBuf> {
+pub(crate) fn minilm() -> Option<PathBuf> {
     let qwen = fixture("CHORUS_QWEN_CODER")?;
     let dir = std::env::var_os("CHORUS_MINILM")
         .map(PathBuf::from)

@@ -67,6 +67,11 @@ pub struct ChatCompletionRequest {
     /// server's `--keep-alive-max` caps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<super::KeepAlive>,
+    /// chorus: with `model` absent or `"auto"`, the router's category for this request
+    /// (`general`, `code`, `math`, `translation`, `image`, or an alias such as TBot's
+    /// `code_generation`), instead of the one its classifier would choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 /// `"function"`, the only tool type.

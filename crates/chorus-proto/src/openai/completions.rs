@@ -47,6 +47,11 @@ pub struct CompletionRequest {
     /// server's `--keep-alive-max` caps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<super::KeepAlive>,
+    /// chorus: with `model` absent or `"auto"`, the router's category for this request
+    /// (`general`, `code`, `math`, `translation`, `image`, or an alias such as TBot's
+    /// `code_generation`), instead of the one its classifier would choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 /// `prompt` of a [`CompletionRequest`].

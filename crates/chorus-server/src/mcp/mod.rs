@@ -3,7 +3,7 @@
 //! client of external tool servers (`client`: their tools join the engine's tool registry).
 //!
 //! The server side: [`ChorusMcp`] (`server`) is the handler, with its `tools` (`chat`,
-//! `session_prompt`, `list_sessions`, `list_models`), `resources` (sessions and their
+//! `session_prompt`, `list_sessions`, `list_models`, `route`), `resources` (sessions and their
 //! transcripts, models) and `prompts` (the agents' system prompts); `endpoint` mounts it at
 //! `/mcp` behind `guard` (Host and Origin against DNS rebinding) and the API key, and
 //! `lifecycle` closes its sessions at shutdown once no request of theirs is in flight and tells

@@ -21,7 +21,8 @@ use super::lifecycle::Cancellations;
 /// What an MCP client reads in `initialize`'s `instructions`.
 const INSTRUCTIONS: &str = "chorus serves local language models (llama.cpp). `chat` sends one prompt to a model and \
 returns its answer; `session_prompt` talks in a durable session with an agent (pass the `session_id` it returns to \
-continue the conversation); `list_sessions` and `list_models` list them. Sessions and their transcripts are the \
+continue the conversation); `list_sessions` and `list_models` list them; `route` says which model chorus's router \
+would send a prompt to, and why. Sessions and their transcripts are the \
 resources chorus://sessions/{id}, models chorus://models/{id}; the prompts are the configured agents' system prompts.";
 
 /// The MCP server handler: one per MCP session (the `/mcp` endpoint makes one for each

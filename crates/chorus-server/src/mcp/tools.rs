@@ -1,11 +1,13 @@
 //! The MCP tools (MCP specification 2025-06-18, "Tools"): `chat`, `session_prompt`,
-//! `list_sessions` and `list_models`, with their arguments and results in `chorus_proto::mcp`.
+//! `list_sessions`, `list_models` and `route` (the content router's dry run, as `POST
+//! /api/v1/route`), with their arguments and results in `chorus_proto::mcp`.
 //!
 //! A call that cannot be answered as asked is a tool error (`isError: true`, the reason as
 //! text), which the client's model can read and correct: arguments that do not parse (a missing
 //! `prompt`, an unknown or misspelt field; rmcp says which), an out-of-range field, an unknown
-//! model, session or agent, a prompt longer than the context. An unknown tool is invalid params
-//! (`-32602`, from rmcp). Server faults are logged and answered without their detail.
+//! model, session, agent or router category, a prompt longer than the context. An unknown tool
+//! is invalid params (`-32602`, from rmcp). Server faults are logged and answered without their
+//! detail.
 //!
 //! Generation reports progress when the request carries `_meta.progressToken`:
 //! `notifications/progress` after the first piece of text and every [`PROGRESS_EVERY`] pieces,
@@ -30,10 +32,12 @@
 use chorus_engine::request::{ChatMessage, Role};
 use chorus_engine::store::{NewSession, SessionId};
 use chorus_engine::{
-    EngineError, EventFilter, GenerateRequest, GenerationEvent, Prompt, PromptOptions, PromptOutcome, SessionError,
-    ToolChoice,
+    EngineError, EventFilter, GenerateRequest, GenerationEvent, Prompt, PromptOptions, PromptOutcome, RouteDecision,
+    RouteInput, SessionError, ToolChoice,
 };
-use chorus_proto::mcp::{ChatArgs, ChatResult, ModelList, SessionList, SessionPromptArgs, SessionPromptResult, Usage};
+use chorus_proto::mcp::{
+    ChatArgs, ChatResult, ModelList, RouteArgs, RouteResult, SessionList, SessionPromptArgs, SessionPromptResult, Usage,
+};
 use chorus_proto::native;
 use futures::StreamExt;
 use rmcp::handler::server::tool::schema_for_output;
@@ -260,6 +264,45 @@ impl ChorusMcp {
             models: self.engine.models().iter().filter_map(|m| m.info.as_ref()).map(model_info).collect(),
         }))
     }
+
+    /// The content router's dry run, as `POST /api/v1/route`: the decision for `prompt` (or the
+    /// forced `category`), as JSON text and as structured content.
+    #[tool(
+        name = "route",
+        description = "Say which category and model chorus's router would send a prompt to, and why \
+                       (nothing is generated)",
+        annotations(title = "Route a prompt", read_only_hint = true, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<RouteResult>()
+    )]
+    async fn route(&self, Parameters(args): Parameters<RouteArgs>) -> Result<CallToolResult, ErrorData> {
+        // As `POST /api/v1/route`: a forced category needs no text.
+        if args.prompt.trim().is_empty() && args.category.is_none() {
+            return Ok(tool_error("`prompt` must not be empty"));
+        }
+        let input = RouteInput { text: &args.prompt, endpoint: None, category: args.category.as_deref() };
+        let decision = match self.engine.route(input).await {
+            Ok(decision) => decision,
+            Err(e) => return Ok(engine_error(e)),
+        };
+        let result = route_result(&decision);
+        let json = serde_json::to_string(&result).map_err(internal)?;
+        structured(&result, vec![ContentBlock::text(json)])
+    }
+}
+
+/// A router decision as the `route` tool gives it (the shape of `POST /api/v1/route`'s answer);
+/// a category without examples has no score, so none is listed for it.
+fn route_result(d: &RouteDecision) -> RouteResult {
+    RouteResult {
+        category: d.category.clone(),
+        stage: d.stage.as_str().to_owned(),
+        score: d.score,
+        margin: d.margin,
+        model: d.model.clone(),
+        scores: d.scores.iter().filter(|(_, s)| s.is_finite()).cloned().collect(),
+        elapsed_ms: d.elapsed.as_secs_f64() * 1000.0,
+        header: d.header(),
+    }
 }
 
 /// `notifications/progress` for one request, when it asked for them.
@@ -352,12 +395,41 @@ fn title(prompt: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::title;
+    use std::time::Duration;
+
+    use chorus_engine::{RouteDecision, RouteStage};
+
+    use super::{route_result, title};
 
     #[test]
     fn titles_are_the_first_line_cut_short() {
         assert_eq!(title("  Hello there\nmore"), "Hello there");
         let long = "é".repeat(70);
         assert_eq!(title(&long), format!("{}…", "é".repeat(60)));
+    }
+
+    #[test]
+    fn a_route_result_has_the_dry_runs_shape_without_unscored_categories() {
+        let d = RouteDecision {
+            category: "code".into(),
+            stage: RouteStage::Semantic,
+            score: Some(0.83),
+            margin: Some(0.12),
+            model: Some("qwen-coder".into()),
+            scores: vec![("code".into(), 0.83), ("general".into(), 0.71), ("sql".into(), f32::NEG_INFINITY)],
+            elapsed: Duration::from_micros(3200),
+        };
+        let r = route_result(&d);
+        assert_eq!(
+            (r.category.as_str(), r.stage.as_str(), r.model.as_deref()),
+            ("code", "semantic", Some("qwen-coder"))
+        );
+        assert_eq!(r.scores.keys().map(String::as_str).collect::<Vec<_>>(), ["code", "general"]);
+        assert!((r.elapsed_ms - 3.2).abs() < 1e-9);
+        assert_eq!(r.header, "category=code; stage=semantic; score=0.83; model=qwen-coder");
+        let json = serde_json::to_value(&r).expect("json");
+        for key in ["category", "stage", "score", "margin", "model", "scores", "elapsed_ms", "header"] {
+            assert!(json.get(key).is_some(), "{key} in {json}");
+        }
     }
 }

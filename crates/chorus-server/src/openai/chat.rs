@@ -43,11 +43,12 @@ pub(super) async fn create(
     AppJson(req): AppJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let plan = convert::chat(req)?;
-    let model = state.engine.resolve(plan.model.as_deref())?;
+    let (model, route) =
+        state.engine.pick(plan.model.as_deref(), &plan.request.prompt, plan.category.as_deref()).await?;
     let generation = state.engine.generate(Some(&model), plan.request).await?;
     let meta = ResponseMeta::new("chatcmpl", model);
     if plan.stream {
-        return Ok(stream(state, meta, generation, plan.include_usage));
+        return Ok(crate::route::with_header(stream(state, meta, generation, plan.include_usage), route.as_ref()));
     }
     let done = tokio::select! {
         result = generation.collect() => result?,
@@ -56,7 +57,7 @@ pub(super) async fn create(
     let tool_calls = (!done.tool_calls.is_empty()).then(|| tool_calls_wire(&done.tool_calls));
     // OpenAI sends `content: null` for an answer that only calls tools.
     let content = if tool_calls.is_some() && done.text.is_empty() { None } else { Some(done.text) };
-    Ok(Json(ChatCompletion {
+    let body = Json(ChatCompletion {
         id: meta.id,
         object: ObjectType::ChatCompletion,
         created: meta.created,
@@ -69,8 +70,8 @@ pub(super) async fn create(
         }],
         usage: usage_wire(done.usage),
         system_fingerprint: Some(meta.fingerprint),
-    })
-    .into_response())
+    });
+    Ok(crate::route::with_header(body.into_response(), route.as_ref()))
 }
 
 impl ResponseMeta {
@@ -159,7 +160,7 @@ fn tool_calls_wire(calls: &[chorus_engine::ToolCall]) -> Vec<wire::ToolCall> {
     calls.iter().map(chorus_engine::wire::tool_call).collect()
 }
 
-pub(super) fn usage_wire(u: Usage) -> wire::Usage {
+pub(crate) fn usage_wire(u: Usage) -> wire::Usage {
     wire::Usage {
         prompt_tokens: u.prompt_tokens,
         completion_tokens: u.completion_tokens,

@@ -64,7 +64,8 @@ pub(super) async fn create(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let model = state.engine.resolve(req.model.as_deref())?;
+    // Several prompts go to one model: the first one's route.
+    let (model, route) = state.engine.pick(req.model.as_deref(), &requests[0].prompt, req.category.as_deref()).await?;
     let echo = req.echo.unwrap_or(false);
     // Schedule every prompt before waiting on any, so they share decode steps.
     let mut generations = Vec::with_capacity(requests.len());
@@ -74,7 +75,10 @@ pub(super) async fn create(
     let echoes = if echo { prompts } else { vec![String::new(); generations.len()] };
     let meta = ResponseMeta::new("cmpl", model);
     if stream {
-        return Ok(streamed(state, meta, generations, echoes, include_usage));
+        return Ok(crate::route::with_header(
+            streamed(state, meta, generations, echoes, include_usage),
+            route.as_ref(),
+        ));
     }
     let collected = tokio::select! {
         all = futures::future::join_all(generations.into_iter().map(GenerationStream::collect)) => all,
@@ -92,7 +96,7 @@ pub(super) async fn create(
             finish_reason: Some(finish(done.finish_reason)),
         });
     }
-    Ok(Json(meta.body(choices, Some(usage))).into_response())
+    Ok(crate::route::with_header(Json(meta.body(choices, Some(usage))).into_response(), route.as_ref()))
 }
 
 impl ResponseMeta {

@@ -17,6 +17,8 @@ use crate::ApiError;
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub(crate) model: Option<String>,
+    /// The router category the request forces.
+    pub(crate) category: Option<String>,
     pub(crate) request: GenerateRequest,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
@@ -25,7 +27,7 @@ pub(crate) struct Plan {
 pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
     check_n(req.n)?;
     let (stream, include_usage) = stream_flags(req.stream, req.stream_options.as_ref())?;
-    let messages = req.messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
+    let messages = messages(req.messages)?;
     if messages.is_empty() {
         return Err(ApiError::invalid(Some("messages".to_owned()), "messages must hold at least one message"));
     }
@@ -40,6 +42,7 @@ pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
     };
     Ok(Plan {
         model: req.model,
+        category: req.category,
         request: GenerateRequest {
             prompt: Prompt::Chat(messages),
             sampling: sampling(req.sampling)?,
@@ -144,11 +147,16 @@ pub(crate) fn stream_flags(stream: Option<bool>, options: Option<&StreamOptions>
     Ok((stream, options.is_some_and(|o| o.include_usage)))
 }
 
-fn max_tokens(param: &str, n: i64) -> Result<u32, ApiError> {
+pub(crate) fn max_tokens(param: &str, n: i64) -> Result<u32, ApiError> {
     if n < 1 {
         return Err(ApiError::invalid(Some(param.to_owned()), format!("{param} must be at least 1, got {n}")));
     }
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Wire messages to the engine's, each checked (`param` names `messages[i]…`).
+pub(crate) fn messages(messages: Vec<chorus_proto::openai::ChatMessage>) -> Result<Vec<ChatMessage>, ApiError> {
+    messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect()
 }
 
 fn message(i: usize, m: chorus_proto::openai::ChatMessage) -> Result<ChatMessage, ApiError> {

@@ -8,7 +8,8 @@ mod convert;
 mod embeddings;
 mod models;
 
-pub(crate) use convert::{keep_alive, tool_choice};
+pub(crate) use chat::usage_wire;
+pub(crate) use convert::{keep_alive, max_tokens, messages, tool_choice};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

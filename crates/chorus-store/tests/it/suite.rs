@@ -82,6 +82,7 @@ pub(crate) async fn messages_in_order_with_usage_and_tool_calls(db: &TestDb) {
             NewMessage {
                 usage: Some(TokenUsage { prompt_tokens: 30, completion_tokens: 7, cached_tokens: 25 }),
                 finish_reason: Some("stop".into()),
+                metadata: Some(r#"{"model":"m"}"#.into()),
                 ..NewMessage::text(Role::Assistant, "done")
             },
         )
@@ -95,6 +96,8 @@ pub(crate) async fn messages_in_order_with_usage_and_tool_calls(db: &TestDb) {
     assert_eq!(messages[2].tool_call_id.as_deref(), Some("call_1"));
     assert_eq!(messages[0].usage, None);
     assert_eq!(assistant.usage.map(|u| u.cached_tokens), Some(10), "cached_tokens round-trips");
+    assert_eq!(messages[3].metadata.as_deref(), Some(r#"{"model":"m"}"#), "metadata round-trips");
+    assert_eq!(messages[0].metadata, None);
 
     let s = store.session(&s.id).await.unwrap().unwrap();
     assert_eq!(s.message_count, 4);
