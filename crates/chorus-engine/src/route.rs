@@ -353,9 +353,21 @@ impl Router {
         }
     }
 
-    /// Whether a request naming `model` is routed: absent, `auto`, or the router's id.
+    /// Whether a request naming `model` is routed: `auto` or the router's id always; an absent
+    /// `model` when the router has a choice (its categories map to two models or more), so a
+    /// server with one model answers as llama-server does.
     pub fn routes(&self, model: Option<&str>) -> bool {
-        model.is_none_or(|m| m == "auto" || m == self.id)
+        match model {
+            None => self.has_choice(),
+            Some(m) => m == "auto" || m == self.id,
+        }
+    }
+
+    /// Whether the categories map to two models or more.
+    pub fn has_choice(&self) -> bool {
+        let mut models = self.categories.iter().filter_map(|c| c.model.as_deref());
+        let first = models.next();
+        models.any(|m| Some(m) != first)
     }
 
     /// The categories' names and models, in order.
@@ -496,7 +508,8 @@ impl Engine {
 
     /// The model a request runs on, and the route that chose it when the router did: the
     /// model `model` names (a `category` is then ignored), else the router's choice for the
-    /// prompt's text (a chat's last user message) or the forced `category`.
+    /// prompt's text (a chat's last user message) or the forced `category`; an absent `model`
+    /// on a router without a choice (see [`Router::routes`]) is the default model.
     ///
     /// # Errors
     /// [`EngineError::ModelNotFound`] for an unknown `model`; as [`Engine::route`]; and
@@ -507,7 +520,8 @@ impl Engine {
         prompt: &Prompt,
         category: Option<&str>,
     ) -> Result<(String, Option<RouteDecision>), EngineError> {
-        if !self.inner.router.routes(model) {
+        // A forced category is routed even where an absent model would not be.
+        if !(self.inner.router.routes(model) || (model.is_none() && category.is_some())) {
             return Ok((self.resolve(model)?, None));
         }
         let decision = self.route(RouteInput { text: prompt_text(prompt), endpoint: None, category }).await?;
@@ -619,7 +633,9 @@ impl Engine {
             ChatMessage::new(Role::System, system),
             ChatMessage::new(Role::User, text),
         ]));
-        request.max_tokens = Some(12);
+        // A token is at least a byte: the longest name, its quotes and the end token fit this.
+        let longest = names.iter().map(|n| n.len()).max().unwrap_or(0);
+        request.max_tokens = Some(u32::try_from(longest).unwrap_or(u32::MAX).saturating_add(4));
         request.sampling.temperature = 0.0;
         request.response_format = ResponseFormat::JsonSchema(serde_json::json!({ "type": "string", "enum": names }));
         let done = self.generate(Some(model), request).await?.collect().await?;

@@ -68,6 +68,20 @@ pub fn message(m: &Message) -> native::Message {
     }
 }
 
+/// A router decision with its numbers: `POST /api/v1/route`'s answer and the MCP `route` tool's.
+pub fn route_response(d: &crate::RouteDecision) -> chorus_proto::route::RouteResponse {
+    chorus_proto::route::RouteResponse {
+        category: d.category.clone(),
+        stage: d.stage.as_str().to_owned(),
+        score: d.score,
+        margin: d.margin,
+        model: d.model.clone(),
+        scores: d.scores.iter().cloned().collect(),
+        elapsed_ms: d.elapsed.as_secs_f64() * 1000.0,
+        header: d.header(),
+    }
+}
+
 /// A router decision on the wire.
 pub fn route(d: &crate::RouteDecision) -> chorus_proto::route::Route {
     chorus_proto::route::Route {

@@ -198,29 +198,9 @@ pub struct RouteArgs {
     pub category: Option<String>,
 }
 
-/// Structured result of the `route` tool, the shape of `POST /api/v1/route`'s answer; its text
-/// content is this object as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct RouteResult {
-    /// The category: `general`, `code`, `math`, `translation`, `image`, or one of the config's.
-    pub category: String,
-    /// The stage that decided: `endpoint`, `forced`, `rule`, `semantic`, `llm` or `default`.
-    pub stage: String,
-    /// The chosen category's semantic score (cosine similarity, -1 to 1), or 1 for a rule;
-    /// `null` for the other stages.
-    pub score: Option<f32>,
-    /// How far the best semantic score led the second, when the semantic stage ran.
-    pub margin: Option<f32>,
-    /// The model that would answer; `null` when no model serves the category.
-    pub model: Option<String>,
-    /// Every category's semantic score by name, when the semantic stage ran (categories
-    /// without examples have none).
-    pub scores: std::collections::BTreeMap<String, f32>,
-    /// Milliseconds the router took.
-    pub elapsed_ms: f64,
-    /// The `x-chorus-route` header a request routed this way gets.
-    pub header: String,
-}
+/// Structured result of the `route` tool: `POST /api/v1/route`'s answer; its text content is
+/// this object as JSON.
+pub use crate::route::RouteResponse as RouteResult;
 
 /// The JSON of the resource `chorus://sessions/{id}`: the session and its transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

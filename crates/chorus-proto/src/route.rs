@@ -35,8 +35,9 @@ pub struct RouteRequest {
     pub category: Option<String>,
 }
 
-/// Answer of `POST /api/v1/route`: the decision a request would get, and the numbers behind it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// Answer of `POST /api/v1/route` (and the MCP `route` tool's structured result): the decision a
+/// request would get, and the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, schemars::JsonSchema)]
 pub struct RouteResponse {
     /// The category.
     pub category: String,
@@ -48,7 +49,8 @@ pub struct RouteResponse {
     pub margin: Option<f32>,
     /// As [`Route::model`].
     pub model: Option<String>,
-    /// Every category's semantic score, when the semantic stage ran.
+    /// Every category's semantic score by name, when the semantic stage ran (a category
+    /// without examples has none).
     #[serde(default)]
     pub scores: std::collections::BTreeMap<String, f32>,
     /// Milliseconds the router took, measured in the server.

@@ -64,14 +64,5 @@ pub(crate) async fn dry_run(
         return Err(ApiError::invalid(Some("prompt".to_owned()), "the prompt is empty"));
     }
     let d = state.engine.route(RouteInput { text: &text, endpoint: None, category: req.category.as_deref() }).await?;
-    Ok(Json(RouteResponse {
-        category: d.category.clone(),
-        stage: d.stage.as_str().to_owned(),
-        score: d.score,
-        margin: d.margin,
-        model: d.model.clone(),
-        scores: d.scores.iter().cloned().collect(),
-        elapsed_ms: d.elapsed.as_secs_f64() * 1000.0,
-        header: d.header(),
-    }))
+    Ok(Json(chorus_engine::wire::route_response(&d)))
 }

@@ -368,8 +368,8 @@ pub(crate) async fn translate(
         ),
         None => (
             format!(
-                "Translate the user's text into {target}. Name the language it is written in as source_lang, \
-                 and give the translation."
+                "Translate the user's text into {target}. source_lang is the language the user's text is \
+                 written in; translation is the text in {target}."
             ),
             json!({
                 "type": "object",
@@ -406,7 +406,8 @@ pub(crate) async fn math_solve(
     AppJson(req): AppJson<MathSolveRequest>,
 ) -> Result<Response, ApiError> {
     let problem = required(req.problem, "problem")?;
-    let system = "Solve the user's math problem. Work it out in short steps, then give the final answer.";
+    let system = "Solve the user's math problem. Write each step as one short sentence with its calculation, \
+                  then give the final answer as a short value with its unit, such as \"80 km/h\" or \"x = 4\".";
     let schema = json!({
         "type": "object",
         "properties": {

@@ -6,7 +6,9 @@ use std::process::{Command, Output, Stdio};
 
 use crate::{bin, server};
 
-fn chorus(args: &[&str], stdin: Option<&str>) -> Output {
+/// Run `chorus ARGS` (with `stdin` piped in, when given) with its own data dir and none of
+/// the user's chorus environment.
+pub(crate) fn chorus(args: &[&str], stdin: Option<&str>) -> Output {
     // Embedded mode opens a session store: keep it out of the user's data dir.
     let data = tempfile::tempdir().expect("temp data dir");
     let mut child = Command::new(bin())
@@ -27,7 +29,7 @@ fn chorus(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("chorus output")
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 

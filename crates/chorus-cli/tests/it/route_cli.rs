@@ -1,10 +1,9 @@
 //! The content router from the client side, on the tiny model (no embedding model, so no
 //! semantic stage): `chorus route` (a rule's decision, a forced category, `--json`, an unknown
 //! category), `--category` of `ask` and `chat` (whose REPL names the answering model on
-//! stderr), `Client::route`, and the MCP `route` tool.
+//! stderr), `Client::route`, the MCP `route` tool, and the LLM stage (`[router] llm_model`).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use chorus_client::ClientError;
 use chorus_proto::mcp::RouteResult;
@@ -14,36 +13,12 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
-use crate::{bin, client, runtime, server};
+use crate::cli::text;
+use crate::{client, runtime, server};
 
 /// Run `chorus ARGS` with nothing on stdin.
 fn chorus(args: &[&str]) -> Output {
-    chorus_with_stdin(args, None)
-}
-
-/// Run `chorus ARGS` with `stdin` piped in (nothing when `None`).
-fn chorus_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
-    let data = tempfile::tempdir().expect("temp data dir");
-    let mut child = Command::new(bin())
-        .args(args)
-        .env("XDG_DATA_HOME", data.path())
-        .env_remove("CHORUS_DATABASE_URL")
-        .env_remove("CHORUS_URL")
-        .env_remove("CHORUS_API_KEY")
-        .env_remove("CHORUS_MODEL")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run chorus");
-    if let Some(text) = stdin {
-        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("chorus output")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    crate::cli::chorus(args, None)
 }
 
 #[test]
@@ -94,7 +69,7 @@ fn ask_and_chat_send_the_category_and_chat_names_the_model_on_stderr() {
     assert_eq!(out.status.code(), Some(1), "the server refuses an unknown category");
     assert!(text(&out.stderr).contains("nonsense"), "{}", text(&out.stderr));
 
-    let out = chorus_with_stdin(
+    let out = crate::cli::chorus(
         &["chat", "--url", &srv.url, "--category", "code", "--max-tokens", "3"],
         Some("Hello\nAgain\n/exit\n"),
     );
@@ -155,5 +130,41 @@ fn the_client_and_the_mcp_tool_route_like_the_cli() {
             assert_eq!(result.is_error, Some(true), "{bad}: {result:?}");
         }
         mcp.cancel().await.expect("close the session");
+    });
+}
+
+#[test]
+fn the_llm_stage_decides_what_the_other_stages_leave_undecided() {
+    // No embedding model, so no semantic stage: a prompt no rule matches goes to the LLM,
+    // whose answer the grammar holds to one category name (the tiny model's is random).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("chorus.toml");
+    std::fs::write(&config, "[router]\nllm_model = \"tiny\"\n").expect("config");
+    let srv = server(&["--config", config.to_str().expect("utf-8")]);
+    runtime().block_on(async {
+        let http = reqwest::Client::new();
+        let dry: Value = http
+            .post(format!("{}/api/v1/route", srv.url))
+            .json(&json!({"prompt": "hello there, how was your weekend"}))
+            .send()
+            .await
+            .expect("route")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(dry["stage"], "llm", "{dry}");
+        let names = ["general", "code", "math", "translation", "image"];
+        assert!(names.contains(&dry["category"].as_str().expect("category")), "{dry}");
+        // A rule still decides before the LLM is asked.
+        let ruled: Value = http
+            .post(format!("{}/api/v1/route", srv.url))
+            .json(&json!({"prompt": "translate 'good morning' into French"}))
+            .send()
+            .await
+            .expect("route")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(ruled["stage"], "rule", "{ruled}");
     });
 }

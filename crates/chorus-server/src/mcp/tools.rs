@@ -32,8 +32,8 @@
 use chorus_engine::request::{ChatMessage, Role};
 use chorus_engine::store::{NewSession, SessionId};
 use chorus_engine::{
-    EngineError, EventFilter, GenerateRequest, GenerationEvent, Prompt, PromptOptions, PromptOutcome, RouteDecision,
-    RouteInput, SessionError, ToolChoice,
+    EngineError, EventFilter, GenerateRequest, GenerationEvent, Prompt, PromptOptions, PromptOutcome, RouteInput,
+    SessionError, ToolChoice,
 };
 use chorus_proto::mcp::{
     ChatArgs, ChatResult, ModelList, RouteArgs, RouteResult, SessionList, SessionPromptArgs, SessionPromptResult, Usage,
@@ -284,24 +284,9 @@ impl ChorusMcp {
             Ok(decision) => decision,
             Err(e) => return Ok(engine_error(e)),
         };
-        let result = route_result(&decision);
+        let result = chorus_engine::wire::route_response(&decision);
         let json = serde_json::to_string(&result).map_err(internal)?;
         structured(&result, vec![ContentBlock::text(json)])
-    }
-}
-
-/// A router decision as the `route` tool gives it (the shape of `POST /api/v1/route`'s answer);
-/// a category without examples has no score, so none is listed for it.
-fn route_result(d: &RouteDecision) -> RouteResult {
-    RouteResult {
-        category: d.category.clone(),
-        stage: d.stage.as_str().to_owned(),
-        score: d.score,
-        margin: d.margin,
-        model: d.model.clone(),
-        scores: d.scores.iter().filter(|(_, s)| s.is_finite()).cloned().collect(),
-        elapsed_ms: d.elapsed.as_secs_f64() * 1000.0,
-        header: d.header(),
     }
 }
 
@@ -399,7 +384,7 @@ mod tests {
 
     use chorus_engine::{RouteDecision, RouteStage};
 
-    use super::{route_result, title};
+    use super::title;
 
     #[test]
     fn titles_are_the_first_line_cut_short() {
@@ -409,17 +394,17 @@ mod tests {
     }
 
     #[test]
-    fn a_route_result_has_the_dry_runs_shape_without_unscored_categories() {
+    fn a_route_result_has_the_dry_runs_shape() {
         let d = RouteDecision {
             category: "code".into(),
             stage: RouteStage::Semantic,
             score: Some(0.83),
             margin: Some(0.12),
             model: Some("qwen-coder".into()),
-            scores: vec![("code".into(), 0.83), ("general".into(), 0.71), ("sql".into(), f32::NEG_INFINITY)],
+            scores: vec![("code".into(), 0.83), ("general".into(), 0.71)],
             elapsed: Duration::from_micros(3200),
         };
-        let r = route_result(&d);
+        let r = chorus_engine::wire::route_response(&d);
         assert_eq!(
             (r.category.as_str(), r.stage.as_str(), r.model.as_deref()),
             ("code", "semantic", Some("qwen-coder"))
