@@ -241,17 +241,19 @@ fn two_websocket_clients_send_the_seeds_example_messages_and_get_real_answers() 
         eprintln!("req_001 answered: {answer:?}");
         assert!(answer.contains("Paris"), "{answer:?}");
 
-        // B: the seed's form without `timestamp` (and a small `max_tokens`).
+        // B: the seed's form without `timestamp` (and a small `max_tokens`). Sessions sample at
+        // llama-server's default temperature (0.8), so the question is one whose answer the 0.5B
+        // model gives nearly always ("the capital of Italy" once came back as "Milan").
         let request = serde_json::json!({
             "type": "request", "id": "req_002",
-            "payload": {"action": "prompt", "content": "What is the capital of Italy? Answer in one word.",
+            "payload": {"action": "prompt", "content": "What is 2 + 3? Answer with one number.",
                         "session_id": s, "max_tokens": 16},
         });
         send(&mut b, &request.to_string()).await;
         let answer_b = ws_until_idle(&mut b).await;
         let answer = ws_answer(&answer_b, "req_002");
         eprintln!("req_002 answered: {answer:?}");
-        assert!(answer.contains("Rome"), "{answer:?}");
+        assert!(answer.contains('5'), "{answer:?}");
         seen_b.extend(answer_b);
         seen_a.extend(ws_until_idle(&mut a).await);
 
