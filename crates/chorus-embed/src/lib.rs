@@ -110,7 +110,7 @@ impl BertEmbedder {
             has_chat_template: false,
             n_embd: u32::try_from(md.bert.hidden_size).unwrap_or(u32::MAX),
             serves: Serves::EMBEDDINGS,
-            fim: None,
+            fim: false,
         };
 
         let stop = Arc::new(AtomicBool::new(false));

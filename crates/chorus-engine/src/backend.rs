@@ -50,22 +50,9 @@ pub struct ModelInfo {
     pub n_embd: u32,
     /// What it serves: generation (chat, completions), embeddings, or both.
     pub serves: Serves,
-    /// Its fill-in-the-middle tokens, when its vocabulary has them (code models such as
-    /// Qwen2.5-Coder and CodeLlama).
-    pub fim: Option<FimTokens>,
-}
-
-/// A vocabulary's fill-in-the-middle tokens, as text (special tokens, which a
-/// [`crate::Prompt::Text`] prompt parses): a prompt is `prefix PREFIX suffix SUFFIX middle`,
-/// and the model writes what goes between (llama-server's `/infill`, prefix-suffix-middle order).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FimTokens {
-    /// Before the code that comes first (`<|fim_prefix|>`).
-    pub prefix: String,
-    /// Before the code that comes after the gap (`<|fim_suffix|>`).
-    pub suffix: String,
-    /// Where the model starts writing (`<|fim_middle|>`).
-    pub middle: String,
+    /// Whether its vocabulary has fill-in-the-middle tokens (code models such as
+    /// Qwen2.5-Coder and CodeLlama), so it takes [`crate::Prompt::Infill`].
+    pub fim: bool,
 }
 
 /// What a backend serves.
@@ -106,7 +93,7 @@ impl ModelInfo {
             has_chat_template: true,
             n_embd: 64,
             serves: Serves::GENERATION,
-            fim: None,
+            fim: false,
         }
     }
 }
@@ -339,6 +326,7 @@ impl BackendError {
         let what = match prompt {
             crate::Prompt::Chat(_) => "chat completions",
             crate::Prompt::Text(_) => "completions",
+            crate::Prompt::Infill { .. } => "fill-in-the-middle",
         };
         Self::Unsupported { model: model.to_owned(), what }
     }

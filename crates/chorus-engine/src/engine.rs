@@ -202,30 +202,6 @@ impl Engine {
         Ok(stream.with_lease(lease))
     }
 
-    /// Fill the gap between `prefix` and `suffix` with `model` (llama-server's `/infill`): the
-    /// prompt is the model's fill-in-the-middle tokens around them, `request`'s prompt is
-    /// replaced. The stream holds the model as [`Engine::generate`]'s does.
-    ///
-    /// # Errors
-    /// As [`Engine::generate`]; [`BackendError::Unsupported`] (400 on `model`) for a model
-    /// whose vocabulary has no fill-in-the-middle tokens.
-    pub async fn infill(
-        &self,
-        model: &str,
-        prefix: &str,
-        suffix: &str,
-        mut request: GenerateRequest,
-    ) -> Result<GenerationStream, EngineError> {
-        let lease = self.lease(Some(model), request.keep_alive).await?;
-        let info = lease.backend().info();
-        let Some(fim) = &info.fim else {
-            return Err(BackendError::Unsupported { model: info.id.clone(), what: "fill-in-the-middle" }.into());
-        };
-        request.prompt = crate::Prompt::Text(format!("{}{prefix}{}{suffix}{}", fim.prefix, fim.suffix, fim.middle));
-        let stream = Self::generate_on(&lease, request)?;
-        Ok(stream.with_lease(lease))
-    }
-
     fn generate_on(lease: &Lease, request: GenerateRequest) -> Result<GenerationStream, EngineError> {
         let backend = lease.backend();
         let info = backend.info();

@@ -26,9 +26,7 @@ pub mod text;
 pub mod tools;
 pub mod wire;
 
-pub use backend::{
-    Backend, BackendError, BackendStats, CacheStats, FimTokens, ModelInfo, Serves, SlotAction, SlotActionResult,
-};
+pub use backend::{Backend, BackendError, BackendStats, CacheStats, ModelInfo, Serves, SlotAction, SlotActionResult};
 pub use embed::{EmbedRequest, EmbeddingInput, Embeddings};
 pub use engine::{Engine, EngineError};
 pub use error::{ErrorClass, PublicError};

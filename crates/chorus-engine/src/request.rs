@@ -72,6 +72,16 @@ pub enum Prompt {
     Chat(Vec<ChatMessage>),
     /// Raw text, tokenized as is (special tokens in it are parsed).
     Text(String),
+    /// Fill in the middle (llama-server's `/infill`): the model's own tokens around the code
+    /// before and after the gap, `FIM_PRE prefix FIM_SUF suffix FIM_MID`; the prefix and suffix
+    /// are tokenized as plain text (special tokens in them are not parsed). Only for a model
+    /// with those tokens ([`crate::ModelInfo::fim`]).
+    Infill {
+        /// The code before the gap.
+        prefix: String,
+        /// The code after it.
+        suffix: String,
+    },
 }
 
 /// Sampling parameters of one request. Defaults are llama-server's.
@@ -230,6 +240,12 @@ impl GenerateRequest {
                     ),
                 ));
             }
+            Prompt::Infill { .. } if !model.fim => {
+                return Err(ValidationError::new(
+                    "model",
+                    format!("the model `{}` has no fill-in-the-middle tokens: use a code model", model.id),
+                ));
+            }
             _ => {}
         }
         self.validate_tools()?;
@@ -238,7 +254,7 @@ impl GenerateRequest {
 
     /// OpenAI's rules for `tools`, `tool_choice` and `response_format`.
     fn validate_tools(&self) -> Result<(), ValidationError> {
-        if !self.tools.is_empty() && matches!(self.prompt, Prompt::Text(_)) {
+        if !self.tools.is_empty() && !matches!(self.prompt, Prompt::Chat(_)) {
             return Err(ValidationError::new("tools", "tools are only supported in chat completions"));
         }
         for (i, tool) in self.tools.iter().enumerate() {
@@ -349,6 +365,22 @@ mod tests {
     fn defaults_are_valid() {
         let r = GenerateRequest::new(Prompt::Text("hi".into()));
         assert!(r.validate(&model()).is_ok());
+    }
+
+    #[test]
+    fn infill_needs_a_model_with_fim_tokens_and_takes_no_tools() {
+        let infill = || GenerateRequest::new(Prompt::Infill { prefix: "def f():\n    ".into(), suffix: String::new() });
+        assert_eq!(infill().validate(&model()).unwrap_err().param, "model");
+        let coder = ModelInfo { fim: true, ..model() };
+        assert!(infill().validate(&coder).is_ok());
+        let mut with_tools = infill();
+        with_tools.tools = vec![FunctionDefinition {
+            name: "f".into(),
+            description: None,
+            parameters: serde_json::json!({}),
+            strict: false,
+        }];
+        assert_eq!(with_tools.validate(&coder).unwrap_err().param, "tools");
     }
 
     #[test]

@@ -298,9 +298,23 @@ impl Router {
                 })?;
                 rules.push(compiled);
             }
-            if !c.keywords.is_empty() {
-                let words: Vec<String> = c.keywords.iter().map(|k| regex::escape(k.trim())).collect();
-                let pattern = format!(r"\b(?:{})\b", words.join("|"));
+            // A word boundary where the keyword's edge is a word character (`c++` ends in none:
+            // `\b` there would never match before a space).
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            let words: Vec<String> = c
+                .keywords
+                .iter()
+                .map(|k| k.trim())
+                .filter(|k| !k.is_empty())
+                .map(|k| {
+                    let start = if word(k.chars().next()) { r"\b" } else { "" };
+                    let end = if word(k.chars().last()) { r"\b" } else { "" };
+                    format!("{start}{}{end}", regex::escape(k))
+                })
+                .collect();
+            // No keywords is no rule (an empty alternation would match every prompt).
+            if !words.is_empty() {
+                let pattern = format!("(?:{})", words.join("|"));
                 rules.push(RegexBuilder::new(&pattern).case_insensitive(true).build().map_err(|e| {
                     RouterError::BadRule { category: c.name.clone(), rule: pattern.clone(), error: e.to_string() }
                 })?);
@@ -388,12 +402,10 @@ impl Router {
             .position(|c| c.name.eq_ignore_ascii_case(name) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(name)))
     }
 
-    /// The canonical name of category `name` (name or alias).
-    ///
-    /// # Errors
-    /// [`ValidationError`] on `param`, listing the categories, when none has that name.
-    pub fn category(&self, name: &str, param: &'static str) -> Result<&str, ValidationError> {
-        self.find(name).map(|i| self.categories[i].name.as_str()).ok_or_else(|| {
+    /// The index of category `name` (name or alias), or a [`ValidationError`] on `param`
+    /// listing the categories.
+    fn lookup(&self, name: &str, param: &'static str) -> Result<usize, ValidationError> {
+        self.find(name).ok_or_else(|| {
             let names: Vec<&str> = self.categories.iter().map(|c| c.name.as_str()).collect();
             ValidationError::new(param, format!("unknown category `{name}`; the categories are {}", names.join(", ")))
         })
@@ -435,10 +447,11 @@ impl Router {
     }
 }
 
-/// What the router reads of a prompt: a chat's last user message, a completion's text.
+/// What the router reads of a prompt: a chat's last user message, a completion's text, the
+/// code before an infill's gap.
 pub fn prompt_text(prompt: &Prompt) -> &str {
     match prompt {
-        Prompt::Text(text) => text,
+        Prompt::Text(text) | Prompt::Infill { prefix: text, .. } => text,
         Prompt::Chat(messages) => {
             messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.content.as_str())
         }
@@ -545,12 +558,10 @@ impl Engine {
     async fn decide(&self, input: RouteInput<'_>) -> Result<RouteDecision, EngineError> {
         let router = &self.inner.router;
         if let Some(name) = input.endpoint {
-            let name = router.category(name, "category")?.to_owned();
-            return Ok(router.decision(router.find(&name).unwrap_or(router.default), RouteStage::Endpoint));
+            return Ok(router.decision(router.lookup(name, "category")?, RouteStage::Endpoint));
         }
         if let Some(name) = input.category {
-            let name = router.category(name, "category")?.to_owned();
-            return Ok(router.decision(router.find(&name).unwrap_or(router.default), RouteStage::Forced));
+            return Ok(router.decision(router.lookup(name, "category")?, RouteStage::Forced));
         }
         let text = route_text(input.text);
         if let Some(i) = router.rule(&text) {
@@ -646,7 +657,146 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+
     use super::*;
+    use crate::{Backend, ModelLoader, ModelSpec, PoolConfig};
+
+    /// Never loaded: the router only reads the registrations.
+    struct NoLoad;
+
+    impl ModelLoader for NoLoad {
+        fn load(&self) -> BoxFuture<'static, Result<Arc<dyn Backend>, String>> {
+            async { Err("not in this test".to_owned()) }.boxed()
+        }
+    }
+
+    fn pool(models: &[(&str, &[&str])]) -> ModelPool {
+        let (pool, _events) = ModelPool::new(PoolConfig::default());
+        for (id, caps) in models {
+            pool.register(ModelSpec {
+                id: (*id).to_owned(),
+                aliases: Vec::new(),
+                source: format!("{id}.gguf"),
+                capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
+                keep_alive: None,
+                pinned: false,
+                estimate: 1,
+                loader: Arc::new(NoLoad),
+            })
+            .expect("register");
+        }
+        pool
+    }
+
+    fn five() -> RouterConfig {
+        let category = |name: &str| CategoryConfig { name: name.into(), ..CategoryConfig::default() };
+        RouterConfig {
+            categories: ["general", "code", "math", "translation", "image"].map(category).to_vec(),
+            ..RouterConfig::default()
+        }
+    }
+
+    fn models(router: &Router) -> Vec<(String, Option<String>)> {
+        router.categories()
+    }
+
+    #[tokio::test]
+    async fn each_category_gets_a_model_from_the_registered_ones() {
+        let pool = pool(&[
+            ("base", &["completion"]),
+            ("coder", &["chat", "completion", "code"]),
+            ("chatty", &["chat", "completion"]),
+            ("minilm", &["embedding"]),
+        ]);
+        let router = Router::new(five(), &pool).expect("router");
+        let some = |m: &str| Some(m.to_owned());
+        assert_eq!(
+            models(&router),
+            vec![
+                ("general".into(), some("chatty")),
+                ("code".into(), some("coder")),
+                ("math".into(), some("chatty")),
+                ("translation".into(), some("chatty")),
+                ("image".into(), None),
+            ],
+            "a base model is never the chat fallback; image has no model"
+        );
+        assert_eq!(router.embedding_model(), Some("minilm"));
+        assert!(router.has_choice() && router.routes(None) && router.routes(Some("auto")));
+        assert!(!router.routes(Some("coder")));
+
+        // A config's model wins, by alias too; one model only: no choice, so no routing of
+        // an absent model.
+        let mut config = five();
+        config.categories[1].model = Some("chatty".into());
+        let router = Router::new(config, &pool).expect("router");
+        assert_eq!(router.categories()[1].1.as_deref(), Some("chatty"));
+        let single = Router::new(five(), &self::pool(&[("coder", &["chat", "completion", "code"])])).expect("router");
+        assert!(single.categories().iter().filter(|c| c.0 != "image").all(|c| c.1.as_deref() == Some("coder")));
+        assert!(!single.has_choice() && !single.routes(None) && single.routes(Some("auto")));
+    }
+
+    #[tokio::test]
+    async fn bad_configs_are_refused_with_what_is_wrong() {
+        let pool = pool(&[("coder", &["chat"])]);
+        let mut dup = five();
+        dup.categories[2].aliases = vec!["CODE".into()];
+        assert_eq!(Router::new(dup, &pool).unwrap_err(), RouterError::Duplicate("CODE".into()));
+        let unknown_default = RouterConfig { default_category: "chitchat".into(), ..five() };
+        assert_eq!(Router::new(unknown_default, &pool).unwrap_err(), RouterError::UnknownDefault("chitchat".into()));
+        let mut bad_rule = five();
+        bad_rule.categories[1].rules = vec!["(unclosed".into()];
+        assert!(
+            matches!(Router::new(bad_rule, &pool), Err(RouterError::BadRule { category, .. }) if category == "code")
+        );
+        let mut unknown_model = five();
+        unknown_model.categories[0].model = Some("ghost".into());
+        assert!(
+            matches!(Router::new(unknown_model, &pool), Err(RouterError::UnknownModel { model, .. }) if model == "ghost")
+        );
+        let no_embedder = RouterConfig { embedding_model: Some("ghost".into()), ..five() };
+        assert!(Router::new(no_embedder, &pool).is_err());
+        let threshold = RouterConfig { threshold: 1.5, ..five() };
+        assert!(matches!(Router::new(threshold, &pool), Err(RouterError::OutOfRange(_))));
+        let top_k = RouterConfig { top_k: 0, ..five() };
+        assert!(matches!(Router::new(top_k, &pool), Err(RouterError::OutOfRange(_))));
+    }
+
+    #[tokio::test]
+    async fn rules_and_keywords_match_case_insensitively_and_keywords_on_word_boundaries() {
+        let pool = pool(&[("coder", &["chat"])]);
+        let mut config = five();
+        config.categories[1].keywords = vec!["SELECT".into(), "c++".into()];
+        config.categories[2].keywords = vec!["  ".into()];
+        config.categories[3].rules = vec![r"\btranslate\b.*\binto\b".into()];
+        config.categories[3].aliases = vec!["translation_task".into()];
+        let router = Router::new(config, &pool).expect("router");
+        assert_eq!(router.rule("select * from users"), Some(1));
+        assert_eq!(router.rule("I like c++ a lot"), Some(1), "keywords are escaped, not regexes");
+        assert_eq!(router.rule("natural selection explained"), None, "not inside a word; a blank keyword is none");
+        assert_eq!(router.rule("Translate this INTO French"), Some(3));
+        assert_eq!(router.lookup("Translation_Task", "category"), Ok(3), "aliases, any case");
+        let e = router.lookup("astrology", "category").unwrap_err();
+        assert_eq!(e.param, "category");
+        assert!(e.message.contains("general, code, math, translation, image"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_category_scores_the_mean_of_its_best_examples() {
+        let pool = pool(&[("coder", &["chat"])]);
+        let router = Router::new(RouterConfig { top_k: 2, ..five() }, &pool).expect("router");
+        // Unit vectors along two axes: general's examples at 1.0, 0.5 and 0.0 of the query.
+        let index: ExampleIndex =
+            vec![(0, vec![1.0, 0.0]), (0, vec![0.5, 0.0]), (0, vec![0.0, 1.0]), (1, vec![0.2, 0.0])];
+        let scores = router.scores(&index, &[1.0, 0.0]);
+        assert_eq!(scores[0], 0.75, "the mean of the two best");
+        assert_eq!(scores[1], 0.2, "fewer examples than top_k: their mean");
+        assert_eq!(scores[2], f32::NEG_INFINITY, "no examples, no score");
+    }
 
     #[test]
     fn long_texts_keep_their_start_and_end() {

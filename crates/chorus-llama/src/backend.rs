@@ -230,7 +230,7 @@ impl LlamaBackend {
             has_chat_template,
             n_embd: n_embd.max(0) as u32,
             serves: if pooling.is_some() { Serves::EMBEDDINGS } else { Serves::GENERATION },
-            fim: crate::prompt::fim_tokens(&model),
+            fim: crate::prompt::has_fim(&model),
         };
         match pooling {
             Some(pooling) => tracing::info!(
@@ -488,7 +488,7 @@ pub fn estimate(config: &LlamaConfig) -> Result<Estimate, LlamaError> {
     let embedding = embedding_model(&model, config);
     let (n_ctx, reason) = choose_ctx(config, n_ctx_train, kv, file_bytes, embedding);
     let compute = compute_bytes(config, n_ubatch(config, embedding), model.n_vocab().max(0) as u64, n_embd);
-    let fim = !embedding && crate::prompt::fim_tokens(&model).is_some();
+    let fim = !embedding && crate::prompt::has_fim(&model);
     let chat_template = config.chat_template.is_some() || model.chat_template(None).is_ok();
     Ok(Estimate { bytes: file_bytes + u64::from(n_ctx) * kv + compute, n_ctx, reason, embedding, fim, chat_template })
 }

@@ -107,6 +107,7 @@ pub(crate) fn tokenize(
             })?
         }
         Prompt::Text(text) => text.clone(),
+        Prompt::Infill { prefix, suffix } => return infill_tokens(model, prefix, suffix),
     };
     // Templates usually write the BOS token themselves; add it only when the
     // text does not start with it and the model wants one.
@@ -123,17 +124,31 @@ pub(crate) fn tokenize(
     Ok(tokens)
 }
 
-/// The vocabulary's fill-in-the-middle tokens as text, when it has all three (prefix,
-/// suffix, middle); llama.cpp finds them by name at load (`<|fim_prefix|>`, `<PRE>`, …).
-pub(crate) fn fim_tokens(model: &LlamaModel) -> Option<chorus_engine::FimTokens> {
+/// Whether the vocabulary has the three fill-in-the-middle tokens (prefix, suffix, middle);
+/// llama.cpp finds them by name at load (`<|fim_prefix|>`, `<PRE>`, …).
+pub(crate) fn has_fim(model: &LlamaModel) -> bool {
     let vocab = model.vocab();
-    let piece =
-        |t: LlamaToken| (t.0 >= 0).then(|| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned());
-    Some(chorus_engine::FimTokens {
-        prefix: piece(vocab.fim_pre())?,
-        suffix: piece(vocab.fim_suf())?,
-        middle: piece(vocab.fim_mid())?,
-    })
+    [vocab.fim_pre(), vocab.fim_suf(), vocab.fim_mid()].iter().all(|t| t.0 >= 0)
+}
+
+/// llama-server's `/infill` prompt (prefix-suffix-middle): `[BOS] FIM_PRE prefix FIM_SUF
+/// suffix FIM_MID`, the code tokenized as plain text.
+fn infill_tokens(model: &LlamaModel, prefix: &str, suffix: &str) -> Result<Vec<LlamaToken>, BackendError> {
+    let vocab = model.vocab();
+    let (pre, suf, mid) = (vocab.fim_pre(), vocab.fim_suf(), vocab.fim_mid());
+    if [pre, suf, mid].iter().any(|t| t.0 < 0) {
+        return Err(BackendError::InvalidPrompt("the model has no fill-in-the-middle tokens".into()));
+    }
+    let mut tokens = Vec::new();
+    if vocab.should_add_bos() && vocab.bos().0 >= 0 {
+        tokens.push(vocab.bos());
+    }
+    tokens.push(pre);
+    tokens.extend(vocab.tokenize(prefix.as_bytes(), false, false));
+    tokens.push(suf);
+    tokens.extend(vocab.tokenize(suffix.as_bytes(), false, false));
+    tokens.push(mid);
+    Ok(tokens)
 }
 
 #[cfg(test)]

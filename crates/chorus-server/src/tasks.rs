@@ -61,8 +61,6 @@ struct Task {
     route: RouteDecision,
     model: String,
     request: GenerateRequest,
-    /// `/code/completion`'s prefix and suffix: generated with [`chorus_engine::Engine::infill`].
-    infill: Option<(String, String)>,
     shape: Shape,
     stream: bool,
     session_id: Option<String>,
@@ -119,7 +117,6 @@ impl Task {
             route,
             model,
             request,
-            infill: None,
             shape,
             stream: options.stream.unwrap_or(false),
             session_id: options.session_id.clone(),
@@ -128,10 +125,7 @@ impl Task {
 
     async fn run(self, state: AppState) -> Result<Response, ApiError> {
         let started = Instant::now();
-        let generation = match &self.infill {
-            Some((prefix, suffix)) => state.engine.infill(&self.model, prefix, suffix, self.request.clone()).await?,
-            None => state.engine.generate(Some(&self.model), self.request.clone()).await?,
-        };
+        let generation = state.engine.generate(Some(&self.model), self.request.clone()).await?;
         let header = self.route.clone();
         let response = if self.stream {
             self.streamed(state, generation, started)
@@ -297,10 +291,8 @@ pub(crate) async fn code_completion(
     let prefix = required(req.prefix, "prefix")?;
     let suffix = req.suffix.unwrap_or_default();
     let input = RouteInput { text: &prefix, endpoint: Some("code"), category: None };
-    let request = request(Prompt::Text(String::new()), &req.options, None)?;
-    let mut task = Task::new(&state, input, &req.options, request, Shape::Text).await?;
-    task.infill = Some((prefix, suffix));
-    task.run(state).await
+    let request = request(Prompt::Infill { prefix: prefix.clone(), suffix }, &req.options, None)?;
+    Task::new(&state, input, &req.options, request, Shape::Text).await?.run(state).await
 }
 
 /// Generate code from an instruction

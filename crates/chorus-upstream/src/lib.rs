@@ -185,7 +185,7 @@ fn model_info(config: &UpstreamConfig, urls: &[String]) -> ModelInfo {
         has_chat_template: true,
         n_embd: config.n_embd,
         serves: Serves { generation: true, embeddings: true },
-        fim: None,
+        fim: false,
     }
 }
 
@@ -201,11 +201,12 @@ impl Backend for UpstreamBackend {
     /// the upstream's `usage`.
     ///
     /// # Errors
-    /// None in practice: [`BackendError::Unavailable`] if the pool had no URL.
+    /// [`BackendError::Unsupported`] for a fill-in-the-middle prompt (which the engine refuses
+    /// first); [`BackendError::Unavailable`] if the pool had no URL.
     fn generate(&self, request: ValidGenerateRequest) -> Result<GenerationStream, BackendError> {
         let request = request.into_inner();
         let prompt_tokens = wire::estimate_prompt_tokens(&request);
-        let (endpoint, body) = wire::generate_body(&request, &self.upstreams.model);
+        let (endpoint, body) = wire::generate_body(&request, &self.upstreams.model)?;
         let key = request.prompt_cache_key;
         let lease = self.upstreams.pool.pick(key.as_deref(), &[]).ok_or(BackendError::Unavailable)?;
         let (tx, stream) = GenerationStream::channel(prompt_tokens);

@@ -10,7 +10,7 @@
 //! `finish_reason`s) are read, not refused.
 
 use chorus_engine::tools::{ResponseFormat, ToolChoice};
-use chorus_engine::{ChatMessage, EmbeddingInput, FinishReason, GenerateRequest, Prompt, SamplingParams};
+use chorus_engine::{BackendError, ChatMessage, EmbeddingInput, FinishReason, GenerateRequest, Prompt, SamplingParams};
 use chorus_proto::openai as proto;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -46,7 +46,7 @@ impl Endpoint {
 
 /// The streamed request body for `request`, sent as `model`: a chat completion for a chat
 /// prompt, a completion for a text prompt.
-pub(crate) fn generate_body(request: &GenerateRequest, model: &str) -> (Endpoint, Value) {
+pub(crate) fn generate_body(request: &GenerateRequest, model: &str) -> Result<(Endpoint, Value), BackendError> {
     let sampling = sampling(&request.sampling);
     let stop = (!request.stop.is_empty()).then(|| proto::Stop::Many(request.stop.clone()));
     let max_tokens = request.max_tokens.map(i64::from);
@@ -102,9 +102,12 @@ pub(crate) fn generate_body(request: &GenerateRequest, model: &str) -> (Endpoint
             }
             (Endpoint::Completions, Ok(body))
         }
+        // OpenAI's API has no fill-in-the-middle (the model's `fim` is false, so the engine
+        // refuses it first).
+        Prompt::Infill { .. } => return Err(BackendError::generation_unsupported(model, &request.prompt)),
     };
     // Serializing plain data types into a `Value` cannot fail.
-    (endpoint, body.unwrap_or_else(|_| json!({})))
+    Ok((endpoint, body.unwrap_or_else(|_| json!({}))))
 }
 
 /// An `f32` as the `f64` of its shortest decimal form (`0.8`, not `0.800000011920929`).
@@ -228,6 +231,7 @@ pub(crate) fn estimate_prompt_tokens(request: &GenerateRequest) -> u32 {
     let chars = |s: &str| s.chars().count();
     let (text, markers) = match &request.prompt {
         Prompt::Text(text) => (chars(text), 0),
+        Prompt::Infill { prefix, suffix } => (chars(prefix) + chars(suffix), 3),
         Prompt::Chat(messages) => {
             let text: usize = messages
                 .iter()
@@ -376,7 +380,7 @@ mod tests {
         }];
         r.tool_choice = ToolChoice::Function("f".into());
         r.prompt_cache_key = Some("session/s".into());
-        let (endpoint, body) = generate_body(&r, "up");
+        let (endpoint, body) = generate_body(&r, "up").unwrap();
         assert_eq!(endpoint, Endpoint::Chat);
         assert_eq!(body["model"], "up");
         assert_eq!(body["stream"], true);
@@ -402,7 +406,7 @@ mod tests {
         let mut r = GenerateRequest::new(Prompt::Text("Once".into()));
         r.cache_prompt = false;
         r.prompt_cache_key = Some("client/k".into());
-        let (endpoint, body) = generate_body(&r, "up");
+        let (endpoint, body) = generate_body(&r, "up").unwrap();
         assert_eq!(endpoint, Endpoint::Completions);
         assert_eq!(body["prompt"], "Once");
         assert_eq!(body["cache_prompt"], false);
@@ -411,14 +415,14 @@ mod tests {
         assert!(body.get("response_format").is_none());
         let mut r = GenerateRequest::new(Prompt::Text("Once".into()));
         r.response_format = ResponseFormat::JsonObject;
-        assert_eq!(generate_body(&r, "up").1["response_format"], json!({"type": "json_object"}));
+        assert_eq!(generate_body(&r, "up").unwrap().1["response_format"], json!({"type": "json_object"}));
     }
 
     #[test]
     fn json_schema_formats_are_named() {
         let mut r = GenerateRequest::new(Prompt::Chat(vec![ChatMessage::new(Role::User, "hi")]));
         r.response_format = ResponseFormat::JsonSchema(json!({"type": "object"}));
-        let (_, body) = generate_body(&r, "up");
+        let (_, body) = generate_body(&r, "up").unwrap();
         assert_eq!(body["response_format"]["type"], "json_schema");
         assert_eq!(body["response_format"]["json_schema"]["name"], SCHEMA_NAME);
         assert_eq!(body["response_format"]["json_schema"]["schema"], json!({"type": "object"}));
