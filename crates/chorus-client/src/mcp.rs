@@ -16,7 +16,10 @@
 //!   server's JSON-RPC errors.
 //! - Progress (spec, "Utilities: Progress"): the HTTP connection uses progress tokens of its own,
 //!   so the bridge maps each forwarded request's token back to the stdio client's token, and
-//!   forwards progress only for requests whose client asked for it.
+//!   forwards progress only for requests whose client asked for it. rmcp handles each
+//!   notification on a task of its own, so two can arrive out of order: they are forwarded one
+//!   at a time, and one whose `progress` is not above the last forwarded is dropped (the spec:
+//!   progress MUST increase).
 //! - Cancellation (spec, "Utilities: Cancellation"): a `notifications/cancelled` from the stdio
 //!   client cancels the forwarded request, which stops the generation on the server. The stdio
 //!   client going away is no cancellation: the bridge then ends its HTTP session, which stops a
@@ -117,8 +120,11 @@ where
 struct Shared {
     /// The stdio client, once it has initialized: server notifications go to it.
     downstream: Mutex<Option<Peer<RoleServer>>>,
-    /// Progress token of a forwarded request → the stdio client's token for that request.
-    progress: Mutex<HashMap<ProgressToken, ProgressToken>>,
+    /// Progress token of a forwarded request → the stdio client's token for that request, and
+    /// the last `progress` forwarded for it.
+    progress: Mutex<HashMap<ProgressToken, (ProgressToken, f64)>>,
+    /// Held while a progress notification is checked and sent, so they leave in order.
+    progress_order: tokio::sync::Mutex<()>,
     /// The stdio client's id of a request being forwarded → what its `notifications/cancelled`
     /// tells [`Bridge::forward`].
     cancels: Mutex<HashMap<RequestId, oneshot::Sender<()>>>,
@@ -129,7 +135,7 @@ impl Shared {
         self.downstream.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    fn progress(&self) -> std::sync::MutexGuard<'_, HashMap<ProgressToken, ProgressToken>> {
+    fn progress(&self) -> std::sync::MutexGuard<'_, HashMap<ProgressToken, (ProgressToken, f64)>> {
         self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -173,8 +179,20 @@ impl ClientHandler for Upstream {
     }
 
     async fn on_progress(&self, mut params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
-        let token = self.shared.progress().get(&params.progress_token).cloned();
-        if let (Some(token), Some(peer)) = (token, self.shared.downstream()) {
+        let _order = self.shared.progress_order.lock().await;
+        let token = {
+            let mut progress = self.shared.progress();
+            match progress.get_mut(&params.progress_token) {
+                // A later notification went out first: this one would go backwards.
+                Some((_, last)) if params.progress <= *last => return,
+                Some((token, last)) => {
+                    *last = params.progress;
+                    token.clone()
+                }
+                None => return,
+            }
+        };
+        if let Some(peer) = self.shared.downstream() {
             params.progress_token = token;
             let _ = peer.notify_progress(params).await;
         }
@@ -245,7 +263,7 @@ impl Bridge {
         let handle = self.upstream.send_cancellable_request(request, options).await.map_err(upstream_error)?;
         let token = handle.progress_token.clone();
         if let Some(wanted) = wanted {
-            self.shared.progress().insert(token.clone(), wanted);
+            self.shared.progress().insert(token.clone(), (wanted, f64::NEG_INFINITY));
         }
         let id = handle.id.clone();
         let peer = handle.peer.clone();
