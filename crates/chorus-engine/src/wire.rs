@@ -70,12 +70,13 @@ pub fn message(m: &Message) -> native::Message {
 
 /// A router decision with its numbers: `POST /api/v1/route`'s answer and the MCP `route` tool's.
 pub fn route_response(d: &crate::RouteDecision) -> chorus_proto::route::RouteResponse {
+    let chorus_proto::route::Route { category, stage, score, margin, model } = route(d);
     chorus_proto::route::RouteResponse {
-        category: d.category.clone(),
-        stage: d.stage.as_str().to_owned(),
-        score: d.score,
-        margin: d.margin,
-        model: d.model.clone(),
+        category,
+        stage,
+        score,
+        margin,
+        model,
         scores: d.scores.iter().cloned().collect(),
         elapsed_ms: d.elapsed.as_secs_f64() * 1000.0,
         header: d.header(),

@@ -8,7 +8,7 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 use chorus_engine::{RouteDecision, RouteInput};
 use chorus_proto::openai::ErrorResponse;
-use chorus_proto::route::{Route, RouteRequest, RouteResponse};
+use chorus_proto::route::{RouteRequest, RouteResponse};
 
 use crate::extract::AppJson;
 use crate::{ApiError, AppState};
@@ -24,11 +24,6 @@ pub(crate) fn with_header(mut response: Response, decision: Option<&RouteDecisio
         response.headers_mut().insert(HEADER, value);
     }
     response
-}
-
-/// A decision on the wire.
-pub(crate) fn wire(d: &RouteDecision) -> Route {
-    chorus_engine::wire::route(d)
 }
 
 /// Route a prompt without answering it

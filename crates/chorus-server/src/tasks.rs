@@ -146,7 +146,7 @@ impl Task {
             model: self.model.clone(),
             category: self.route.category.clone(),
             from: self.model.clone(),
-            route: crate::route::wire(&self.route),
+            route: chorus_engine::wire::route(&self.route),
             finish_reason: done.finish_reason.as_str().to_owned(),
             usage: crate::openai::usage_wire(done.usage),
             generation_time: started.elapsed().as_secs_f64(),
