@@ -201,6 +201,17 @@ pub(crate) struct ServeArgs {
     /// Open no control socket (`chorus ctl` cannot reach this server).
     #[arg(long)]
     pub(crate) no_control_socket: bool,
+    /// Do not serve the web UI at `/`.
+    #[arg(long)]
+    pub(crate) no_webui: bool,
+    /// The URL phones open to reach this server, for `GET /qr` and the QR code printed at start
+    /// (default: http://LAN-ADDRESS:PORT/; set it behind a reverse proxy or a tunnel).
+    #[arg(long, env = "CHORUS_PUBLIC_URL", value_name = "URL")]
+    pub(crate) public_url: Option<String>,
+    /// Put the first API key into the QR code (as `#key=KEY`), so a phone that scans it is
+    /// signed in; anyone who sees the code can then use the server.
+    #[arg(long)]
+    pub(crate) qr_with_key: bool,
 }
 
 /// Where the server is.

@@ -474,6 +474,7 @@ impl Attach {
             }
             Event::SessionDeleted { .. } => self.deleted = true,
             Event::SessionCreated { .. }
+            | Event::SessionUpdated { .. }
             | Event::SessionStatusChanged { .. }
             | Event::AgentThinking { .. }
             | Event::ModelLoading { .. }

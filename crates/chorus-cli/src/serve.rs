@@ -22,9 +22,17 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         (false, Some(path)) => Some(path),
         (false, None) => Some(crate::ctl::default_socket()?),
     };
-    let config = ServerConfig {
+    if let Some(url) = &args.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        anyhow::bail!("--public-url {url} is not an http:// or https:// URL");
+    }
+    let mut config = ServerConfig {
         api_keys: args.api_keys.into_iter().filter(|k| !k.is_empty()).collect(),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        webui: !args.no_webui,
+        public_url: args.public_url,
+        qr_with_key: args.qr_with_key,
         ..ServerConfig::default()
     };
     // Refuse an unprotected public bind, or a control socket another server
@@ -47,6 +55,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let mut stdout = tokio::io::stdout();
     stdout.write_all(format!("chorus listening on http://{local}\n").as_bytes()).await?;
     stdout.flush().await?;
+    config.bind = Some(local);
+    if !local.ip().is_loopback() {
+        print_qr(&config);
+    }
     let pool = engine.clone();
     let served = chorus_server::run_with_control(listener, control, engine, config, shutdown_signal()).await;
     // Every model leaves memory in order: each model thread ends after its step, and its disk
@@ -54,6 +66,19 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     pool.shutdown().await;
     served?;
     Ok(())
+}
+
+/// The QR code phones scan to open the web UI, on stderr (stdout keeps its one line).
+fn print_qr(config: &ServerConfig) {
+    let url = config.phone_url(true);
+    let shown = config.phone_url(false);
+    match chorus_server::qr::terminal(&url) {
+        Some(code) => {
+            let key = if url == shown { "" } else { " (the code carries the API key)" };
+            eprintln!("\nOn a phone on this network, scan this or open {shown}{key}:\n{code}");
+        }
+        None => eprintln!("On a phone on this network, open {shown}"),
+    }
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.

@@ -36,7 +36,9 @@ pub use pool::{KeepAlive, Lease, ModelLoader, ModelPool, ModelSpec, ModelState, 
 pub use pull::{ModelPuller, PullError, PullStage, PullUpdate};
 pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError};
 pub use route::{CategoryConfig, RouteDecision, RouteInput, RouteStage, Router, RouterConfig, RouterError};
-pub use session::{Agent, Priority, PromptOptions, PromptOutcome, PromptTicket, SessionError, SessionsConfig};
+pub use session::{
+    Agent, Priority, PromptOptions, PromptOutcome, PromptTicket, SessionError, SessionsConfig, device_session_id,
+};
 pub use store::{
     Message, NewEvent, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError,
     StoredEvent, TokenUsage, ToolCall,

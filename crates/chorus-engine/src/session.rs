@@ -53,6 +53,14 @@ impl Agent {
     }
 }
 
+/// The session id of a mobile API device: `ses_` and the UUID v5 of `device_id` in a namespace
+/// of chorus's own, as 32 hex digits (the shape of every session id).
+pub fn device_session_id(device_id: &str) -> SessionId {
+    /// `uuid::Uuid::new_v5(&Uuid::NAMESPACE_URL, b"chorus:mobile")`, fixed so ids never change.
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1b_2c1e_4f3a_5d8b_9e0c_7a2d_1b4e_3f50);
+    SessionId::from_string(format!("ses_{}", uuid::Uuid::new_v5(&NAMESPACE, device_id.as_bytes()).simple()))
+}
+
 /// Settings of the session layer.
 #[derive(Debug, Clone)]
 pub struct SessionsConfig {
@@ -343,6 +351,55 @@ impl Engine {
             Err(SessionError::Store(StoreError::SessionExists(_))) => self.session(&id).await,
             other => other,
         }
+    }
+
+    /// The session of one device of the mobile API (`POST /api/v1/mobile/chat`): its id is
+    /// derived from `device_id` (`ses_` and a UUID v5 of it), so each device keeps its own
+    /// conversation across restarts without a table of its own; created with the default agent,
+    /// titled `mobile: DEVICE_ID`, on the device's first message.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn device_session(&self, device_id: &str) -> Result<Session, SessionError> {
+        let id = device_session_id(device_id);
+        if let Some(session) = self.inner.store.session(&id).await? {
+            return Ok(session);
+        }
+        let new = NewSession { id: Some(id.clone()), title: format!("mobile: {device_id}"), ..NewSession::default() };
+        match self.create_session(new).await {
+            // Created by a concurrent first request of the same device.
+            Err(SessionError::Store(StoreError::SessionExists(_))) => self.session(&id).await,
+            other => other,
+        }
+    }
+
+    /// Change a session's title and/or model (`None`: unchanged; `Some(None)`: the model back to
+    /// the agent's or the router's choice) and announce it (`session.updated`). The model is
+    /// taken as given: callers resolve it first. The next prompt runs on the new model.
+    ///
+    /// # Errors
+    /// [`SessionError::NotFound`]; the store's error.
+    pub async fn update_session(
+        &self,
+        id: &SessionId,
+        title: Option<String>,
+        model: Option<Option<String>>,
+    ) -> Result<Session, SessionError> {
+        let mut session = self.session(id).await?;
+        if let Some(title) = title {
+            session = self.inner.store.update_session(id, SessionUpdate::Title(title.trim().to_owned())).await?;
+        }
+        if let Some(model) = model {
+            session = self.inner.store.update_session(id, SessionUpdate::Model(model)).await?;
+        }
+        self.inner
+            .bus
+            .emit(Event::SessionUpdated {
+                session_id: id.to_string(),
+                session: wire::session(&session, self.queue_length(id)),
+            })
+            .await;
+        Ok(session)
     }
 
     /// A session, or [`SessionError::NotFound`].

@@ -230,6 +230,8 @@ pub enum SessionUpdate {
     Status(SessionStatus),
     /// A new title.
     Title(String),
+    /// A new model for its next prompts (`None`: the agent's, else the router's choice).
+    Model(Option<String>),
 }
 
 /// What can go wrong in a store.

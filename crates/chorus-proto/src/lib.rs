@@ -2,7 +2,7 @@
 //! ([`openai`]), chorus's own endpoints ([`chorus`]), llama-server's that chorus
 //! also serves ([`llama`]), its native session
 //! API under `/api/v1` ([`native`]) with its WebSocket protocol ([`ws`]), the
-//! control socket `chorus ctl` talks to ([`control`]), the model pool's `/api/v1/models`
+//! control socket `chorus ctl` talks to ([`control`]), the mobile API ([`mobile`]), the model pool's `/api/v1/models`
 //! ([`models`]), the content router's decisions and dry run ([`route`]), TBot's task endpoints
 //! ([`tasks`]), and the arguments and
 //! results of the tools chorus serves over MCP ([`mcp`]).
@@ -19,6 +19,7 @@ pub mod chorus;
 pub mod control;
 pub mod llama;
 pub mod mcp;
+pub mod mobile;
 pub mod models;
 pub mod native;
 pub mod openai;

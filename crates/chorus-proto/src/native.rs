@@ -90,6 +90,25 @@ pub struct CreateSessionRequest {
     pub model: Option<String>,
 }
 
+/// Body of `PATCH /api/v1/sessions/{id}`: the fields to change; absent ones stay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSessionRequest {
+    /// A new title (trimmed; empty: untitled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// A new model for the session's next prompts: a model id or alias, `auto` (the router
+    /// decides), or `null` (the agent's model, else the router or the default model).
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub model: Option<Option<String>>,
+}
+
+/// A field that is present, `null` included, is `Some`; an absent one stays `None` (`default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
 /// A tool call in a stored assistant message: OpenAI's own type
 /// (`ChatCompletionMessageToolCall`), so both APIs spell calls the same way.
 pub use crate::openai::{FunctionCall, ToolCall};
@@ -391,6 +410,14 @@ pub struct Info {
     pub store: String,
     /// Names of the agents, the default first.
     pub agents: Vec<String>,
+    /// Whether the content router has a choice of models (its categories map to two or more):
+    /// then a request may name the model `auto` (or none) and a model picker offers `auto`.
+    #[serde(default)]
+    pub router: bool,
+    /// The URL phones open to reach this server (the LAN address, or `--public-url`), as
+    /// `GET /qr` encodes it, without any API key.
+    #[serde(default)]
+    pub url: String,
 }
 
 /// The error part of a `message.error` event (OpenAI's error object fields).
@@ -417,6 +444,14 @@ pub enum Event {
         /// The session.
         session_id: String,
         /// Its state.
+        session: Session,
+    },
+    /// A session's title or model changed (`PATCH /api/v1/sessions/{id}`).
+    #[serde(rename = "session.updated")]
+    SessionUpdated {
+        /// The session.
+        session_id: String,
+        /// Its new state.
         session: Session,
     },
     /// A session was deleted.
@@ -620,6 +655,7 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::SessionCreated { .. } => "session.created",
+            Event::SessionUpdated { .. } => "session.updated",
             Event::SessionDeleted { .. } => "session.deleted",
             Event::SessionStatusChanged { .. } => "session.status_changed",
             Event::MessageStart { .. } => "message.start",
@@ -644,6 +680,7 @@ impl Event {
     pub fn session_id(&self) -> Option<&str> {
         Some(match self {
             Event::SessionCreated { session_id, .. }
+            | Event::SessionUpdated { session_id, .. }
             | Event::SessionDeleted { session_id }
             | Event::SessionStatusChanged { session_id, .. }
             | Event::MessageStart { session_id, .. }

@@ -20,10 +20,12 @@ mod health;
 pub mod mcp;
 mod openai;
 mod openapi;
+pub mod qr;
 mod route;
 mod slots;
 mod sse;
 mod tasks;
+mod webui;
 mod ws;
 
 use std::net::SocketAddr;
@@ -64,6 +66,15 @@ pub struct ServerConfig {
     /// protects it). [`run`] sets it from its listener; `None`, for an [`app`] served some other
     /// way (in-process tests), counts as a loopback address on an unknown port.
     pub bind: Option<SocketAddr>,
+    /// Serve the web UI at `/` (`--no-webui` turns it off; its paths then get the API's 404).
+    pub webui: bool,
+    /// The URL phones open (`--public-url`): what `GET /qr`, `/api/v1/info`'s `url` and the
+    /// terminal QR code give. `None`: derived from [`Self::bind`] ([`qr::lan_url`]).
+    pub public_url: Option<String>,
+    /// Put the first API key into the QR code's URL (`#key=KEY`, a fragment the browser keeps to
+    /// itself), so a phone that scans it needs no typing (`--qr-with-key`). Off: no code ever
+    /// contains a key.
+    pub qr_with_key: bool,
 }
 
 impl Default for ServerConfig {
@@ -73,11 +84,32 @@ impl Default for ServerConfig {
             body_limit: 16 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(10),
             bind: None,
+            webui: true,
+            public_url: None,
+            qr_with_key: false,
         }
     }
 }
 
 impl ServerConfig {
+    /// The URL phones open: [`Self::public_url`], else the LAN URL of [`Self::bind`]
+    /// ([`qr::lan_url`]); with `with_key` and [`Self::qr_with_key`] and a key, it carries the
+    /// first API key as the fragment `#key=KEY` (percent-encoded), which the web UI stores and
+    /// removes from the address bar.
+    pub fn phone_url(&self, with_key: bool) -> String {
+        let mut url = match &self.public_url {
+            Some(url) => url.clone(),
+            None => qr::lan_url(self.bind.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4096)))),
+        };
+        if with_key
+            && self.qr_with_key
+            && let Some(key) = self.api_keys.first()
+        {
+            url = format!("{}#key={}", url.split('#').next().unwrap_or_default(), qr::fragment_encode(key));
+        }
+        url
+    }
+
     /// Refuse to serve a non-loopback address without an API key.
     ///
     /// # Errors
@@ -158,15 +190,19 @@ pub fn app(state: AppState) -> Router {
         .merge(tasks::routes())
         .route("/ws", get(ws::upgrade))
         .route("/metrics", get(health::metrics))
+        .route("/qr", get(qr::svg))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
         .merge(openapi::routes())
         .merge(protected)
         // Its own Host/Origin check first, then the API key.
-        .merge(mcp::routes(&state))
-        .fallback(error::not_found)
+        .merge(mcp::routes(&state));
+    // The web UI's files are the fallback: any other path is the API's 404.
+    let router =
+        if state.config.webui { router.fallback_service(webui::service()) } else { router.fallback(error::not_found) };
+    router
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::max(body_limit))

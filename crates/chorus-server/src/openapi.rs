@@ -37,7 +37,10 @@ queue each, and an event log that clients watch as server-sent events.
 
 **Authentication.** When the server was started with `--api-key` (or `CHORUS_API_KEY`), every \
 operation marked with a lock needs the header `Authorization: Bearer KEY` and answers `401` \
-without it. `/health`, `/api/v1/health`, `/openapi.json` and `/docs` never need a key.
+without it. `/health`, `/api/v1/health`, `/openapi.json`, `/docs` and the web UI's files (`/`, \
+`/assets/…`) never need a key. A browser's WebSocket cannot send headers, so `/ws` also takes \
+the key as a subprotocol: `Sec-WebSocket-Protocol: chorus, bearer.B64` where `B64` is the key's \
+base64url encoding without padding; the server then answers with the `chorus` subprotocol.
 
 **Errors.** Every error is OpenAI's error object, `ErrorResponse`: \
 `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`, with a stable `code` for programs. \
@@ -54,7 +57,7 @@ with `response` and `error` envelopes, and sends each event of the subscribed se
 #[derive(OpenApi)]
 #[openapi(
     info(title = "chorus", description = DESCRIPTION),
-    paths(crate::health::health, crate::health::metrics, json),
+    paths(crate::health::health, crate::health::metrics, crate::qr::svg, json),
     security(("api_key" = [])),
     tags(
         (name = "openai", description = "The OpenAI-compatible API: chat completions, completions, embeddings, models"),
@@ -64,7 +67,8 @@ with `response` and `error` envelopes, and sends each event of the subscribed se
         (name = "agents", description = "Agents: a named system prompt, model and tool set"),
         (name = "tools", description = "Tools the agents can run, run directly, and permission answers"),
         (name = "tasks", description = "TBot's task endpoints: generate (routed by content), code completion and generation, translation, math"),
-        (name = "health", description = "Liveness, server information and metrics"),
+        (name = "mobile", description = "The mobile API: compact chat for phone apps, one conversation per device"),
+        (name = "health", description = "Liveness, server information, the QR code for phones, and metrics"),
         (name = "docs", description = "This document"),
     )
 )]
@@ -79,6 +83,7 @@ pub(crate) fn document() -> openapi::OpenApi {
     doc.merge(crate::slots::ApiDoc::openapi());
     doc.merge(crate::tasks::ApiDoc::openapi());
     alias(&mut doc, "/health", "/api/v1/health", "getApiHealth");
+    alias(&mut doc, "/api/v1/info", "/info", "getInfoSeed");
     require_key(&mut doc);
     doc
 }
@@ -157,6 +162,10 @@ mod tests {
             "/metrics",
             "/openapi.json",
             "/api/v1/info",
+            "/info",
+            "/qr",
+            "/api/v1/mobile/chat",
+            "/api/v1/mobile/history",
             "/api/v1/agents",
             "/api/v1/agents/{name}",
             "/api/v1/sessions",

@@ -51,7 +51,9 @@ pub(crate) async fn upgrade(
     // it is connected must not miss the first events.
     let events =
         session.as_ref().map(|id| state.engine.events().subscribe(EventFilter::Session(id.clone()), None).boxed());
-    Ok(ws.on_upgrade(move |socket| connection(state, socket, session, events)))
+    // A browser that sent its API key as a subprotocol also offers `chorus`, and needs the
+    // server to choose one of its offers.
+    Ok(ws.protocols(["chorus"]).on_upgrade(move |socket| connection(state, socket, session, events)))
 }
 
 /// One envelope, stamped now, serialized once.

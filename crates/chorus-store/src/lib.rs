@@ -246,11 +246,15 @@ impl Store for SqlStore {
                     "UPDATE sessions SET status = $1, updated_at = $2 WHERE id = $3 RETURNING ",
                     session_columns!()
                 ),
-                status.as_str().to_owned(),
+                Some(status.as_str().to_owned()),
             ),
             SessionUpdate::Title(title) => (
                 concat!("UPDATE sessions SET title = $1, updated_at = $2 WHERE id = $3 RETURNING ", session_columns!()),
-                title,
+                Some(title),
+            ),
+            SessionUpdate::Model(model) => (
+                concat!("UPDATE sessions SET model = $1, updated_at = $2 WHERE id = $3 RETURNING ", session_columns!()),
+                model,
             ),
         };
         let row = sqlx::query(sql)

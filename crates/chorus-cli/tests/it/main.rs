@@ -22,6 +22,7 @@ mod routing;
 mod sessions;
 mod store_failure;
 mod tools;
+mod webui;
 mod ws_seed;
 
 use std::path::Path;

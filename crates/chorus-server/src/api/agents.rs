@@ -21,7 +21,8 @@ fn agent(a: &Agent) -> native::Agent {
 
 /// What this server is
 ///
-/// Version, uptime, loaded models, session store and agents.
+/// Version, uptime, loaded models, session store, agents, whether the router has a choice of
+/// models, and the URL phones open. Also at `GET /info`, the AI Tester seed's path.
 #[utoipa::path(
     get,
     path = "/api/v1/info",
@@ -37,6 +38,8 @@ pub(crate) async fn info(State(state): State<AppState>) -> Json<native::Info> {
         models: engine.models().into_iter().map(|m| m.id).collect(),
         store: engine.store().kind().into(),
         agents: engine.agents().iter().map(|a| a.name.clone()).collect(),
+        router: engine.router().has_choice(),
+        url: state.config.phone_url(false),
     })
 }
 

@@ -1,13 +1,15 @@
 //! chorus's native API under `/api/v1`: health and info, sessions (CRUD,
 //! prompt, cancel, clear, messages), their event streams, agents, tools
 //! (list, execute, permission answers), the MCP servers whose tools join them, and the
-//! model pool (`models`: states, load, unload; `pull`: downloads with progress).
+//! model pool (`models`: states, load, unload; `pull`: downloads with progress), and the
+//! mobile API (`mobile`: one conversation per device).
 //! Also the simple agent API for scripts (`POST /request`, `POST /clear`).
 //! Session work is the engine's; these handlers only translate.
 
 mod agents;
 mod events;
 mod mcp;
+mod mobile;
 mod models;
 mod pull;
 mod sessions;
@@ -31,6 +33,7 @@ use crate::AppState;
     sessions::create,
     sessions::list,
     sessions::retrieve,
+    sessions::update,
     sessions::delete,
     sessions::messages,
     sessions::prompt,
@@ -48,6 +51,8 @@ use crate::AppState;
     models::load,
     models::unload,
     pull::pull,
+    mobile::chat,
+    mobile::history,
 ))]
 pub(crate) struct ApiDoc;
 
@@ -55,10 +60,11 @@ pub(crate) struct ApiDoc;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/info", get(agents::info))
+        .route("/info", get(agents::info))
         .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/agents/{name}", get(agents::retrieve))
         .route("/api/v1/sessions", post(sessions::create).get(sessions::list))
-        .route("/api/v1/sessions/{id}", get(sessions::retrieve).delete(sessions::delete))
+        .route("/api/v1/sessions/{id}", get(sessions::retrieve).patch(sessions::update).delete(sessions::delete))
         .route("/api/v1/sessions/{id}/messages", get(sessions::messages))
         .route("/api/v1/sessions/{id}/prompt", post(sessions::prompt))
         .route("/api/v1/sessions/{id}/cancel", post(sessions::cancel))
@@ -73,6 +79,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/models/{id}/load", post(models::load))
         .route("/api/v1/models/{id}/unload", post(models::unload))
         .route("/api/v1/models/pull", post(pull::pull))
+        .route("/api/v1/mobile/chat", post(mobile::chat))
+        .route("/api/v1/mobile/history", get(mobile::history))
         .route("/request", post(simple::request))
         .route("/clear", post(simple::clear))
 }

@@ -1,12 +1,12 @@
-//! Session routes: create, list, retrieve, delete, messages, prompt (JSON,
-//! SSE or async), cancel and clear.
+//! Session routes: create, list (with a title search), retrieve, update (title, model),
+//! delete, messages, prompt (JSON, SSE or async), cancel and clear.
 //!
 //! A prompt belongs to its session, not to the connection that sent it: a
 //! client that disconnects from a streamed or waiting prompt does not cancel
 //! it (other clients may be watching); `POST …/cancel` does.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chorus_engine::store::{NewSession, SessionId};
@@ -60,22 +60,86 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, &session))))
 }
 
+/// `GET /api/v1/sessions`'s query.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only the sessions whose title contains this text (case-insensitive); all when absent or
+    /// empty.
+    #[serde(default)]
+    q: Option<String>,
+}
+
 /// List the sessions
 ///
-/// Most recently updated first.
+/// Most recently updated first; with `q`, only those whose title contains it.
 #[utoipa::path(
     get,
     path = "/api/v1/sessions",
     operation_id = "listSessions",
     tag = "sessions",
+    params(ListQuery),
     responses(
         (status = 200, description = "The sessions", body = native::SessionList),
         (status = 500, description = "Server error", body = ErrorResponse),
     )
 )]
-pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<native::SessionList>, ApiError> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<native::SessionList>, ApiError> {
+    let needle = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_lowercase);
     let sessions = state.engine.store().list_sessions().await?;
-    Ok(Json(native::SessionList { object: "list".into(), data: sessions.iter().map(|s| view(&state, s)).collect() }))
+    let data = sessions
+        .iter()
+        .filter(|s| needle.as_ref().is_none_or(|q| s.title.to_lowercase().contains(q)))
+        .map(|s| view(&state, s))
+        .collect();
+    Ok(Json(native::SessionList { object: "list".into(), data }))
+}
+
+/// The longest title, in characters.
+const MAX_TITLE_CHARS: usize = 200;
+
+/// Update a session
+///
+/// Renames it (`title`) and/or changes the model of its next prompts (`model`: an id or alias,
+/// `auto`, or `null` for the agent's model or the router's choice). Fields left out stay as
+/// they are. Announced as a `session.updated` event.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/sessions/{id}",
+    operation_id = "updateSession",
+    tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    request_body = native::UpdateSessionRequest,
+    responses(
+        (status = 200, description = "The session as it is now", body = native::Session),
+        (status = 400, description = "Invalid body (such as a title over 200 characters)", body = ErrorResponse),
+        (status = 404, description = "No such session (`session_not_found`), or no such model \
+            (`model_not_found`)", body = ErrorResponse),
+        (status = 500, description = "Server error", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AppJson(request): AppJson<native::UpdateSessionRequest>,
+) -> Result<Json<native::Session>, ApiError> {
+    if request.title.as_ref().is_some_and(|t| t.trim().chars().count() > MAX_TITLE_CHARS) {
+        return Err(ApiError::invalid(
+            Some("title".into()),
+            format!("`title` is longer than {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    if let Some(Some(model)) = &request.model
+        && model != "auto"
+    {
+        state.engine.resolve(Some(model))?;
+    }
+    let id = SessionId::from_string(id);
+    let session = state.engine.update_session(&id, request.title, request.model).await?;
+    Ok(Json(view(&state, &session)))
 }
 
 /// Retrieve a session

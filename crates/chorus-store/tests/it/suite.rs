@@ -33,6 +33,11 @@ pub(crate) async fn session_lifecycle(db: &TestDb) {
     assert_eq!(busy.status, SessionStatus::Busy);
     assert!(busy.updated_at > a.updated_at);
     let titled = store.update_session(&a.id, SessionUpdate::Title("renamed".into())).await.unwrap();
+    let modeled = store.update_session(&a.id, SessionUpdate::Model(Some("qwen".into()))).await.unwrap();
+    assert_eq!(modeled.model.as_deref(), Some("qwen"));
+    assert_eq!(modeled.title, "renamed");
+    let unmodeled = store.update_session(&a.id, SessionUpdate::Model(None)).await.unwrap();
+    assert_eq!(unmodeled.model, None);
     assert_eq!((titled.title.as_str(), titled.status), ("renamed", SessionStatus::Busy));
     let ids: Vec<SessionId> = store.list_sessions().await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(ids, vec![a.id.clone(), b.id.clone()]);
