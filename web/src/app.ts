@@ -278,6 +278,7 @@ function onEvent(event: ChorusEvent): void {
       break;
     }
     case 'session.created':
+    case 'session.updated':
       replaceSession(event.session);
       refreshSessionsSoon();
       break;

@@ -430,11 +430,13 @@ export function applyEvent(c: Conversation, event: ChorusEvent, now = Date.now()
     case 'route.decided':
       return { ...c, routes: { ...c.routes, [event.prompt_id]: event.route } };
     case 'session.compacted': {
+      // One note says where the window stands now: the newest replaces the one before.
       const n = c.notes + 1;
       const text =
         `${event.messages_out_of_window} older message${event.messages_out_of_window === 1 ? '' : 's'} ` +
         `left the model's context window (${event.prompt_tokens_before} → ${event.prompt_tokens_after} tokens).`;
-      return { ...c, notes: n, live: [...c.live, { kind: 'note', key: `note:${n}`, text }] };
+      const live = c.live.filter((e) => e.kind !== 'note');
+      return { ...c, notes: n, live: [...live, { kind: 'note', key: `note:${n}`, text }] };
     }
     default:
       return c;

@@ -132,6 +132,7 @@ export interface EventError {
 /** An event (SSE `data:`, a WebSocket `event` envelope's payload); `enum Event` in Rust. */
 export type ChorusEvent =
   | { type: 'session.created'; session_id: string; session: Session }
+  | { type: 'session.updated'; session_id: string; session: Session }
   | { type: 'session.deleted'; session_id: string }
   | { type: 'session.status_changed'; session_id: string; status: SessionStatus }
   | { type: 'message.start'; session_id: string; prompt_id: string; user_message: Message }
