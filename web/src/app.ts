@@ -212,8 +212,16 @@ export function toggleTheme(): void {
 // The transport and its events
 
 let connecting = false;
+/** The transport being chosen now (resolved when none is). */
+let choosing: Promise<void> = Promise.resolve();
+
 /** Pick the best transport that works now, watching `session`. */
-async function reconnect(session: string | null): Promise<void> {
+function reconnect(session: string | null): Promise<void> {
+  choosing = choose(session);
+  return choosing;
+}
+
+async function choose(session: string | null): Promise<void> {
   transport?.close();
   transport = null;
   connecting = true;
@@ -498,7 +506,7 @@ export async function send(content: string): Promise<boolean> {
   const text = content.trim();
   if (!text) return false;
   // Right after sign-in or a reconnect the transport may still be choosing itself.
-  for (let waited = 0; !transport && waited < 10_000; waited += 50) await new Promise((ok) => setTimeout(ok, 50));
+  if (!transport) await choosing.catch(() => undefined);
   if (!transport) return false;
   let id = currentId.value;
   if (!id) {

@@ -8,8 +8,8 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
+use chorus_engine::EventFilter;
 use chorus_engine::Role;
-use chorus_engine::{EventFilter, PromptOutcome};
 use chorus_proto::mobile::{ChatChunk, ChatRequest, ChatResponse, History, HistoryMessage, HistoryQuery};
 use chorus_proto::native::{self, Event};
 use chorus_proto::openai::{ErrorBody, ErrorResponse, ToolChoice, ToolChoiceMode};
@@ -69,48 +69,34 @@ pub(crate) async fn chat(
     let ticket = state.engine.prompt(&session.id, request.text, options).await?;
 
     let Some(events) = events else {
-        return match ticket.outcome.await {
-            Ok(PromptOutcome::Complete(message)) => {
-                let model = chorus_engine::wire::message(&message).metadata.and_then(|m| m.model);
-                Ok(Json(ChatResponse { text: message.content, session_id, model, done: false }).into_response())
-            }
-            Ok(PromptOutcome::Failed(e)) => Err(e.into()),
-            Ok(PromptOutcome::Cancelled) | Err(_) => Err(ApiError::cancelled()),
-            Ok(PromptOutcome::Store(e)) => Err(e.into()),
-        };
+        let message = super::sessions::outcome(ticket.outcome).await?;
+        let model = chorus_engine::wire::message(&message).metadata.and_then(|m| m.model);
+        return Ok(Json(ChatResponse { text: message.content, session_id, model, done: false }).into_response());
     };
-    let prompt_id = ticket.prompt_id;
-    let abort = state.abort.clone();
-    let stream = async_stream::stream! {
-        let events = events.take_until(abort.cancelled_owned());
-        futures::pin_mut!(events);
-        while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(event) => event,
-                Err(e) => {
-                    yield sse::error(&ApiError::internal(e));
-                    break;
-                }
-            };
-            if event.event.prompt_id() != Some(prompt_id.as_str()) {
-                continue;
-            }
-            match &event.event {
-                Event::MessageChunk { content, .. } => yield sse::json(&ChatChunk { text: content.clone() }),
+    let stream = super::sessions::prompt_events(&state, events, ticket.prompt_id).filter_map(move |event| {
+        let sse = match event {
+            Err(e) => Some(sse::error(&e)),
+            Ok(event) => match &event.event {
+                Event::MessageChunk { content, .. } => Some(sse::json(&ChatChunk { text: content.clone() })),
                 Event::MessageComplete { message, .. } => {
                     let model = message.metadata.as_ref().and_then(|m| m.model.clone());
-                    yield sse::json(&ChatResponse { text: message.content.clone(), session_id: session_id.clone(), model, done: true });
-                    break;
+                    let text = message.content.clone();
+                    Some(sse::json(&ChatResponse { text, session_id: session_id.clone(), model, done: true }))
                 }
                 Event::MessageError { error, .. } => {
-                    let body = ErrorBody { message: error.message.clone(), kind: error.kind.clone(), param: None, code: error.code.clone() };
-                    yield sse::json(&ErrorResponse { error: body });
-                    break;
+                    let body = ErrorBody {
+                        message: error.message.clone(),
+                        kind: error.kind.clone(),
+                        param: None,
+                        code: error.code.clone(),
+                    };
+                    Some(sse::json(&ErrorResponse { error: body }))
                 }
-                _ => {}
-            }
-        }
-    };
+                _ => None,
+            },
+        };
+        std::future::ready(sse)
+    });
     Ok(sse::response(stream))
 }
 

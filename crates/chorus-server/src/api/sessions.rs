@@ -9,11 +9,13 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chorus_engine::store::{NewSession, SessionId};
-use chorus_engine::{EventFilter, Priority, PromptOptions, PromptOutcome, wire};
+use std::sync::Arc;
+
+use chorus_engine::store::{Message, NewSession, SessionId, StoreError};
+use chorus_engine::{EventFilter, LoggedEvent, Priority, PromptOptions, PromptOutcome, wire};
 use chorus_proto::native;
 use chorus_proto::openai::ErrorResponse;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 
 use crate::extract::AppJson;
 use crate::{ApiError, AppState, sse};
@@ -281,30 +283,10 @@ pub(crate) async fn answer(
     let ticket = state.engine.prompt(&id, request.content, options).await?;
 
     if let Some(events) = events {
-        let prompt_id = ticket.prompt_id.clone();
-        let abort = state.abort.clone();
-        let stream = async_stream::stream! {
-            let events = events.take_until(abort.cancelled_owned());
-            futures::pin_mut!(events);
-            while let Some(event) = events.next().await {
-                match event {
-                    Ok(event) => {
-                        if event.event.prompt_id() != Some(prompt_id.as_str()) {
-                            continue;
-                        }
-                        let last = matches!(event.event, native::Event::MessageComplete { .. } | native::Event::MessageError { .. });
-                        yield sse::logged(&event);
-                        if last {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        yield sse::error(&ApiError::internal(e));
-                        break;
-                    }
-                }
-            }
-        };
+        let stream = prompt_events(state, events, ticket.prompt_id).map(|event| match event {
+            Ok(event) => sse::logged(&event),
+            Err(e) => sse::error(&e),
+        });
         return Ok(sse::response(stream));
     }
 
@@ -318,8 +300,48 @@ pub(crate) async fn answer(
         return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response());
     }
 
-    match ticket.outcome.await {
-        Ok(PromptOutcome::Complete(message)) => Ok(Json(wire::message(&message)).into_response()),
+    let message = outcome(ticket.outcome).await?;
+    Ok(Json(wire::message(&message)).into_response())
+}
+
+/// One prompt's events from a subscription taken before it was queued: the others are skipped,
+/// and the stream ends after its `message.complete` or `message.error`, after a failed read
+/// (that error last), or when the server ends its streams at shutdown.
+pub(crate) fn prompt_events(
+    state: &AppState,
+    events: impl Stream<Item = Result<Arc<LoggedEvent>, StoreError>> + Send + 'static,
+    prompt_id: String,
+) -> impl Stream<Item = Result<Arc<LoggedEvent>, ApiError>> + Send + 'static {
+    let abort = state.abort.clone();
+    async_stream::stream! {
+        let events = events.take_until(abort.cancelled_owned());
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    if event.event.prompt_id() != Some(prompt_id.as_str()) {
+                        continue;
+                    }
+                    let last = matches!(event.event, native::Event::MessageComplete { .. } | native::Event::MessageError { .. });
+                    yield Ok(event);
+                    if last {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    yield Err(ApiError::internal(e));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// What a prompt waited for came to: its stored answer, or the error to send (`cancelled` when
+/// it was cancelled, or its runner went away).
+pub(crate) async fn outcome(outcome: tokio::sync::oneshot::Receiver<PromptOutcome>) -> Result<Message, ApiError> {
+    match outcome.await {
+        Ok(PromptOutcome::Complete(message)) => Ok(message),
         Ok(PromptOutcome::Failed(e)) => Err(e.into()),
         Ok(PromptOutcome::Cancelled) | Err(_) => Err(ApiError::cancelled()),
         Ok(PromptOutcome::Store(e)) => Err(e.into()),
