@@ -25,6 +25,9 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Ask one question; the answer streams to stdout.
     Ask(AskArgs),
+    /// Let two or more AIs talk about a topic: characters (--character) and ad-hoc
+    /// personalities (--participant "NAME: PERSONALITY"), each exchange printed as it comes.
+    Converse(ConverseArgs),
     /// Chat in a terminal (line editing, history; /help lists commands).
     Chat(ChatArgs),
     /// Check a server's health.
@@ -49,6 +52,10 @@ pub(crate) enum Command {
     /// server when one answers (it serves the model at once), else here, into the cache, and
     /// into DATA_DIR/models.toml so `chorus serve` serves it. A download that broke off resumes.
     Pull(PullArgs),
+    /// Character cards (Character Card V2/V3: JSON, PNG, CHARX) in the characters directory:
+    /// `list`, `show`, `validate` card files, `import` one, `export` one as JSON, PNG or CHARX.
+    /// No server is needed.
+    Characters(CharactersArgs),
 }
 
 /// Which model to load and how (llama-server's flag names).
@@ -145,6 +152,8 @@ pub(crate) struct ModelArgs {
     /// snapshots (kv-cache/) (default: the platform data dir, e.g. ~/.local/share/chorus).
     #[arg(long, env = "CHORUS_DATA_DIR", value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) characters: CharactersDirArgs,
     /// Directory for llama-server's slot files: enables POST /slots/{id}?action=save|restore|erase.
     #[arg(long, value_name = "DIR")]
     pub(crate) slot_save_path: Option<PathBuf>,
@@ -212,6 +221,14 @@ pub(crate) struct ServeArgs {
     /// signed in; anyone who sees the code can then use the server.
     #[arg(long)]
     pub(crate) qr_with_key: bool,
+    /// Preload a character (id or name in the characters directory): its shared session is
+    /// created and its card checked at start; repeatable.
+    #[arg(long = "character", value_name = "NAME")]
+    pub(crate) characters: Vec<String>,
+    /// Also serve the characters' WebSocket protocol on this port, on the same host (the socket-based
+    /// character agent seed connects to ws://HOST:8765); off unless given.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "8765")]
+    pub(crate) character_port: Option<u16>,
 }
 
 /// Where the server is.
@@ -264,6 +281,30 @@ pub(crate) struct AskArgs {
     pub(crate) connect: ConnectArgs,
     #[command(flatten)]
     pub(crate) generate: GenerateArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConverseArgs {
+    /// What they talk about; the first speaker opens on it.
+    pub(crate) topic: Option<String>,
+    /// A participant from the characters directory (id or name); repeatable. Characters speak
+    /// first, in the order given, then the --participant ones.
+    #[arg(long = "character", value_name = "NAME")]
+    pub(crate) characters: Vec<String>,
+    /// An ad-hoc participant, such as "Ada: a curious mathematician who loves puzzles";
+    /// repeatable.
+    #[arg(long = "participant", value_name = "NAME: PERSONALITY")]
+    pub(crate) participants: Vec<String>,
+    /// Messages in all, one per speaker in turn (1 to 100; default 6).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub(crate) turns: Option<u32>,
+    /// The most tokens per message (1 to 2048; default 160).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2048))]
+    pub(crate) max_tokens: Option<u32>,
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
 }
@@ -325,6 +366,23 @@ pub(crate) struct TargetArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ChatArgs {
+    /// Talk to a character (id or name): over the server's characters WebSocket when one
+    /// answers, else in this process (local mode), with its vitals shown after each answer.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) character: Option<String>,
+    /// Your name in a character chat (`{{user}}`).
+    #[arg(long, value_name = "NAME", requires = "character")]
+    pub(crate) user_name: Option<String>,
+    /// The characters WebSocket to use: ws://HOST:PORT/ws/characters, a --character-port
+    /// ws://HOST:8765, or the server's http:// URL (default: the --url server's).
+    #[arg(long, value_name = "URL", requires = "character")]
+    pub(crate) server_url: Option<String>,
+    /// Fail instead of falling back to local mode when no server answers.
+    #[arg(long, requires = "character")]
+    pub(crate) no_fallback: bool,
+    /// Print the character's vitals and exit.
+    #[arg(long, requires = "character")]
+    pub(crate) vitals_only: bool,
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
     #[command(flatten)]
@@ -497,4 +555,76 @@ pub(crate) struct PullArgs {
     pub(crate) connect: ConnectArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
+}
+
+/// Where characters are kept; `chorus characters` and the server share it.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct CharactersDirArgs {
+    /// The characters directory: one card per character, ID.json plus the ID.png or ID.charx it
+    /// was imported from (default: DATA_DIR/characters).
+    #[arg(long, env = "CHORUS_CHARACTERS_DIR", value_name = "DIR", global = true)]
+    pub(crate) characters_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CharactersArgs {
+    #[command(subcommand)]
+    pub(crate) command: CharactersCommand,
+    #[command(flatten)]
+    pub(crate) dir: CharactersDirArgs,
+    /// The data directory whose characters/ is the default characters directory (default: the
+    /// platform data dir, e.g. ~/.local/share/chorus).
+    #[arg(long, env = "CHORUS_DATA_DIR", value_name = "DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum CharactersCommand {
+    /// The characters: id, name, spec, tags.
+    List {
+        /// Print a JSON array instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One character's card: its main fields, lorebook and vitals.
+    Show {
+        /// The character's id, or its card's name (case ignored).
+        #[arg(value_name = "NAME|ID")]
+        name: String,
+        /// Print the card's JSON as stored instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check card files (JSON, PNG or CHARX; V1, V2 or V3) without importing them: `ok` for a
+    /// valid one, else the field at fault; exits 1 when any is invalid.
+    Validate {
+        /// The card files.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Import a card file (JSON, PNG or CHARX) into the characters directory; prints its id.
+    Import {
+        /// The card file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Its id: lowercase letters, digits and `-` (default: from the card's name, made unique).
+        #[arg(long)]
+        id: Option<String>,
+        /// Overwrite the character with that id (without --id: the one named after the card).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Write a character's card as JSON (to stdout by default), PNG or CHARX (to -o FILE); the
+    /// card's JSON is written back as imported, with the original image or assets when there were.
+    Export {
+        /// The character's id, or its card's name (case ignored).
+        #[arg(value_name = "NAME|ID")]
+        name: String,
+        /// The container.
+        #[arg(long, default_value = "json", value_parser = ["json", "png", "charx"])]
+        format: String,
+        /// The file to write (`-`: stdout; default stdout, JSON only).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }

@@ -472,8 +472,23 @@ impl Attach {
                     route.stage
                 ))?;
             }
+            Event::CharacterUpdated { vitals, .. } if !vitals.is_empty() => {
+                let line: Vec<String> = vitals
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                    .collect();
+                self.print_line(&format!("[{}]", line.join(" · ")))?;
+            }
+            Event::CharacterRestored { snapshot, .. } => {
+                let what = snapshot.map_or_else(|| "reset to its card".to_owned(), |s| format!("loaded `{s}`"));
+                self.print_line(&format!("[the character was {what}]"))?;
+            }
+            Event::ConversationExchange { exchange, .. } => {
+                self.print_line(&format!("{}: {}", exchange.speaker, exchange.message))?;
+            }
             Event::SessionDeleted { .. } => self.deleted = true,
-            Event::SessionCreated { .. }
+            Event::CharacterUpdated { .. }
+            | Event::SessionCreated { .. }
             | Event::SessionUpdated { .. }
             | Event::SessionStatusChanged { .. }
             | Event::AgentThinking { .. }

@@ -23,13 +23,13 @@ const HELP: &str = "/exit          leave (also Ctrl-D)
 Ctrl-C stops an answer that is streaming.";
 
 /// Where the next line comes from.
-enum Input {
+pub(crate) enum Input {
     Editor(Box<Reedline>, DefaultPrompt),
     Plain(std::io::StdinLock<'static>),
 }
 
 impl Input {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         if !std::io::stdin().is_terminal() {
             return Input::Plain(std::io::stdin().lock());
         }
@@ -46,7 +46,7 @@ impl Input {
     }
 
     /// The next line; `None` at the end of input.
-    fn read(&mut self) -> Result<Option<String>> {
+    pub(crate) fn read(&mut self) -> Result<Option<String>> {
         match self {
             Input::Editor(editor, prompt) => loop {
                 match tokio::task::block_in_place(|| editor.read_line(prompt))? {
@@ -68,6 +68,9 @@ impl Input {
 }
 
 pub(crate) async fn run(args: ChatArgs) -> Result<()> {
+    if args.character.is_some() {
+        return crate::character_chat::run(args).await;
+    }
     let target = target::connect(&args.connect, &args.model).await?;
     let result = repl(&target, &args).await;
     target.close().await;

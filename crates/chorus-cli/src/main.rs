@@ -4,8 +4,11 @@
 mod args;
 mod ask;
 mod attach;
+mod character_chat;
+mod characters;
 mod chat;
 mod config;
+mod converse;
 mod ctl;
 mod health;
 mod mcp;
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(a) => serve::run(a).await.map(|()| true),
             Command::Ask(a) => ask::run(a).await,
+            Command::Converse(a) => converse::run(a).await,
             Command::Chat(a) => chat::run(a).await.map(|()| true),
             Command::Health(a) => health::run(a).await.map(|()| true),
             Command::Route(a) => route_cmd::run(a).await,
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
             Command::Mcp(a) => mcp::run(a).await.map(|()| true),
             Command::Models(a) => models::run(a).await.map(|()| true),
             Command::Pull(a) => pull::run(a).await.map(|()| true),
+            Command::Characters(a) => characters::run(a).map(|()| true),
         }
     });
     match result {

@@ -93,6 +93,10 @@ pub(crate) async fn load_engine(args: &ModelArgs) -> Result<Engine> {
         tools,
         permission_timeout: std::time::Duration::from_secs(args.permission_timeout),
         max_tool_rounds: args.max_tool_rounds,
+        characters_dir: Some(crate::characters::characters_dir(
+            args.characters.characters_dir.as_deref(),
+            Some(&data_dir),
+        )?),
     };
     let puller = crate::pull::HubPuller::new(args, hub, data_dir, Arc::clone(&metrics), registry.pool.clone());
     let router = chorus_engine::Router::new(file.router()?, &registry.pool).with_context(|| match &config_path {

@@ -45,6 +45,26 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}; is another server using it? choose another --port"))?;
     let engine = crate::model::load_engine(&args.model).await?;
+    for name in &args.characters {
+        let (character, session) = engine
+            .character_session(name, None, chorus_engine::character::DEFAULT_USER)
+            .await
+            .map_err(|e| anyhow::anyhow!("--character {name}: {e}"))?;
+        tracing::info!(character = character.id(), session = %session.id, "character ready");
+    }
+    // The seed's port for the characters WebSocket, on the same host and behind the same key.
+    let character_listener = match args.character_port {
+        Some(port) => {
+            let addr = SocketAddr::new(addr.ip(), port);
+            let listener = TcpListener::bind(addr).await.with_context(|| {
+                format!(
+                    "cannot listen on {addr} for --character-port; is another program using it? choose another port"
+                )
+            })?;
+            Some(listener)
+        }
+        None => None,
+    };
     // Bound after the model is loaded, so `chorus ctl` never waits on a loading server.
     let control = match &control_socket {
         Some(path) => Some(ControlSocket::bind(path).await?),
@@ -59,10 +79,24 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     if !local.ip().is_loopback() {
         print_qr(&config);
     }
+    let character_port = character_listener.map(|listener| {
+        let app = chorus_server::character_port_app(chorus_server::AppState::new(engine.clone(), config.clone()));
+        if let Ok(local) = listener.local_addr() {
+            tracing::info!(%local, "characters WebSocket listening");
+        }
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
+                tracing::error!(error = %e, "the characters port failed");
+            }
+        })
+    });
     let pool = engine.clone();
     let served = chorus_server::run_with_control(listener, control, engine, config, shutdown_signal()).await;
     // Every model leaves memory in order: each model thread ends after its step, and its disk
     // thread after the prompt snapshots already queued.
+    if let Some(task) = character_port {
+        task.abort();
+    }
     pool.shutdown().await;
     served?;
     Ok(())

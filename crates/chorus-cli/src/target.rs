@@ -22,6 +22,8 @@ pub(crate) struct Target {
     pub(crate) client: Client,
     /// The request's `model`: the flag's value for a remote server, none when embedded.
     pub(crate) model: Option<String>,
+    /// The API key requests carry (an embedded server's own random one).
+    pub(crate) api_key: Option<String>,
     embedded: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -44,7 +46,10 @@ pub(crate) async fn connect(connect: &ConnectArgs, model: &ModelArgs) -> Result<
     if let Some(url) = &connect.url {
         let c = client(url, connect.api_key.clone(), connect.timeout)?;
         match c.health().await {
-            Ok(_) => return Ok(Target { client: c, model: model.model.first().cloned(), embedded: None }),
+            Ok(_) => {
+                let model = model.model.first().cloned();
+                return Ok(Target { client: c, model, api_key: connect.api_key.clone(), embedded: None });
+            }
             Err(e @ (ClientError::Unreachable { .. } | ClientError::Timeout { .. })) => {
                 bail!("{e}; start one with `chorus serve`, or fix --url / CHORUS_URL")
             }
@@ -55,7 +60,12 @@ pub(crate) async fn connect(connect: &ConnectArgs, model: &ModelArgs) -> Result<
     match probe.health().await {
         Ok(_) => {
             let c = client(DEFAULT_URL, connect.api_key.clone(), connect.timeout)?;
-            Ok(Target { client: c, model: model.model.first().cloned(), embedded: None })
+            Ok(Target {
+                client: c,
+                model: model.model.first().cloned(),
+                api_key: connect.api_key.clone(),
+                embedded: None,
+            })
         }
         Err(ClientError::Unreachable { .. } | ClientError::Timeout { .. }) => {
             eprintln!("chorus: no server answers at {DEFAULT_URL}; running the model in this process (embedded mode)");
@@ -65,7 +75,8 @@ pub(crate) async fn connect(connect: &ConnectArgs, model: &ModelArgs) -> Result<
     }
 }
 
-async fn embedded(model: &ModelArgs, timeout: u64) -> Result<Target> {
+/// Start the same server in this process on an ephemeral loopback port, guarded by a random key.
+pub(crate) async fn embedded(model: &ModelArgs, timeout: u64) -> Result<Target> {
     let engine = crate::model::load_engine(model).await?;
     let listener =
         TcpListener::bind(("127.0.0.1", 0)).await.context("cannot open a loopback port for embedded mode")?;
@@ -84,5 +95,10 @@ async fn embedded(model: &ModelArgs, timeout: u64) -> Result<Target> {
         // The models leave memory in order (their queued prompt snapshots are written).
         pool.shutdown().await;
     });
-    Ok(Target { client: client(&url, Some(key), timeout)?, model: None, embedded: Some((stop, task)) })
+    Ok(Target {
+        client: client(&url, Some(key.clone()), timeout)?,
+        model: None,
+        api_key: Some(key),
+        embedded: Some((stop, task)),
+    })
 }

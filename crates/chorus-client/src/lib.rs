@@ -8,8 +8,11 @@
 //! [`SessionSocket`] is a session's WebSocket (`/ws`), which also reconnects
 //! by itself. [`mcp::serve_stdio`] is `chorus mcp`'s bridge from MCP on stdio to a server's `/mcp`.
 //! [`Client::route`] asks the content router where a prompt would go (`POST /api/v1/route`).
+//! [`Client::converse`] starts an AI-to-AI conversation and streams its exchanges.
 
+pub mod characters;
 mod control;
+mod conversations;
 pub mod mcp;
 mod models;
 mod sessions;
@@ -26,6 +29,7 @@ use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
 pub use control::{ControlClient, ControlError};
+pub use conversations::{ConversationEvent, ConversationStarted};
 pub use sessions::{EventItem, RECONNECT_ATTEMPTS, SessionEvent};
 pub use ws::{SessionSocket, SocketItem, SocketRequests};
 

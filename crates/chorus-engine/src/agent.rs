@@ -28,7 +28,7 @@ use crate::wire;
 use crate::{ChatMessage, Engine, EngineError, GenerateRequest, GenerationEvent, Prompt, PublicError, Role, Usage};
 
 /// How one round of generation ended.
-enum RoundEnd {
+pub(crate) enum RoundEnd {
     Done { text: String, tool_calls: Vec<ToolCall>, finish_reason: &'static str, usage: Usage },
     Cancelled { text: String },
     Failed(EngineError),
@@ -49,7 +49,11 @@ pub(crate) async fn answer(
         Ok(None) => return store_failed(engine, id, prompt_id, StoreError::SessionNotFound(id.clone())).await,
         Err(e) => return store_failed(engine, id, prompt_id, e).await,
     };
-    let user = match store.append_message(id, NewMessage::text(Role::User, content)).await {
+    let user_metadata = options.user_name.as_ref().and_then(|name| {
+        serde_json::to_string(&MessageMetadata { name: Some(name.clone()), ..MessageMetadata::default() }).ok()
+    });
+    let user_message = NewMessage { metadata: user_metadata, ..NewMessage::text(Role::User, content) };
+    let user = match store.append_message(id, user_message).await {
         Ok(m) => m,
         Err(e) => return store_failed(engine, id, prompt_id, e).await,
     };
@@ -63,6 +67,10 @@ pub(crate) async fn answer(
         })
         .await;
 
+    if let Some(character) = &session.character {
+        return crate::character::turn::answer(engine, id, prompt_id, &session, character, &user, options, cancel)
+            .await;
+    }
     let config = &engine.inner.sessions_config;
     let agent = engine.agents().iter().find(|a| a.name == session.agent).cloned().unwrap_or_default();
     // A session (or agent) that names no model, or `auto`, is routed once per prompt, on its
@@ -89,7 +97,7 @@ pub(crate) async fn answer(
         (named.map(str::to_owned), None)
     };
     let metadata = |model: Option<&str>| {
-        let m = MessageMetadata { model: model.map(str::to_owned), route: route.clone() };
+        let m = MessageMetadata { model: model.map(str::to_owned), route: route.clone(), ..MessageMetadata::default() };
         serde_json::to_string(&m).ok()
     };
     // Providers (MCP servers) may have to start first: a cancel meanwhile ends the prompt.
@@ -203,10 +211,19 @@ pub(crate) async fn answer(
 /// the budget.
 const ANSWER_RESERVE: u32 = 1024;
 
+/// A session's budget on `lease`'s model (a sequence's share of the cache: with a unified cache
+/// one could take all of it, but then the other slots' conversations would be evicted) and the
+/// tokens kept free for the answer.
+pub(crate) fn budget(lease: &crate::Lease, options: &PromptOptions) -> (u32, u32) {
+    let info = lease.backend().info();
+    let budget = info.n_ctx_slot.min(info.n_ctx / info.n_parallel.max(1));
+    (budget, options.max_tokens.unwrap_or(ANSWER_RESERVE).min(budget / 4))
+}
+
 /// Where the window of `history` the model sees starts (see [`crate::compact`]): where it
 /// started for the session's last prompt, unless the prompt outgrew the session's budget; then
 /// it moves past the oldest turns and `session.compacted` says so.
-async fn window(
+pub(crate) async fn window(
     engine: &Engine,
     id: &SessionId,
     prompt_id: &str,
@@ -216,11 +233,7 @@ async fn window(
     build: &impl Fn(usize) -> GenerateRequest,
 ) -> Result<usize, EngineError> {
     let lease = engine.lease(model, None).await?;
-    let info = lease.backend().info();
-    // A sequence's share of the cache: with a unified cache one could take all of it, but then
-    // the other slots' conversations would be evicted.
-    let budget = info.n_ctx_slot.min(info.n_ctx / info.n_parallel.max(1));
-    let reserve = options.max_tokens.unwrap_or(ANSWER_RESERVE).min(budget / 4);
+    let (budget, reserve) = budget(&lease, options);
     let sessions = &engine.inner.sessions;
     let current = sessions.window_start(id).and_then(|first| history.iter().position(|m| m.id == first)).unwrap_or(0);
     let roles: Vec<Role> = history.iter().map(|m| m.role).collect();
@@ -307,7 +320,7 @@ fn token_usage(usage: Usage) -> TokenUsage {
 
 /// Stream one round's text as `message.chunk` events (what is already waiting coalesced into
 /// one event) until it ends, is cancelled or fails.
-async fn stream_round(
+pub(crate) async fn stream_round(
     engine: &Engine,
     id: &SessionId,
     prompt_id: &str,
@@ -459,7 +472,7 @@ async fn ask(
 }
 
 /// Store the final answer and announce it.
-async fn complete(
+pub(crate) async fn complete(
     engine: &Engine,
     id: &SessionId,
     prompt_id: &str,
@@ -491,7 +504,7 @@ async fn complete(
     }
 }
 
-async fn fail(engine: &Engine, id: &SessionId, prompt_id: &str, error: EngineError) -> PromptOutcome {
+pub(crate) async fn fail(engine: &Engine, id: &SessionId, prompt_id: &str, error: EngineError) -> PromptOutcome {
     if error.is_internal() {
         tracing::error!(session = %id, prompt = prompt_id, error = %error, "a prompt failed");
     }
@@ -501,7 +514,7 @@ async fn fail(engine: &Engine, id: &SessionId, prompt_id: &str, error: EngineErr
 
 /// The store failed while answering: the prompt ends with `message.error` (a server fault, so
 /// the details go to the log only).
-async fn store_failed(engine: &Engine, id: &SessionId, prompt_id: &str, error: StoreError) -> PromptOutcome {
+pub(crate) async fn store_failed(engine: &Engine, id: &SessionId, prompt_id: &str, error: StoreError) -> PromptOutcome {
     tracing::error!(session = %id, prompt = prompt_id, error = %error, "the store failed while answering a prompt");
     emit_error(engine, id, prompt_id, event_error(&error.public()), None).await;
     PromptOutcome::Store(error)
@@ -512,7 +525,7 @@ fn event_error(public: &PublicError) -> EventError {
     EventError { message: public.message.clone(), kind: public.kind().into(), code: public.code.map(str::to_owned) }
 }
 
-async fn cancelled(engine: &Engine, id: &SessionId, prompt_id: &str, text: String) -> PromptOutcome {
+pub(crate) async fn cancelled(engine: &Engine, id: &SessionId, prompt_id: &str, text: String) -> PromptOutcome {
     // Keep what was generated: no lost data.
     let mut stored = None;
     if !text.is_empty() {

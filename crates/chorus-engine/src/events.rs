@@ -247,7 +247,9 @@ mod tests {
     use futures::StreamExt;
 
     use super::*;
-    use crate::store::{Message, NewMessage, NewSession, Session, SessionUpdate};
+    use crate::store::{
+        CharacterState, MemoryRecord, Message, NewMessage, NewSession, Session, SessionUpdate, Snapshot, VitalChange,
+    };
 
     /// An event log in memory; it keeps no sessions.
     #[derive(Default)]
@@ -312,6 +314,51 @@ mod tests {
             let log = self.events.lock().unwrap();
             let wanted = log.iter().filter(|e| e.id > after && (session.is_none() || e.session_id.as_ref() == session));
             Ok(wanted.take(limit as usize).cloned().collect())
+        }
+        async fn character_state(&self, _: &SessionId) -> Result<Option<CharacterState>, StoreError> {
+            no_sessions()
+        }
+        async fn put_character_state(
+            &self,
+            _: &SessionId,
+            _: &CharacterState,
+            _: &[VitalChange],
+        ) -> Result<(), StoreError> {
+            no_sessions()
+        }
+        async fn vital_changes(&self, _: &SessionId, _: u32) -> Result<Vec<VitalChange>, StoreError> {
+            no_sessions()
+        }
+        async fn put_memory(&self, _: &SessionId, _: &MemoryRecord) -> Result<(), StoreError> {
+            no_sessions()
+        }
+        async fn memories(&self, _: &SessionId) -> Result<Vec<MemoryRecord>, StoreError> {
+            no_sessions()
+        }
+        async fn touch_memories(&self, _: &SessionId, _: &[String], _: i64) -> Result<(), StoreError> {
+            no_sessions()
+        }
+        async fn delete_memory(&self, _: &SessionId, _: &str) -> Result<bool, StoreError> {
+            no_sessions()
+        }
+        async fn put_snapshot(&self, _: &SessionId, _: &Snapshot) -> Result<(), StoreError> {
+            no_sessions()
+        }
+        async fn snapshot(&self, _: &SessionId, _: &str) -> Result<Option<Snapshot>, StoreError> {
+            no_sessions()
+        }
+        async fn snapshots(&self, _: &SessionId) -> Result<Vec<Snapshot>, StoreError> {
+            no_sessions()
+        }
+        async fn restore_character(
+            &self,
+            _: &SessionId,
+            _: &CharacterState,
+            _: &[MemoryRecord],
+            _: &[Message],
+            _: &[VitalChange],
+        ) -> Result<(), StoreError> {
+            no_sessions()
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod agent;
 pub mod backend;
+pub mod character;
 mod compact;
 pub mod embed;
 pub mod engine;

@@ -74,6 +74,8 @@ pub struct SessionsConfig {
     pub permission_timeout: Duration,
     /// The most rounds of generation per prompt; the last is generated without tools.
     pub max_tool_rounds: u32,
+    /// The characters directory (`--characters-dir`); `None`: no characters.
+    pub characters_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SessionsConfig {
@@ -84,6 +86,7 @@ impl Default for SessionsConfig {
             tools: ToolRegistry::default(),
             permission_timeout: Duration::from_secs(60),
             max_tool_rounds: 8,
+            characters_dir: None,
         }
     }
 }
@@ -110,6 +113,9 @@ pub struct PromptOptions {
     /// `tool_choice` of the first round (`required` or a named tool forces a call); later
     /// rounds are `auto`.
     pub tool_choice: ToolChoice,
+    /// Who speaks (OpenAI's message `name`; a character's `{{user}}`), stored in the user
+    /// message's metadata; `None`: unnamed (a character session calls them `User`).
+    pub user_name: Option<String>,
 }
 
 impl PromptOptions {
@@ -204,6 +210,9 @@ pub(crate) struct SessionTable {
     /// The id of the first message each compacted session's model sees (`crate::compact`);
     /// kept in memory: after a restart the first prompt that overflows chooses anew.
     windows: Mutex<HashMap<SessionId, String>>,
+    /// Running AI-to-AI conversations and the tokens that stop them (cancelling or deleting
+    /// the session stops its conversation too).
+    pub(crate) conversations: crate::character::conversation::Running,
 }
 
 impl SessionTable {
@@ -232,10 +241,16 @@ impl SessionTable {
         queues.entry(id.clone()).or_default().clone()
     }
 
-    /// True while a runner answers the session's prompts.
-    fn is_busy(&self, id: &SessionId) -> bool {
+    /// Forget a session's window (its transcript was replaced).
+    pub(crate) fn clear_window(&self, id: &SessionId) {
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+    }
+
+    /// True while a runner answers the session's prompts, or its conversation runs.
+    pub(crate) fn is_busy(&self, id: &SessionId) -> bool {
         let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         queues.get(id).is_some_and(|q| q.lock().unwrap_or_else(PoisonError::into_inner).runner)
+            || self.conversations.is_running(id)
     }
 
     fn queue_length(&self, id: &SessionId) -> u32 {
@@ -244,6 +259,7 @@ impl SessionTable {
     }
 
     fn remove(&self, id: &SessionId) -> Option<Arc<Mutex<SessionQueue>>> {
+        self.conversations.stop(id);
         self.windows.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
         self.queues.lock().unwrap_or_else(PoisonError::into_inner).remove(id)
     }
@@ -425,6 +441,10 @@ impl Engine {
     ) -> Result<PromptTicket, SessionError> {
         options.check(&content)?;
         self.session(id).await?;
+        // An AI-to-AI conversation writes this session's messages itself until it ends.
+        if self.inner.sessions.conversations.is_running(id) {
+            return Err(SessionError::Busy(id.clone()));
+        }
         let (done, outcome) = oneshot::channel();
         let prompt_id = new_prompt_id();
         let queue = self.inner.sessions.queue(id);
@@ -449,13 +469,15 @@ impl Engine {
     }
 
     /// Cancel the running prompt (its generation stops at the next decode
-    /// step; the text so far is stored) and drop the queued ones.
-    /// Returns whether a prompt was running and how many queued ones were dropped.
+    /// step; the text so far is stored) and drop the queued ones; stop the session's AI-to-AI
+    /// conversation, if one runs. Returns whether a prompt (or a conversation) was running and
+    /// how many queued ones were dropped.
     ///
     /// # Errors
     /// [`SessionError::NotFound`]; the store's error.
     pub async fn cancel(&self, id: &SessionId) -> Result<(bool, u32), SessionError> {
         self.session(id).await?;
+        let conversation = self.inner.sessions.conversations.stop(id);
         let queue = self.inner.sessions.queue(id);
         let (running, dropped) = {
             let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -469,7 +491,7 @@ impl Engine {
             crate::agent::emit_error(self, id, &prompt.prompt_id, crate::agent::cancelled_error(), None).await;
             let _ = prompt.done.send(PromptOutcome::Cancelled);
         }
-        Ok((running, n))
+        Ok((running || conversation, n))
     }
 
     /// Cancel one prompt and leave the session's other prompts alone: the running one stops as
@@ -531,7 +553,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn set_status(&self, id: &SessionId, status: SessionStatus) {
+    pub(crate) async fn set_status(&self, id: &SessionId, status: SessionStatus) {
         match self.inner.store.update_session(id, SessionUpdate::Status(status)).await {
             Ok(_) => {
                 self.inner

@@ -112,6 +112,8 @@ pub struct Session {
     pub model: Option<String>,
     /// What it is doing.
     pub status: SessionStatus,
+    /// The character it plays (the id in the characters directory); `None` for an agent session.
+    pub character: Option<String>,
     /// Messages stored for it.
     pub message_count: u64,
     /// Tokens used by its prompts.
@@ -131,6 +133,8 @@ pub struct NewSession {
     pub agent: String,
     /// The model; `None` for the server's default.
     pub model: Option<String>,
+    /// The character it plays; `None` for an agent session.
+    pub character: Option<String>,
 }
 
 pub use crate::tools::ToolCall;
@@ -221,6 +225,79 @@ pub struct StoredEvent {
     pub kind: String,
     /// Its payload, a JSON object as text.
     pub data: String,
+}
+
+/// A character session's state besides its transcript: the vitals' current values, the rolling
+/// summary of turns that left the model's window, and the turn counter.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CharacterState {
+    /// The vitals, a JSON object as text: `{"character": {NAME: VALUE}, "users": {USER: {NAME:
+    /// VALUE}}}` (values are JSON numbers or strings).
+    pub vitals: String,
+    /// What the turns before the window said, in a few sentences; empty until the window moves.
+    pub summary: String,
+    /// The `seq` of the last message the summary covers (0: none).
+    pub summarized_seq: u64,
+    /// Turns answered so far.
+    pub turns: u64,
+    /// Unix time in milliseconds of the last change (hourly decay counts from here).
+    pub updated_at: i64,
+}
+
+/// One change of a vital, for its history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VitalChange {
+    /// Its id in the history (increasing); 0 before it is stored.
+    pub id: i64,
+    /// The user whose vital changed; `None` for a character-wide vital.
+    pub user: Option<String>,
+    /// The vital.
+    pub name: String,
+    /// The value before, as JSON text; `None` when it was unset.
+    pub old_value: Option<String>,
+    /// The value after, as JSON text.
+    pub new_value: String,
+    /// What changed it: `turn` (the side-generation), `tool` (`update_vitals`), `decay`, `api`,
+    /// `reset`, `load`.
+    pub source: String,
+    /// The turn it happened after.
+    pub turn: u64,
+    /// Unix time in milliseconds.
+    pub created_at: i64,
+}
+
+/// An episodic memory of a character session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryRecord {
+    /// `mem_` and 32 hex digits.
+    pub id: String,
+    /// The user it is about; `None` for what concerns every user.
+    pub user: Option<String>,
+    /// What is remembered, one or two sentences.
+    pub content: String,
+    /// How much it matters, 1 (mundane) to 10 (life-changing), as the model rated it.
+    pub importance: u8,
+    /// Its embedding (unit length), empty when no embedding model was available.
+    pub embedding: Vec<f32>,
+    /// Unix time in milliseconds when it was made.
+    pub created_at: i64,
+    /// Unix time in milliseconds when it was last retrieved (recency counts from here).
+    pub accessed_at: i64,
+    /// The turn it was made in.
+    pub turn: u64,
+    /// The texts of near-duplicates merged into it, oldest first: nothing is dropped silently.
+    pub merged: Vec<String>,
+}
+
+/// A named snapshot of a character session (vitals, memories, transcript), as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Its name, unique per session.
+    pub name: String,
+    /// The snapshot, a JSON document (the native API's `CharacterSnapshot`).
+    pub data: String,
+    /// Unix time in milliseconds when it was saved.
+    pub created_at: i64,
 }
 
 /// Which part of a session a partial update changes.
@@ -317,4 +394,64 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// A character session's state, `None` before its first write.
+    async fn character_state(&self, id: &SessionId) -> Result<Option<CharacterState>, StoreError>;
+
+    /// Write a character session's state and append `changes` to its vitals' history, in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::SessionNotFound`].
+    async fn put_character_state(
+        &self,
+        id: &SessionId,
+        state: &CharacterState,
+        changes: &[VitalChange],
+    ) -> Result<(), StoreError>;
+
+    /// The latest `limit` changes of a session's vitals, newest first.
+    async fn vital_changes(&self, id: &SessionId, limit: u32) -> Result<Vec<VitalChange>, StoreError>;
+
+    /// Add a memory, or replace the one with the same id (a merge, an edit).
+    ///
+    /// # Errors
+    /// [`StoreError::SessionNotFound`].
+    async fn put_memory(&self, id: &SessionId, memory: &MemoryRecord) -> Result<(), StoreError>;
+
+    /// A session's memories, oldest first.
+    async fn memories(&self, id: &SessionId) -> Result<Vec<MemoryRecord>, StoreError>;
+
+    /// Mark memories as retrieved at `at` (Unix ms): their recency starts again.
+    async fn touch_memories(&self, id: &SessionId, memory_ids: &[String], at: i64) -> Result<(), StoreError>;
+
+    /// Forget a memory; false when there was none with that id.
+    async fn delete_memory(&self, id: &SessionId, memory_id: &str) -> Result<bool, StoreError>;
+
+    /// Save a snapshot under its name, replacing one of the same name.
+    ///
+    /// # Errors
+    /// [`StoreError::SessionNotFound`].
+    async fn put_snapshot(&self, id: &SessionId, snapshot: &Snapshot) -> Result<(), StoreError>;
+
+    /// One snapshot by name.
+    async fn snapshot(&self, id: &SessionId, name: &str) -> Result<Option<Snapshot>, StoreError>;
+
+    /// A session's snapshots, oldest first, without their data (`data` empty).
+    async fn snapshots(&self, id: &SessionId) -> Result<Vec<Snapshot>, StoreError>;
+
+    /// Replace a character session's state, memories and transcript in one transaction (a
+    /// `load` or a `reset`): the messages are stored as given (ids, seq and times kept), and
+    /// the session's `message_count` and next `seq` follow them. Token usage stays (it was spent).
+    ///
+    /// # Errors
+    /// [`StoreError::SessionNotFound`].
+    async fn restore_character(
+        &self,
+        id: &SessionId,
+        state: &CharacterState,
+        memories: &[MemoryRecord],
+        messages: &[Message],
+        changes: &[VitalChange],
+    ) -> Result<(), StoreError>;
 }

@@ -17,6 +17,7 @@ pub fn session(s: &Session, queue_length: u32) -> native::Session {
         agent: s.agent.clone(),
         model: s.model.clone(),
         status: status(s.status),
+        character: s.character.clone(),
         message_count: s.message_count,
         token_usage: usage(s.token_usage),
         queue_length,
@@ -66,6 +67,36 @@ pub fn message(m: &Message) -> native::Message {
         // Written by the engine from the same type; an unreadable one is left out.
         metadata: m.metadata.as_deref().and_then(|j| serde_json::from_str(j).ok()),
     }
+}
+
+/// A message record from its wire form (a snapshot's transcript), placed in session `id`;
+/// `None` for an unknown role.
+pub fn message_record(m: &native::Message, id: &crate::store::SessionId) -> Option<Message> {
+    Some(Message {
+        id: m.id.clone(),
+        session_id: id.clone(),
+        seq: m.seq,
+        created_at: m.created_at,
+        role: crate::Role::parse(&m.role)?,
+        content: m.content.clone(),
+        tool_calls: m
+            .tool_calls
+            .iter()
+            .map(|c| ToolCall {
+                id: c.id.clone(),
+                name: c.function.name.clone(),
+                arguments: c.function.arguments.clone(),
+            })
+            .collect(),
+        tool_call_id: m.tool_call_id.clone(),
+        usage: m.usage.map(|u| TokenUsage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cached_tokens: u.cached_tokens,
+        }),
+        finish_reason: m.finish_reason.clone(),
+        metadata: m.metadata.as_ref().and_then(|v| serde_json::to_string(v).ok()),
+    })
 }
 
 /// A router decision with its numbers: `POST /api/v1/route`'s answer and the MCP `route` tool's.

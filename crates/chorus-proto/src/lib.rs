@@ -15,6 +15,7 @@
 //! engine's plain Rust types explicitly, so a wire change never leaks into the
 //! domain by accident.
 
+pub mod character;
 pub mod chorus;
 pub mod control;
 pub mod llama;

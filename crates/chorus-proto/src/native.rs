@@ -55,6 +55,9 @@ pub struct Session {
     pub model: Option<String>,
     /// What it is doing.
     pub status: SessionStatus,
+    /// The character it plays (`GET /api/v1/characters/{id}`); absent for an agent session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub character: Option<String>,
     /// Messages it holds.
     pub message_count: u64,
     /// Tokens its prompts used, in all.
@@ -155,6 +158,17 @@ pub struct MessageMetadata {
     /// The router's decision, when the router chose the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<crate::route::Route>,
+    /// Who wrote it (OpenAI's message `name`): a character chat's user, or a conversation's
+    /// speaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A character's answer: the ids of the memories its prompt was given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memories: Vec<String>,
+    /// A character's answer: the lorebook entries its prompt held (each entry's `name`, else its
+    /// `comment`, else its first key), constant ones included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lore: Vec<String>,
 }
 
 /// `GET /api/v1/sessions/{id}/messages`: oldest first.
@@ -454,6 +468,44 @@ pub enum Event {
         /// Its new state.
         session: Session,
     },
+    /// A character session's state changed after a turn (vitals, a memory) or an API call.
+    #[serde(rename = "character.updated")]
+    CharacterUpdated {
+        /// The session.
+        session_id: String,
+        /// The character's id.
+        character: String,
+        /// Turns answered.
+        turn: u64,
+        /// The vitals of the user concerned, after the change.
+        #[schema(value_type = Object)]
+        vitals: serde_json::Map<String, serde_json::Value>,
+        /// What changed.
+        changes: Vec<crate::character::VitalChangeView>,
+        /// The memory made (or merged into) this turn.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory: Option<crate::character::MemoryView>,
+    },
+    /// A character session was loaded from a snapshot, or reset to its card (`snapshot` absent):
+    /// clients reload its transcript.
+    #[serde(rename = "character.restored")]
+    CharacterRestored {
+        /// The session.
+        session_id: String,
+        /// The character's id.
+        character: String,
+        /// The snapshot loaded; absent for a reset.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<String>,
+    },
+    /// One message of an AI-to-AI conversation.
+    #[serde(rename = "conversation.exchange")]
+    ConversationExchange {
+        /// The conversation's session.
+        session_id: String,
+        /// The message.
+        exchange: crate::character::Exchange,
+    },
     /// A session was deleted.
     #[serde(rename = "session.deleted")]
     SessionDeleted {
@@ -657,6 +709,9 @@ impl Event {
             Event::SessionCreated { .. } => "session.created",
             Event::SessionUpdated { .. } => "session.updated",
             Event::SessionDeleted { .. } => "session.deleted",
+            Event::CharacterUpdated { .. } => "character.updated",
+            Event::CharacterRestored { .. } => "character.restored",
+            Event::ConversationExchange { .. } => "conversation.exchange",
             Event::SessionStatusChanged { .. } => "session.status_changed",
             Event::MessageStart { .. } => "message.start",
             Event::MessageChunk { .. } => "message.chunk",
@@ -681,6 +736,9 @@ impl Event {
         Some(match self {
             Event::SessionCreated { session_id, .. }
             | Event::SessionUpdated { session_id, .. }
+            | Event::CharacterUpdated { session_id, .. }
+            | Event::CharacterRestored { session_id, .. }
+            | Event::ConversationExchange { session_id, .. }
             | Event::SessionDeleted { session_id }
             | Event::SessionStatusChanged { session_id, .. }
             | Event::MessageStart { session_id, .. }

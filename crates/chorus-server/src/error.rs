@@ -7,6 +7,7 @@ use std::any::Any;
 use axum::Json;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use chorus_engine::character::CharacterError;
 use chorus_engine::store::StoreError;
 use chorus_engine::{BackendError, EngineError, ErrorClass, PublicError, PullError, SessionError};
 use chorus_proto::openai::{ErrorBody, ErrorResponse};
@@ -180,6 +181,12 @@ impl From<PullError> for ApiError {
 
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
+        Self::public(e.public(), &e)
+    }
+}
+
+impl From<CharacterError> for ApiError {
+    fn from(e: CharacterError) -> Self {
         Self::public(e.public(), &e)
     }
 }

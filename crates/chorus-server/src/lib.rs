@@ -1,5 +1,6 @@
 //! The HTTP face of chorus and the only crate that knows HTTP: the
-//! OpenAI-compatible API under `/v1`, the native session API under `/api/v1` and its WebSocket `/ws`,
+//! OpenAI-compatible API under `/v1`, the native session API under `/api/v1` and its WebSocket `/ws`, the characters API (`/api/v1/characters`) and
+//! its WebSocket `/ws/characters` (also on `--character-port`: [`character_port_app`]),
 //! `GET /health` and `GET /metrics`, the OpenAPI document (`GET /openapi.json`, Swagger UI at
 //! `/docs`), TBot's task endpoints (`/generate`, `/code/completion`, `/code/generation`,
 //! `/translate`, `/math/solve`) and the router's dry run (`POST /api/v1/route`), llama-server's slot actions (`POST /slots/{id}`), the MCP server at `/mcp` ([`mcp`]: streamable HTTP, with Host and Origin checks
@@ -13,6 +14,7 @@
 
 mod api;
 mod auth;
+mod character_ws;
 mod control;
 mod error;
 mod extract;
@@ -47,6 +49,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use character_ws::character_port_app;
 pub use control::ControlSocket;
 pub use error::ApiError;
 
@@ -189,6 +192,7 @@ pub fn app(state: AppState) -> Router {
         .merge(slots::routes())
         .merge(tasks::routes())
         .route("/ws", get(ws::upgrade))
+        .route("/ws/characters", get(character_ws::upgrade))
         .route("/metrics", get(health::metrics))
         .route("/qr", get(qr::svg))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));

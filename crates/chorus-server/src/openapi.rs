@@ -51,7 +51,14 @@ it is not listed below). Every message, both ways, is a JSON envelope \
 `{\"type\", \"id\", \"timestamp\", \"payload\"}`: the client sends `request` envelopes whose \
 `payload.action` is `prompt`, `cancel`, `subscribe` or `permission_reply`; the server answers \
 with `response` and `error` envelopes, and sends each event of the subscribed session as an \
-`event` envelope whose payload is an `Event`.";
+`event` envelope whose payload is an `Event`.
+
+**Characters WebSocket.** `GET /ws/characters` (and `/` on `--character-port`) speaks the \
+character agent seed's protocol, behind the same key: the client sends \
+`{\"type\": \"KIND_request\", \"request_id\", \"data\"}` (`init`, `chat`, `status`, `save`, `load`, \
+`reset`, `memory_search`, `ping`), answered by `CharacterWsResponse`; once `init` attached it to \
+a character, it also receives that session's `chat_message`, `chat_chunk`, `chat_error`, \
+`vitals_update` and `character_restored` frames.";
 
 /// The operations of this module and of `/health`; [`document`] adds the route families'.
 #[derive(OpenApi)]
@@ -67,7 +74,9 @@ with `response` and `error` envelopes, and sends each event of the subscribed se
         (name = "agents", description = "Agents: a named system prompt, model and tool set"),
         (name = "tools", description = "Tools the agents can run, run directly, and permission answers"),
         (name = "tasks", description = "TBot's task endpoints: generate (routed by content), code completion and generation, translation, math"),
+        (name = "characters", description = "Characters: Character Card V2/V3 personas with vitals, memories and snapshots"),
         (name = "mobile", description = "The mobile API: compact chat for phone apps, one conversation per device"),
+        (name = "conversations", description = "AI-to-AI conversations between characters and ad-hoc personalities"),
         (name = "health", description = "Liveness, server information, the QR code for phones, and metrics"),
         (name = "docs", description = "This document"),
     )
@@ -185,6 +194,21 @@ mod tests {
             "/api/v1/models/pull",
             "/request",
             "/clear",
+            "/api/v1/characters",
+            "/api/v1/characters/{id}",
+            "/api/v1/characters/{id}/export",
+            "/api/v1/characters/{id}/chat",
+            "/api/v1/characters/{id}/status",
+            "/api/v1/characters/{id}/vitals/{name}",
+            "/api/v1/characters/{id}/save",
+            "/api/v1/characters/{id}/load",
+            "/api/v1/characters/{id}/reset",
+            "/api/v1/characters/{id}/snapshots",
+            "/api/v1/characters/{id}/snapshots/{name}",
+            "/api/v1/characters/{id}/memories",
+            "/api/v1/characters/{id}/memories/search",
+            "/api/v1/characters/{id}/memories/{memory_id}",
+            "/api/v1/characters/{id}/sessions",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} is not in the document");
         }

@@ -23,12 +23,13 @@
 
 #[macro_use]
 mod rows;
+mod characters;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chorus_engine::store::{
-    Message, NewEvent, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError,
-    StoredEvent,
+    CharacterState, MemoryRecord, Message, NewEvent, NewMessage, NewSession, Session, SessionId, SessionStatus,
+    SessionUpdate, Snapshot, Store, StoreError, StoredEvent, VitalChange,
 };
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
@@ -184,7 +185,7 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn to_i64(n: u64) -> i64 {
+pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -201,8 +202,8 @@ impl Store for SqlStore {
         let id = new.id.clone().unwrap_or_default();
         let now = now_ms();
         let row = sqlx::query(concat!(
-            "INSERT INTO sessions (id, created_at, updated_at, title, work_dir, agent, model, status) \
-             VALUES ($1, $2, $2, $3, $4, $5, $6, $7) RETURNING ",
+            "INSERT INTO sessions (id, created_at, updated_at, title, work_dir, agent, model, status, character) \
+             VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
             session_columns!()
         ))
         .bind(id.as_str())
@@ -212,6 +213,7 @@ impl Store for SqlStore {
         .bind(&new.agent)
         .bind(new.model.as_deref())
         .bind(SessionStatus::Idle.as_str())
+        .bind(new.character.as_deref())
         .fetch_one(&self.pool)
         .await
         .map_err(|e| match e {
@@ -279,6 +281,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        characters::delete_all(&mut tx, id).await?;
         let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -439,6 +442,62 @@ impl Store for SqlStore {
         }
         .map_err(db_err)?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    async fn character_state(&self, id: &SessionId) -> Result<Option<CharacterState>, StoreError> {
+        characters::state(&self.pool, id).await
+    }
+
+    async fn put_character_state(
+        &self,
+        id: &SessionId,
+        state: &CharacterState,
+        changes: &[VitalChange],
+    ) -> Result<(), StoreError> {
+        characters::put_state(&self.pool, id, state, changes, now_ms()).await
+    }
+
+    async fn vital_changes(&self, id: &SessionId, limit: u32) -> Result<Vec<VitalChange>, StoreError> {
+        characters::vital_changes(&self.pool, id, limit).await
+    }
+
+    async fn put_memory(&self, id: &SessionId, memory: &MemoryRecord) -> Result<(), StoreError> {
+        characters::put_memory(&self.pool, id, memory, now_ms()).await
+    }
+
+    async fn memories(&self, id: &SessionId) -> Result<Vec<MemoryRecord>, StoreError> {
+        characters::memories(&self.pool, id).await
+    }
+
+    async fn touch_memories(&self, id: &SessionId, memory_ids: &[String], at: i64) -> Result<(), StoreError> {
+        characters::touch_memories(&self.pool, id, memory_ids, at).await
+    }
+
+    async fn delete_memory(&self, id: &SessionId, memory_id: &str) -> Result<bool, StoreError> {
+        characters::delete_memory(&self.pool, id, memory_id).await
+    }
+
+    async fn put_snapshot(&self, id: &SessionId, snapshot: &Snapshot) -> Result<(), StoreError> {
+        characters::put_snapshot(&self.pool, id, snapshot, now_ms()).await
+    }
+
+    async fn snapshot(&self, id: &SessionId, name: &str) -> Result<Option<Snapshot>, StoreError> {
+        characters::snapshot(&self.pool, id, name).await
+    }
+
+    async fn snapshots(&self, id: &SessionId) -> Result<Vec<Snapshot>, StoreError> {
+        characters::snapshots(&self.pool, id).await
+    }
+
+    async fn restore_character(
+        &self,
+        id: &SessionId,
+        state: &CharacterState,
+        memories: &[MemoryRecord],
+        messages: &[Message],
+        changes: &[VitalChange],
+    ) -> Result<(), StoreError> {
+        characters::restore(&self.pool, id, state, memories, messages, changes, now_ms()).await
     }
 }
 

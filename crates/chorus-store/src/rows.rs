@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 macro_rules! session_columns {
     () => {
         "id, created_at, updated_at, title, work_dir, agent, model, status, \
-         message_count, prompt_tokens, completion_tokens, cached_tokens"
+         message_count, prompt_tokens, completion_tokens, cached_tokens, character"
     };
 }
 
@@ -37,14 +37,14 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn get<'r, T>(row: &'r AnyRow, column: &'static str) -> Result<T, StoreError>
+pub(crate) fn get<'r, T>(row: &'r AnyRow, column: &'static str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
     row.try_get(column).map_err(|e| StoreError::Corrupt { column, message: e.to_string() })
 }
 
-fn count(row: &AnyRow, column: &'static str) -> Result<u64, StoreError> {
+pub(crate) fn count(row: &AnyRow, column: &'static str) -> Result<u64, StoreError> {
     let n: i64 = get(row, column)?;
     u64::try_from(n).map_err(|_| StoreError::Corrupt { column, message: format!("negative count {n}") })
 }
@@ -61,6 +61,7 @@ pub(crate) fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
         model: get(row, "model")?,
         status: SessionStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt { column: "sessions.status", message: status.clone() })?,
+        character: get(row, "character")?,
         message_count: count(row, "message_count")?,
         token_usage: TokenUsage {
             prompt_tokens: count(row, "prompt_tokens")?,

@@ -6,7 +6,11 @@
 
 mod api;
 mod attach;
+mod characters_api;
+mod characters_cli;
+mod characters_real;
 mod cli;
+mod converse;
 mod ctl;
 mod docs;
 mod errors;

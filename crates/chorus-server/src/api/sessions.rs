@@ -54,6 +54,7 @@ pub(crate) async fn create(
         work_dir: request.work_dir.unwrap_or_default(),
         agent: request.agent.unwrap_or_default(),
         model: request.model,
+        character: None,
     };
     if let Some(model) = &new.model {
         state.engine.resolve(Some(model))?;
@@ -264,7 +265,13 @@ pub(crate) fn prompt_options(
         native::Priority::Normal => Priority::Normal,
         native::Priority::High => Priority::High,
     };
-    PromptOptions { priority, max_tokens, ignore_eos, tool_choice: crate::openai::tool_choice(tool_choice) }
+    PromptOptions {
+        priority,
+        max_tokens,
+        ignore_eos,
+        tool_choice: crate::openai::tool_choice(tool_choice),
+        user_name: None,
+    }
 }
 
 /// Queue a prompt on a session and answer as it asks: SSE of its events,

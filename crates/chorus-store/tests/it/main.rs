@@ -80,6 +80,8 @@ both!(
     delete_removes_messages_keeps_events,
     events_resume_after_an_id,
     writes_survive_reopen,
+    character_state_vitals_history_and_memories,
+    snapshots_and_restore_replace_the_transcript,
 );
 
 #[tokio::test]

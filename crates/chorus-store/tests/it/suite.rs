@@ -2,13 +2,21 @@
 
 use chorus_engine::Role;
 use chorus_engine::store::{
-    NewEvent, NewMessage, NewSession, SessionId, SessionStatus, SessionUpdate, Store, StoreError, TokenUsage, ToolCall,
+    CharacterState, MemoryRecord, NewEvent, NewMessage, NewSession, SessionId, SessionStatus, SessionUpdate, Snapshot,
+    Store, StoreError, TokenUsage, ToolCall, VitalChange,
 };
 
 use crate::TestDb;
 
 fn new_session(title: &str) -> NewSession {
-    NewSession { id: None, title: title.into(), work_dir: "/tmp/work".into(), agent: "build".into(), model: None }
+    NewSession {
+        id: None,
+        title: title.into(),
+        work_dir: "/tmp/work".into(),
+        agent: "build".into(),
+        model: None,
+        character: None,
+    }
 }
 
 pub(crate) async fn session_lifecycle(db: &TestDb) {
@@ -231,4 +239,117 @@ pub(crate) async fn writes_survive_reopen(db: &TestDb) {
     let next =
         store.append_events(vec![NewEvent { session_id: None, kind: "y".into(), data: "{}".into() }]).await.unwrap();
     assert!(next[0].id > e[0].id, "event ids are not reused after a restart");
+}
+
+fn change(name: &str, old: Option<&str>, new: &str, turn: u64) -> VitalChange {
+    VitalChange {
+        id: 0,
+        user: Some("sam".into()),
+        name: name.into(),
+        old_value: old.map(str::to_owned),
+        new_value: new.into(),
+        source: "turn".into(),
+        turn,
+        created_at: 1_000 + turn as i64,
+    }
+}
+
+fn memory(id: &str, content: &str, embedding: Vec<f32>) -> MemoryRecord {
+    MemoryRecord {
+        id: id.into(),
+        user: Some("sam".into()),
+        content: content.into(),
+        importance: 7,
+        embedding,
+        created_at: 10,
+        accessed_at: 10,
+        turn: 2,
+        merged: Vec::new(),
+    }
+}
+
+pub(crate) async fn character_state_vitals_history_and_memories(db: &TestDb) {
+    let store = db.open().await;
+    let s = store.create_session(NewSession { character: Some("aria".into()), ..new_session("Aria") }).await.unwrap();
+    assert_eq!(s.character.as_deref(), Some("aria"));
+    assert_eq!(store.character_state(&s.id).await.unwrap(), None);
+    let state = CharacterState {
+        vitals: r#"{"character":{"mood":"calm"}}"#.into(),
+        summary: String::new(),
+        summarized_seq: 0,
+        turns: 1,
+        updated_at: 5,
+    };
+    store.put_character_state(&s.id, &state, &[change("trust", Some("50"), "55", 1)]).await.unwrap();
+    let next = CharacterState { turns: 2, summary: "they met".into(), summarized_seq: 4, ..state.clone() };
+    store.put_character_state(&s.id, &next, &[change("trust", Some("55"), "60", 2)]).await.unwrap();
+    assert_eq!(store.character_state(&s.id).await.unwrap(), Some(next));
+    let history = store.vital_changes(&s.id, 10).await.unwrap();
+    assert_eq!(history.iter().map(|c| c.new_value.as_str()).collect::<Vec<_>>(), ["60", "55"], "newest first");
+    assert!(history[0].id > history[1].id);
+    assert_eq!(store.vital_changes(&s.id, 1).await.unwrap().len(), 1);
+
+    let embedding = vec![0.25f32, -1.5, 3.0e-7];
+    store.put_memory(&s.id, &memory("mem_1", "Sam's dog is Biscuit", embedding.clone())).await.unwrap();
+    store.put_memory(&s.id, &memory("mem_2", "Sam likes tea", vec![1.0])).await.unwrap();
+    let mut merged = memory("mem_1", "Sam's dog Biscuit is old", embedding.clone());
+    merged.merged = vec!["Sam's dog is Biscuit".into()];
+    store.put_memory(&s.id, &merged).await.unwrap();
+    store.touch_memories(&s.id, &["mem_2".into()], 99).await.unwrap();
+    let all = store.memories(&s.id).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], merged, "a merge replaces the memory and keeps the old text; embeddings round-trip exactly");
+    assert_eq!(all[1].accessed_at, 99);
+    assert!(store.delete_memory(&s.id, "mem_2").await.unwrap());
+    assert!(!store.delete_memory(&s.id, "mem_2").await.unwrap());
+    let unknown = SessionId::from_string("ses_nope");
+    assert!(matches!(store.put_memory(&unknown, &merged).await, Err(StoreError::SessionNotFound(_))));
+    assert!(matches!(store.put_character_state(&unknown, &state, &[]).await, Err(StoreError::SessionNotFound(_))));
+
+    // Deleting the session deletes what it owned.
+    assert!(store.delete_session(&s.id).await.unwrap());
+    assert_eq!(store.character_state(&s.id).await.unwrap(), None);
+    assert!(store.memories(&s.id).await.unwrap().is_empty());
+    assert!(store.vital_changes(&s.id, 10).await.unwrap().is_empty());
+}
+
+pub(crate) async fn snapshots_and_restore_replace_the_transcript(db: &TestDb) {
+    let store = db.open().await;
+    let s = store.create_session(NewSession { character: Some("aria".into()), ..new_session("Aria") }).await.unwrap();
+    for text in ["hello", "hi there", "how are you"] {
+        store.append_message(&s.id, NewMessage::text(Role::User, text)).await.unwrap();
+    }
+    let saved = store.messages(&s.id).await.unwrap();
+    let snap = Snapshot { name: "before".into(), data: r#"{"x":1}"#.into(), created_at: 7 };
+    store.put_snapshot(&s.id, &snap).await.unwrap();
+    store.put_snapshot(&s.id, &Snapshot { data: r#"{"x":2}"#.into(), ..snap.clone() }).await.unwrap();
+    assert_eq!(store.snapshot(&s.id, "before").await.unwrap().unwrap().data, r#"{"x":2}"#, "same name replaces");
+    assert_eq!(store.snapshots(&s.id).await.unwrap().len(), 1);
+    assert_eq!(store.snapshot(&s.id, "nope").await.unwrap(), None);
+
+    store.append_message(&s.id, NewMessage::text(Role::User, "later")).await.unwrap();
+    store.put_memory(&s.id, &memory("mem_9", "later", vec![1.0])).await.unwrap();
+    let state = CharacterState { vitals: "{}".into(), turns: 1, updated_at: 3, ..CharacterState::default() };
+    store
+        .restore_character(
+            &s.id,
+            &state,
+            &[memory("mem_1", "old", vec![0.5])],
+            &saved[..2],
+            &[change("mood", None, "\"calm\"", 1)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.messages(&s.id).await.unwrap(),
+        saved[..2].to_vec(),
+        "the transcript as saved, ids and times kept"
+    );
+    assert_eq!(store.session(&s.id).await.unwrap().unwrap().message_count, 2);
+    let next = store.append_message(&s.id, NewMessage::text(Role::User, "after")).await.unwrap();
+    assert_eq!(next.seq, 3, "numbering continues after the restored messages");
+    let memories = store.memories(&s.id).await.unwrap();
+    assert_eq!(memories.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["mem_1"]);
+    assert_eq!(store.character_state(&s.id).await.unwrap(), Some(state));
+    assert_eq!(store.vital_changes(&s.id, 5).await.unwrap().len(), 1);
 }
