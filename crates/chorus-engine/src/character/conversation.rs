@@ -312,7 +312,9 @@ pub struct Said {
 }
 
 /// The history speaker `me` sees of `said` (see the [module documentation](self)): its own
-/// messages as `assistant`, the others' as `user` with `NAME: ` before them, consecutive
+/// messages as `assistant`, the others' as `user`, with `NAME: ` before them when there are more
+/// than two speakers (with two, the other is always the one the system prompt names; a small
+/// model shown the label writes it too, and goes on in the other's voice), consecutive
 /// messages of one role merged (blank line between), and the opener first when the history
 /// would otherwise not start with a `user` message. Empty messages are skipped.
 pub fn perspective(me: usize, names: &[String], topic: &str, said: &[Said]) -> Vec<(Role, String)> {
@@ -322,7 +324,8 @@ pub fn perspective(me: usize, names: &[String], topic: &str, said: &[Said]) -> V
             (Role::Assistant, s.text.clone())
         } else {
             let name = names.get(s.speaker).map_or("?", String::as_str);
-            (Role::User, format!("{name}: {}", s.text))
+            let text = if names.len() > 2 { format!("{name}: {}", s.text) } else { s.text.clone() };
+            (Role::User, text)
         };
         if out.is_empty() && role != Role::User {
             out.push((Role::User, opener(topic)));
@@ -354,11 +357,13 @@ fn strip_label<'t>(text: &'t str, name: &str) -> Option<&'t str> {
     Some(rest.trim_start_matches('*'))
 }
 
-/// A model's reply as it is stored: a leading `NAME:` of the speaker removed, cut where it
-/// starts writing another line of anyone's (`\nNAME:`), trimmed.
+/// A model's reply as it is stored: a leading `NAME:` removed (the speaker's, or one it
+/// copied from the history), cut where it starts writing another line of anyone's
+/// (`\nNAME:`), trimmed.
 pub fn clean_reply(text: &str, speaker: &str, names: &[String]) -> String {
     let mut text = text.trim();
-    if let Some(rest) = strip_label(text, speaker) {
+    let label = std::iter::once(speaker).chain(names.iter().map(String::as_str)).find_map(|n| strip_label(text, n));
+    if let Some(rest) = label {
         text = rest.trim_start();
     }
     let mut end = text.len();
@@ -435,6 +440,11 @@ impl ValidConversation {
         let mut request = GenerateRequest::new(Prompt::Chat(messages));
         request.max_tokens = Some(self.max_tokens);
         request.stop = names.iter().map(|n| format!("\n{n}:")).collect();
+        // Two models talking feed each other their own words back: without a penalty a small
+        // one soon repeats the other's last message (llama.cpp's repeat penalty over the
+        // last 256 tokens; llama-server's default of 1.0 leaves it off).
+        request.sampling.repeat_penalty = 1.15;
+        request.sampling.penalty_last_n = 256;
         request
     }
 }
@@ -809,17 +819,13 @@ mod tests {
             vec![
                 (Role::User, "Let's talk about: the sea".into()),
                 (Role::Assistant, "Hello.".into()),
-                (Role::User, "Bob: Hi.".into()),
+                (Role::User, "Hi.".into()),
                 (Role::Assistant, "Nice day.".into()),
             ]
         );
         assert_eq!(
             perspective(1, &names, "the sea", &history),
-            vec![
-                (Role::User, "Ann: Hello.".into()),
-                (Role::Assistant, "Hi.".into()),
-                (Role::User, "Ann: Nice day.".into()),
-            ]
+            vec![(Role::User, "Hello.".into()), (Role::Assistant, "Hi.".into()), (Role::User, "Nice day.".into()),]
         );
         // A window that starts with the speaker's own message gets the opener first.
         assert_eq!(
@@ -855,7 +861,7 @@ mod tests {
         assert_eq!(clean_reply("Hello.\nBob: I am Bob.", "Ann", &names), "Hello.");
         assert_eq!(clean_reply("Hello.\n\n  Ann: again", "Ann", &names), "Hello.");
         assert_eq!(clean_reply("Annie is here. Ann: x", "Ann", &names), "Annie is here. Ann: x");
-        assert_eq!(clean_reply("Bob: it is me", "Ann", &names), "Bob: it is me");
+        assert_eq!(clean_reply("Bob: it is me", "Ann", &names), "it is me", "a label copied from the history goes too");
         assert_eq!(clean_reply("", "Ann", &names), "");
     }
 
@@ -911,7 +917,7 @@ mod tests {
         assert_eq!(messages[0].role, Role::System);
         assert!(messages[0].content.contains("Bob is a fish who talks to Ann."), "{}", messages[0].content);
         assert!(messages[0].content.ends_with("You are talking with Ann about: the sea."));
-        assert_eq!((messages[1].role, messages[1].content.as_str()), (Role::User, "Ann: Hello."));
+        assert_eq!((messages[1].role, messages[1].content.as_str()), (Role::User, "Hello."), "two speakers: no label");
         let r = conversation.request(0, &said, 0, true);
         let Prompt::Chat(messages) = &r.prompt else { panic!("a chat prompt") };
         assert!(messages[0].content.starts_with("You are Ann. A sailor. You are talking with Bob about: the sea."));

@@ -214,6 +214,15 @@ pub fn change_view(c: &VitalChange) -> VitalChangeView {
     }
 }
 
+/// The card's greeting (`first_mes`) for `user`, with the metadata that names its speaker; `None`
+/// for a card without one.
+fn greeting(character: &Character, state: &CharacterState, user: &str) -> Option<(String, Option<String>)> {
+    let vitals = Vitals::parse(&state.vitals, &character.ext.vitals).rendered(&character.ext.vitals, user);
+    let text = prompt::greeting(&character.stored.card.data, 0, user, &vitals)?;
+    let metadata = native::MessageMetadata { name: Some(character.name().to_owned()), ..Default::default() };
+    Some((text, serde_json::to_string(&metadata).ok()))
+}
+
 /// The initial state of a character session.
 fn initial_state(character: &Character) -> CharacterState {
     CharacterState {
@@ -306,14 +315,9 @@ impl Engine {
     /// Store the greeting and the initial state of a session that has no messages.
     async fn seed_character(&self, character: &Character, id: &SessionId, user: &str) -> Result<(), CharacterError> {
         let state = initial_state(character);
-        let vitals = Vitals::parse(&state.vitals, &character.ext.vitals).rendered(&character.ext.vitals, user);
         self.inner.store.put_character_state(id, &state, &[]).await?;
-        if let Some(greeting) = prompt::greeting(&character.stored.card.data, 0, user, &vitals) {
-            let metadata = native::MessageMetadata { name: Some(character.name().to_owned()), ..Default::default() };
-            let message = NewMessage {
-                metadata: serde_json::to_string(&metadata).ok(),
-                ..NewMessage::text(Role::Assistant, greeting)
-            };
+        if let Some((text, metadata)) = greeting(character, &state, user) {
+            let message = NewMessage { metadata, ..NewMessage::text(Role::Assistant, text) };
             self.inner.store.append_message(id, message).await?;
         }
         Ok(())
@@ -451,14 +455,8 @@ impl Engine {
         name: &str,
     ) -> Result<Value, CharacterError> {
         let (_, s) = self.character_session(id_or_name, session, DEFAULT_USER).await?;
-        let snapshot = self
-            .inner
-            .store
-            .snapshot(&s.id, name)
-            .await?
-            .ok_or_else(|| CharacterError::SnapshotNotFound(name.into()))?;
-        serde_json::from_str(&snapshot.data)
-            .map_err(|e| StoreError::Corrupt { column: "character_snapshots.data", message: e.to_string() }.into())
+        let data = self.snapshot_data(&s.id, name).await?;
+        serde_json::to_value(data).map_err(|e| StoreError::Database(e.to_string()).into())
     }
 
     /// Restore snapshot `name`: vitals, memories, summary and transcript as they were saved.
@@ -474,11 +472,7 @@ impl Engine {
         name: &str,
     ) -> Result<CharacterStatus, CharacterError> {
         let (character, s) = self.character_session(id_or_name, session, DEFAULT_USER).await?;
-        let store = &self.inner.store;
-        let snapshot =
-            store.snapshot(&s.id, name).await?.ok_or_else(|| CharacterError::SnapshotNotFound(name.into()))?;
-        let data: SnapshotData = serde_json::from_str(&snapshot.data)
-            .map_err(|e| StoreError::Corrupt { column: "character_snapshots.data", message: e.to_string() })?;
+        let data = self.snapshot_data(&s.id, name).await?;
         let messages: Vec<Message> =
             data.messages.iter().filter_map(|m| crate::wire::message_record(m, &s.id)).collect();
         let state = CharacterState {
@@ -491,6 +485,14 @@ impl Engine {
         let memories: Vec<MemoryRecord> = data.memories.into_iter().map(Into::into).collect();
         self.restore(&character, &s.id, &state, &memories, &messages, Some(name), "load").await?;
         self.character_status(character.id(), Some(&s.id), DEFAULT_USER).await
+    }
+
+    /// A snapshot as saved.
+    async fn snapshot_data(&self, id: &SessionId, name: &str) -> Result<SnapshotData, CharacterError> {
+        let snapshot =
+            self.inner.store.snapshot(id, name).await?.ok_or_else(|| CharacterError::SnapshotNotFound(name.into()))?;
+        serde_json::from_str(&snapshot.data)
+            .map_err(|e| StoreError::Corrupt { column: "character_snapshots.data", message: e.to_string() }.into())
     }
 
     /// Reset the session to the card's initial state: the greeting only, initial vitals, no
@@ -507,9 +509,7 @@ impl Engine {
         let (character, s) = self.character_session(id_or_name, session, user).await?;
         let state = initial_state(&character);
         let mut messages = Vec::new();
-        let vitals = Vitals::parse(&state.vitals, &character.ext.vitals).rendered(&character.ext.vitals, user);
-        if let Some(greeting) = prompt::greeting(&character.stored.card.data, 0, user, &vitals) {
-            let metadata = native::MessageMetadata { name: Some(character.name().to_owned()), ..Default::default() };
+        if let Some((greeting, metadata)) = greeting(&character, &state, user) {
             messages.push(Message {
                 id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
                 session_id: s.id.clone(),
@@ -521,7 +521,7 @@ impl Engine {
                 tool_call_id: None,
                 usage: None,
                 finish_reason: None,
-                metadata: serde_json::to_string(&metadata).ok(),
+                metadata,
             });
         }
         self.restore(&character, &s.id, &state, &[], &messages, None, "reset").await?;

@@ -91,13 +91,13 @@ pub fn near_duplicate<'m>(
         .map(|(m, _)| m)
 }
 
-/// The Park et al. importance question, for a grammar-constrained answer `{"importance": N}`.
+/// The Park et al. importance question about `memory` (a phrase such as "the exchange below"), for
+/// a grammar-constrained answer with an `importance` field.
 pub fn importance_prompt(memory: &str) -> String {
     format!(
         "On the scale of 1 to 10, where 1 is purely mundane (e.g., a greeting, small talk about \
          the weather) and 10 is extremely poignant (e.g., a break up, a secret revealed, a \
-         promise made), rate the likely poignancy of the following piece of memory.\n\
-         Memory: {memory}\nAnswer with JSON: {{\"importance\": N}}"
+         promise made), rate the likely poignancy of {memory} as `importance`."
     )
 }
 

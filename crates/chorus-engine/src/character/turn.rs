@@ -328,27 +328,32 @@ async fn side_generation(
     let name = character.name();
     let mut properties = serde_json::Map::new();
     let mut required = Vec::new();
-    let mut ask = format!("{name} is talking with {user}. Their last exchange:\n\n{exchange}\n\n");
+    // What is the same every turn first, so the slot's KV cache keeps it between turns.
+    let mut ask = format!("You keep the notes of a role-play with {name}.\n\n");
     if remember {
         properties.insert("importance".into(), json!({"type": "integer", "minimum": 1, "maximum": 10}));
         required.push("importance");
-        ask.push_str(&memory::importance_prompt("the exchange above"));
+        ask.push_str(&memory::importance_prompt("the exchange below"));
         ask.push_str("\n\n");
     }
     if rate_vitals {
         properties.insert("vitals".into(), vitals::update_schema(specs));
         required.push("vitals");
         ask.push_str(&format!(
-            "{name}'s state before this exchange:\n{}\nHow does this exchange change {name}'s state? For each \
-             number give the change (0 when it stays); for each word give the new value.\n\n",
-            vitals::describe(specs, &vitals.values(specs, user))
+            "{name}'s state:\n{}For each number give how this exchange changes it (0 when it stays); for each \
+             word give its new value.\n\n",
+            vitals::describe(specs)
         ));
     }
+    if rate_vitals {
+        ask.push_str(&format!("Before the exchange: {}\n\n", vitals::current(specs, &vitals.values(specs, user))));
+    }
+    ask.push_str(&format!("The exchange, between {user} and {name}:\n{exchange}\n\n"));
     ask.push_str("Answer with one JSON object.");
     let schema =
         json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false});
     let mut request = GenerateRequest::new(Prompt::Chat(vec![
-        ChatMessage::new(Role::System, "You keep the notes of a role-play. You answer only in JSON.".to_owned()),
+        ChatMessage::new(Role::System, "You answer only in JSON.".to_owned()),
         ChatMessage::new(Role::User, ask),
     ]));
     request.response_format = ResponseFormat::JsonSchema(schema);

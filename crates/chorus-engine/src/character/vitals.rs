@@ -255,21 +255,34 @@ pub fn update_schema(specs: &[VitalSpec]) -> Value {
     json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
 }
 
-/// How the vitals read for the model that updates them: `- NAME (MEANING): VALUE, one of …`.
-pub fn describe(specs: &[VitalSpec], values: &BTreeMap<String, Value>) -> String {
+/// The vitals' meanings and ranges for the model that updates them, one `- NAME (MEANING): …`
+/// line each; the same for every turn of a character, so it belongs in a prompt's stable part.
+pub fn describe(specs: &[VitalSpec]) -> String {
     let mut out = String::new();
     for spec in specs {
-        let value = values.get(&spec.name).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
         let meaning = if spec.description.is_empty() { String::new() } else { format!(" ({})", spec.description) };
         let range = match &spec.kind {
             VitalKind::Number { min, max, .. } => {
                 format!("a number from {min} to {max}; answer the change, from -{0} to +{0}", max_step(spec))
             }
-            VitalKind::Enum { values, .. } => format!("one of {}", values.join(", ")),
+            VitalKind::Enum { values, .. } => format!("one of {}; answer the new value", values.join(", ")),
         };
-        out.push_str(&format!("- {}{meaning}: {} ({range})\n", spec.name, value.unwrap_or_default()));
+        out.push_str(&format!("- {}{meaning}: {range}\n", spec.name));
     }
     out
+}
+
+/// The vitals' current values on one line, `NAME: VALUE, …`.
+pub fn current(specs: &[VitalSpec], values: &BTreeMap<String, Value>) -> String {
+    specs
+        .iter()
+        .filter_map(|s| {
+            values
+                .get(&s.name)
+                .map(|v| format!("{}: {}", s.name, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
