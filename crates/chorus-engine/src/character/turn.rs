@@ -2,13 +2,15 @@
 //! the character run one at a time, in queue order):
 //!
 //! 1. the state: vitals (decayed by the hours since the last turn), summary, turn counter;
-//! 2. the window of the transcript the model sees (`agent::window`, as for agent sessions);
-//!    the card's example dialogue is dropped first when the prompt would not fit whole;
-//! 3. memory retrieval: the user's message embedded, the memories of turns that left the
-//!    window ranked ([`super::memory::rank`]), the top k injected and their recency refreshed;
+//! 2. memory retrieval: the user's message embedded, the memories of turns outside the window
+//!    ranked ([`super::memory::rank`]), the top k injected and their recency refreshed;
+//! 3. the window of the transcript the model sees (`agent::window`, as for agent sessions,
+//!    with the memories in the prompt); the card's example dialogue is dropped first when the
+//!    prompt would not fit whole;
 //! 4. the prompt ([`super::prompt::assemble`]) streamed as the session's `message.chunk`
 //!    events, with the session's prompt cache key (`session/ID`), so the KV cache keeps the
-//!    stable prefix; with `vitals_update: tool` the model is offered `update_vitals` first;
+//!    stable prefix; with `vitals_update: tool` a first round calls `update_vitals` (forced by
+//!    grammar: how the user's message changes the character's state), then the answer is written;
 //! 5. after the answer is stored: per-turn decay, one grammar-constrained side-generation that
 //!    rates the turn's memory (importance 1–10) and proposes the vitals' changes, the memory
 //!    stored (or merged into a near-duplicate), the rolling summary refreshed when turns left
@@ -126,7 +128,8 @@ pub(crate) async fn answer(
         request.prompt_cache_key = Some(cache_key.clone());
         if !tools.is_empty() {
             request.tools = tools.to_vec();
-            request.tool_choice = ToolChoice::Auto;
+            // Forced: left to choose, a small model writes about its state instead of calling.
+            request.tool_choice = ToolChoice::Function("update_vitals".into());
         }
         request
     };
@@ -137,19 +140,21 @@ pub(crate) async fn answer(
         .window_start(id)
         .and_then(|first| history.iter().position(|m| m.id == first))
         .unwrap_or(0);
-    let examples = match fits(engine, model, options, &build(current, true, &[], &[])).await {
+    // The memories first, of the turns outside the current window (a compaction below only
+    // moves more turns out of it), so the window is chosen with them in the prompt.
+    let used = retrieve(engine, &character, id, &history[current..], &user, &user_message.content, state.turns).await;
+    let memory_texts: Vec<String> = used.iter().map(|m| m.content.clone()).collect();
+    let examples = match fits(engine, model, options, &build(current, true, &memory_texts, &[])).await {
         Ok(fits) => fits,
         Err(e) => return agent::fail(engine, id, prompt_id, e).await,
     };
-    let start =
-        match agent::window(engine, id, prompt_id, model, options, &history, &|s| build(s, examples, &[], &[])).await {
-            Ok(s) => s,
-            Err(e) => return agent::fail(engine, id, prompt_id, e).await,
-        };
-    let used = retrieve(engine, &character, id, &history[start..], &user, &user_message.content, state.turns).await;
-    let memory_texts: Vec<String> = used.iter().map(|m| m.content.clone()).collect();
+    let window = |s| build(s, examples, &memory_texts, &[]);
+    let start = match agent::window(engine, id, prompt_id, model, options, &history, &window).await {
+        Ok(s) => s,
+        Err(e) => return agent::fail(engine, id, prompt_id, e).await,
+    };
 
-    // With `vitals_update: tool`, a first round may call `update_vitals`.
+    // With `vitals_update: tool`, a first round calls `update_vitals`.
     let mut tool_round = character.ext.vitals_update == VitalsUpdate::Tool && !specs.is_empty();
     let update_tool = FunctionDefinition {
         name: "update_vitals".into(),
