@@ -295,7 +295,8 @@ pub(crate) async fn delete(State(state): State<AppState>, Path(id): Path<String>
 }
 
 /// The answer of a turn: the stored message, the user's vitals after it, the changes of this
-/// turn (those whose `turn` is the status' `turns`) and the memories its prompt was given.
+/// turn (the newest changes whose `turn` is the status' `turns`, back to a `reset` or `load`:
+/// a session reset to turn 0 numbers its turns again) and the memories its prompt was given.
 pub(crate) async fn chat_response(
     state: &AppState,
     character: &str,
@@ -305,7 +306,12 @@ pub(crate) async fn chat_response(
 ) -> Result<CharacterChatResponse, ApiError> {
     let message = wire::message(message);
     let status = state.engine.character_status(character, Some(session), user).await?;
-    let changes = status.recent_changes.iter().filter(|c| c.turn == status.turns).cloned().collect();
+    let changes = status
+        .recent_changes
+        .iter()
+        .take_while(|c| c.turn == status.turns && c.source != "reset" && c.source != "load")
+        .cloned()
+        .collect();
     let used = message.metadata.as_ref().map(|m| m.memories.clone()).unwrap_or_default();
     let memories_used = if used.is_empty() {
         Vec::new()
