@@ -367,8 +367,8 @@ pub struct MemoryView {
     /// Texts of near-duplicates merged into it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged: Vec<String>,
-    /// Its retrieval score for a search (recency + importance + relevance, each normalised to
-    /// 0..1); absent in lists.
+    /// Its retrieval score for a search (recency + importance + relevance, each in 0..1,
+    /// so 0..3); absent in lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
 }

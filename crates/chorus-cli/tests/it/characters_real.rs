@@ -250,10 +250,22 @@ fn a_memory_from_turn_2_answers_turn_20_after_it_left_the_window() {
 
         let answer = chat(url, "aria", "Quick question: what is my sister's name?", "Sam", 32).await;
         let used = answer["memories_used"].as_array().unwrap();
-        assert!(
-            used.iter().any(|m| m["content"].as_str().unwrap().contains("Thessaly") && m["turn"] == 2),
-            "turn 2's memory must be retrieved for turn 20: {used:?}"
-        );
+        if !used.iter().any(|m| m["content"].as_str().unwrap().contains("Thessaly") && m["turn"] == 2) {
+            let ranked = post(
+                &format!("{url}/api/v1/characters/aria/memories/search"),
+                json!({"query": "Quick question: what is my sister's name?", "limit": 50}),
+            )
+            .await;
+            let ranked: Vec<String> = ranked["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    format!("turn {} importance {} score {}: {}", m["turn"], m["importance"], m["score"], m["content"])
+                })
+                .collect();
+            panic!("turn 2's memory must be retrieved for turn 20: {used:?}\nall, ranked:\n{}", ranked.join("\n"));
+        }
         // Whether the 0.5B model then answers from it is the model's part (it did in some runs
         // and recited the lorebook in others), so it is shown, not asserted.
         eprintln!("turn 20: {}", answer["message"]["content"]);
@@ -262,7 +274,12 @@ fn a_memory_from_turn_2_answers_turn_20_after_it_left_the_window() {
             json!({"query": "Sam's sister", "limit": 3}),
         )
         .await;
-        assert!(search["data"][0]["content"].as_str().unwrap().contains("Thessaly"), "{search}");
+        // Turn 20's own exchange asked about the sister too, so it may rank first.
+        let found = search["data"].as_array().unwrap();
+        assert!(
+            found.iter().any(|m| m["turn"] == 2 && m["content"].as_str().unwrap().contains("Thessaly")),
+            "{search}"
+        );
     });
 }
 

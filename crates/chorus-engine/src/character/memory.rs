@@ -5,17 +5,23 @@
 //! query's), each min-max normalised over the candidates. The top k are injected into the
 //! prompt, and retrieving a memory refreshes its recency.
 //!
-//! One departure: min-max normalisation divides by the spread of the candidates' values, and
-//! over a conversation of minutes the recencies differ by thousandths; normalised, that noise
-//! would weigh as much as relevance. So a component is divided by at least
-//! [`MIN_SPREAD`]: values that hardly differ contribute as little as they differ.
+//! Two departures, both because min-max normalisation stretches whatever spread the candidates
+//! have to the full `[0, 1]`:
+//! - over a conversation of minutes the recencies differ by thousandths; normalised, that noise
+//!   would weigh as much as relevance. So recency and relevance are divided by at least
+//!   [`MIN_SPREAD`]: values that hardly differ contribute as little as they differ;
+//! - importance already has a scale of its own, so it is placed on it, `(importance - 1) / 9`,
+//!   not stretched: where the candidates were rated 9 and 10 (a small model rates most
+//!   exchanges so), min-max would make that one point outweigh the whole range of relevance,
+//!   and "what is my sister's name?" would retrieve the breakfast talk rated 10 over the
+//!   exchange rated 9 that named her.
 
 use crate::store::MemoryRecord;
 
 /// The smallest spread a component is normalised by (see the module docs).
 pub const MIN_SPREAD: f64 = 0.1;
 
-/// A memory's retrieval score and its parts, each normalised to `[0, 1]`.
+/// A memory's retrieval score and its parts, each in `[0, 1]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Score {
     /// Index into the candidates.
@@ -24,7 +30,7 @@ pub struct Score {
     pub total: f64,
     /// Normalised recency.
     pub recency: f64,
-    /// Normalised importance.
+    /// Importance on its scale: 1 is 0, 10 is 1.
     pub importance: f64,
     /// Normalised relevance.
     pub relevance: f64,
@@ -64,9 +70,9 @@ pub fn rank(candidates: &[&MemoryRecord], query: &[f32], now: i64, decay: f64) -
             decay.powf(hours)
         })
         .collect();
-    let importance: Vec<f64> = candidates.iter().map(|m| f64::from(m.importance) / 10.0).collect();
+    let i: Vec<f64> = candidates.iter().map(|m| f64::from(m.importance.clamp(1, 10) - 1) / 9.0).collect();
     let relevance: Vec<f64> = candidates.iter().map(|m| cosine(&m.embedding, query)).collect();
-    let (r, i, v) = (normalise(&recency), normalise(&importance), normalise(&relevance));
+    let (r, v) = (normalise(&recency), normalise(&relevance));
     let mut scores: Vec<Score> = (0..candidates.len())
         .map(|k| Score { index: k, total: r[k] + i[k] + v[k], recency: r[k], importance: i[k], relevance: v[k] })
         .collect();
@@ -131,6 +137,16 @@ mod tests {
         let ancient = memory("ancient", 5, vec![1.0, 0.0], -(30 * 24 * hour));
         let scores = rank(&[&ancient, &new], &[1.0, 1.0], 2 * 60_000, 0.995);
         assert!(scores[0].index == 1 && scores[0].recency > 0.99, "{scores:?}");
+    }
+
+    #[test]
+    fn a_point_of_importance_does_not_outweigh_relevance() {
+        // Rated 9 and 10, as a small model rates most exchanges.
+        let named = memory("named", 9, vec![1.0, 0.0], 0);
+        let breakfast = memory("breakfast", 10, vec![0.3, 1.0], 0);
+        let scores = rank(&[&breakfast, &named], &[1.0, 0.05], 0, 0.995);
+        assert_eq!(scores[0].index, 1, "{scores:?}");
+        assert!((scores[1].importance - 1.0).abs() < 1e-9 && (scores[0].importance - 8.0 / 9.0).abs() < 1e-9);
     }
 
     #[test]
