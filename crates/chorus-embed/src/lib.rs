@@ -108,6 +108,7 @@ impl BertEmbedder {
             kv_bytes: 0,
             context_choice: md.context_choice.clone(),
             has_chat_template: false,
+            chat_template: None,
             n_embd: u32::try_from(md.bert.hidden_size).unwrap_or(u32::MAX),
             serves: Serves::EMBEDDINGS,
             fim: false,

@@ -46,6 +46,9 @@ pub struct ModelInfo {
     /// Whether the model (or `--chat-template`) has a chat template. A base model without one
     /// serves `/v1/completions`; chat requests to it are refused.
     pub has_chat_template: bool,
+    /// The Jinja source of its chat template (llama-server's `/props` `chat_template`), when
+    /// it has one and chorus renders it.
+    pub chat_template: Option<String>,
     /// Size of its embedding vectors (`n_embd`; a BERT model's `hidden_size`).
     pub n_embd: u32,
     /// What it serves: generation (chat, completions), embeddings, or both.
@@ -91,6 +94,7 @@ impl ModelInfo {
             kv_bytes: 0,
             context_choice: "--ctx-size".into(),
             has_chat_template: true,
+            chat_template: None,
             n_embd: 64,
             serves: Serves::GENERATION,
             fim: false,
@@ -166,6 +170,16 @@ pub struct SlotActionResult {
     pub ms: f64,
 }
 
+/// One token of a tokenized text (llama-server's `/tokenize` with `with_pieces`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Its id in the vocabulary.
+    pub id: i32,
+    /// Its bytes as the vocabulary spells it (special tokens as their text); not always
+    /// valid UTF-8 on its own (a byte of a multi-byte character).
+    pub piece: Vec<u8>,
+}
+
 /// The answer to a slot action, from the model thread.
 pub type SlotActionReply = tokio::sync::oneshot::Receiver<Result<SlotActionResult, BackendError>>;
 
@@ -229,6 +243,40 @@ pub trait Backend: Send + Sync + 'static {
     /// runtime reports them; 0 for a backend that holds none here (an upstream).
     fn memory_bytes(&self) -> u64 {
         0
+    }
+
+    /// Tokenize `text` with the model's vocabulary (llama-server's `/tokenize`): with
+    /// `add_special`, the BOS token the model wants first; with `parse_special`, special
+    /// tokens written in the text (`<|im_start|>`) become those tokens.
+    ///
+    /// # Errors
+    /// [`BackendError::Unsupported`] for a backend without a vocabulary here (the default).
+    fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<Token>, BackendError> {
+        let _ = (text, add_special, parse_special);
+        Err(BackendError::Unsupported { model: self.info().id.clone(), what: "tokenization" })
+    }
+
+    /// The text of `tokens` (llama-server's `/detokenize`); special tokens are written as
+    /// their text, invalid UTF-8 is replaced.
+    ///
+    /// # Errors
+    /// [`BackendError::InvalidPrompt`] for a token id outside the vocabulary;
+    /// [`BackendError::Unsupported`] for a backend without a vocabulary here (the default).
+    fn detokenize(&self, tokens: &[i32]) -> Result<String, BackendError> {
+        let _ = tokens;
+        Err(BackendError::Unsupported { model: self.info().id.clone(), what: "tokenization" })
+    }
+
+    /// The prompt text the model's chat template renders for `request` (a
+    /// [`crate::Prompt::Chat`] with its tools), the generation prompt added, as
+    /// [`Backend::generate`] would render it (llama-server's `/apply-template`).
+    ///
+    /// # Errors
+    /// [`BackendError::Template`]; [`BackendError::Unsupported`] for a backend that renders
+    /// no templates here (the default) or a request that is not a chat.
+    fn apply_template(&self, request: &ValidGenerateRequest) -> Result<String, BackendError> {
+        let _ = request;
+        Err(BackendError::Unsupported { model: self.info().id.clone(), what: "chat templates" })
     }
 }
 
@@ -325,7 +373,7 @@ impl BackendError {
     pub fn generation_unsupported(model: &str, prompt: &crate::Prompt) -> Self {
         let what = match prompt {
             crate::Prompt::Chat(_) => "chat completions",
-            crate::Prompt::Text(_) => "completions",
+            crate::Prompt::Text(_) | crate::Prompt::Tokens(_) => "completions",
             crate::Prompt::Infill { .. } => "fill-in-the-middle",
         };
         Self::Unsupported { model: model.to_owned(), what }

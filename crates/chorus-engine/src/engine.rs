@@ -228,6 +228,51 @@ impl Engine {
         Ok(backend.prompt_tokens(&request.validate(backend.info())?)?)
     }
 
+    /// Tokenize `text` with the vocabulary of the model named `model` (loading it if needed);
+    /// see [`Backend::tokenize`].
+    ///
+    /// # Errors
+    /// [`EngineError`]: unknown model, no room for it, or a backend without a vocabulary.
+    pub async fn tokenize(
+        &self,
+        model: Option<&str>,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<crate::Token>, EngineError> {
+        let lease = self.lease(model, None).await?;
+        Ok(lease.backend().tokenize(text, add_special, parse_special)?)
+    }
+
+    /// The text of `tokens` in the vocabulary of the model named `model`; see
+    /// [`Backend::detokenize`].
+    ///
+    /// # Errors
+    /// [`EngineError`]: unknown model, no room for it, a token outside the vocabulary, or a
+    /// backend without a vocabulary.
+    pub async fn detokenize(&self, model: Option<&str>, tokens: &[i32]) -> Result<String, EngineError> {
+        let lease = self.lease(model, None).await?;
+        let backend = lease.backend();
+        let n_vocab = backend.info().n_vocab;
+        if let Some(t) = tokens.iter().find(|&&t| t < 0 || t as u32 >= n_vocab) {
+            return Err(
+                ValidationError::new("tokens", format!("token {t} is not in the vocabulary (0..{n_vocab})")).into()
+            );
+        }
+        Ok(backend.detokenize(tokens)?)
+    }
+
+    /// The prompt the chat template of the model named `model` renders for `request` (a chat);
+    /// see [`Backend::apply_template`].
+    ///
+    /// # Errors
+    /// [`EngineError`]: unknown model, an invalid request, or the template's refusal.
+    pub async fn apply_template(&self, model: Option<&str>, request: GenerateRequest) -> Result<String, EngineError> {
+        let lease = self.lease(model, None).await?;
+        let backend = lease.backend();
+        Ok(backend.apply_template(&request.validate(backend.info())?)?)
+    }
+
     /// Embed `request`'s inputs with the model named `model`, cut to `dimensions` and
     /// renormalised when asked.
     ///

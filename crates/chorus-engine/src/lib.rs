@@ -27,7 +27,9 @@ pub mod text;
 pub mod tools;
 pub mod wire;
 
-pub use backend::{Backend, BackendError, BackendStats, CacheStats, ModelInfo, Serves, SlotAction, SlotActionResult};
+pub use backend::{
+    Backend, BackendError, BackendStats, CacheStats, ModelInfo, Serves, SlotAction, SlotActionResult, Token,
+};
 pub use embed::{EmbedRequest, EmbeddingInput, Embeddings};
 pub use engine::{Engine, EngineError};
 pub use error::{ErrorClass, PublicError};
@@ -44,5 +46,5 @@ pub use store::{
     Message, NewEvent, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError,
     StoredEvent, TokenUsage, ToolCall,
 };
-pub use stream::{Completion, FinishReason, GenerationEvent, GenerationStream, Usage};
+pub use stream::{Completion, FinishReason, GenerationEvent, GenerationStream, SampledToken, Usage};
 pub use tools::{FunctionDefinition, ResponseFormat, ToolChoice, ToolFormat};

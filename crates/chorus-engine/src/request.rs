@@ -72,6 +72,9 @@ pub enum Prompt {
     Chat(Vec<ChatMessage>),
     /// Raw text, tokenized as is (special tokens in it are parsed).
     Text(String),
+    /// Token ids, given to the model as they are (llama-server's `/completion` with a token
+    /// array); validated against the vocabulary.
+    Tokens(Vec<i32>),
     /// Fill in the middle (llama-server's `/infill`): the model's own tokens around the code
     /// before and after the gap, `FIM_PRE prefix FIM_SUF suffix FIM_MID`; the prefix and suffix
     /// are tokenized as plain text (special tokens in them are not parsed). Only for a model
@@ -156,6 +159,9 @@ pub struct GenerateRequest {
     /// How long the model stays loaded after this request (Ollama's `keep_alive`); `None`
     /// keeps the model's own.
     pub keep_alive: Option<crate::pool::KeepAlive>,
+    /// Send each sampled token as a [`crate::GenerationEvent::Token`] (llama-server's
+    /// `return_tokens`, and its streamed `tokens`).
+    pub return_tokens: bool,
 }
 
 /// The longest `prompt_cache_key`, in bytes.
@@ -180,6 +186,7 @@ impl GenerateRequest {
             prompt_cache_key: None,
             cache_prompt: true,
             keep_alive: None,
+            return_tokens: false,
         }
     }
 
@@ -239,6 +246,17 @@ impl GenerateRequest {
                         model.id
                     ),
                 ));
+            }
+            Prompt::Tokens(tokens) if tokens.is_empty() => {
+                return Err(ValidationError::new("prompt", "prompt must hold at least one token"));
+            }
+            Prompt::Tokens(tokens) => {
+                if let Some(t) = tokens.iter().find(|&&t| t < 0 || t as u32 >= model.n_vocab) {
+                    return Err(ValidationError::new(
+                        "prompt",
+                        format!("token {t} is not in the vocabulary (0..{})", model.n_vocab),
+                    ));
+                }
             }
             Prompt::Infill { .. } if !model.fim => {
                 return Err(ValidationError::new(

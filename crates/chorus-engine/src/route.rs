@@ -452,6 +452,7 @@ impl Router {
 pub fn prompt_text(prompt: &Prompt) -> &str {
     match prompt {
         Prompt::Text(text) | Prompt::Infill { prefix: text, .. } => text,
+        Prompt::Tokens(_) => "",
         Prompt::Chat(messages) => {
             messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.content.as_str())
         }

@@ -41,8 +41,8 @@ impl FinishReason {
     }
 }
 
-/// Token counts of one generation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Token counts and times of one generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     /// Tokens in the prompt after templating.
     pub prompt_tokens: u32,
@@ -50,6 +50,20 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Prompt tokens whose KV cache was reused from an earlier request.
     pub cached_tokens: u32,
+    /// Milliseconds spent on the prompt: from the sequence taking its slot to its first
+    /// sampled token (llama-server's `timings.prompt_ms`); 0 where the backend does not measure.
+    pub prompt_ms: f64,
+    /// Milliseconds from the first sampled token to the last (llama-server's
+    /// `timings.predicted_ms`); 0 where the backend does not measure.
+    pub predicted_ms: f64,
+}
+
+/// A token the model sampled, sent only to requests that ask for them
+/// ([`crate::GenerateRequest::return_tokens`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledToken {
+    /// Its id in the vocabulary.
+    pub id: i32,
 }
 
 /// One event of a generation.
@@ -57,6 +71,10 @@ pub struct Usage {
 pub enum GenerationEvent {
     /// New text; never splits a UTF-8 character and never holds any part of a stop sequence.
     Text(String),
+    /// A sampled token, before the text it makes (which a stop sequence or an unfinished
+    /// UTF-8 character may hold back); only for requests with
+    /// [`crate::GenerateRequest::return_tokens`]. An end-of-generation token is not sent.
+    Token(SampledToken),
     /// The tool calls of the answer, parsed once generation ended; `Done` follows.
     ToolCalls(Vec<ToolCall>),
     /// The generation ended; no event follows.
@@ -121,6 +139,8 @@ pub struct Completion {
     pub finish_reason: FinishReason,
     /// Token counts.
     pub usage: Usage,
+    /// The sampled tokens, when the request asked for them.
+    pub tokens: Vec<SampledToken>,
 }
 
 impl GenerationStream {
@@ -180,12 +200,14 @@ impl GenerationStream {
         use futures::StreamExt;
         let mut text = String::new();
         let mut tool_calls = Vec::new();
+        let mut tokens = Vec::new();
         while let Some(event) = self.next().await {
             match event {
                 GenerationEvent::Text(t) => text.push_str(&t),
+                GenerationEvent::Token(t) => tokens.push(t),
                 GenerationEvent::ToolCalls(calls) => tool_calls = calls,
                 GenerationEvent::Done { finish_reason, usage } => {
-                    return Ok(Completion { text, tool_calls, finish_reason, usage });
+                    return Ok(Completion { text, tool_calls, finish_reason, usage, tokens });
                 }
                 GenerationEvent::Error(e) => return Err(e),
             }

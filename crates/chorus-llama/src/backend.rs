@@ -16,13 +16,14 @@ use chorus_engine::backend::SlotActionReply;
 use chorus_engine::embed::{EmbedReply, EmbedRequest};
 use chorus_engine::tools::{self, ToolFormat};
 use chorus_engine::{
-    Backend, BackendError, BackendStats, CacheStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, Serves,
-    SlotAction, ValidGenerateRequest,
+    Backend, BackendError, BackendStats, CacheStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, Prompt,
+    Serves, SlotAction, Token, ValidGenerateRequest,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend as LlamaRuntime;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::token::LlamaToken;
 
 use crate::cache::PromptCache;
 use crate::embed::EmbedJob;
@@ -228,6 +229,7 @@ impl LlamaBackend {
             kv_bytes: u64::from(n_ctx) * kv_bytes_per_token,
             context_choice,
             has_chat_template,
+            chat_template: has_chat_template.then(|| template.source().to_owned()),
             n_embd: n_embd.max(0) as u32,
             serves: if pooling.is_some() { Serves::EMBEDDINGS } else { Serves::GENERATION },
             fim: crate::prompt::has_fim(&model),
@@ -564,6 +566,7 @@ impl Backend for LlamaBackend {
             queued_at: Instant::now(),
             prompt_cache_key: request.prompt_cache_key,
             cache_prompt: request.cache_prompt,
+            return_tokens: request.return_tokens,
             restore: None,
             disk_checked: false,
         };
@@ -592,6 +595,35 @@ impl Backend for LlamaBackend {
 
     fn memory_bytes(&self) -> u64 {
         self.memory_bytes
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<Token>, BackendError> {
+        let vocab = self.model.vocab();
+        Ok(vocab
+            .tokenize(text.as_bytes(), add_special, parse_special)
+            .into_iter()
+            .map(|t| Token { id: t.0, piece: vocab.token_to_piece(t, true, None) })
+            .collect())
+    }
+
+    fn detokenize(&self, tokens: &[i32]) -> Result<String, BackendError> {
+        let n_vocab = self.model.n_vocab();
+        if let Some(t) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
+            return Err(BackendError::InvalidPrompt(format!("token {t} is not in the vocabulary (0..{n_vocab})")));
+        }
+        // The pieces joined, as llama-server's `tokens_to_str` does: `llama_detokenize` would
+        // also clean up spaces some vocabularies mark (`France ?` came back `France?`).
+        let vocab = self.model.vocab();
+        let bytes: Vec<u8> = tokens.iter().flat_map(|&t| vocab.token_to_piece(LlamaToken(t), true, None)).collect();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn apply_template(&self, request: &ValidGenerateRequest) -> Result<String, BackendError> {
+        let request = request.get();
+        match &request.prompt {
+            Prompt::Chat(messages) => crate::prompt::render_chat(&self.template, messages, &request.tools),
+            other => Err(BackendError::generation_unsupported(&self.info.id, other)),
+        }
     }
 
     fn stats(&self) -> BackendStats {

@@ -93,20 +93,10 @@ pub(crate) fn tokenize(
 ) -> Result<Vec<LlamaToken>, BackendError> {
     let vocab = model.vocab();
     let text = match &request.prompt {
-        Prompt::Chat(messages) => {
-            let rendered = if template.supports_tools() {
-                let tools = (!request.tools.is_empty())
-                    .then(|| Value::Array(request.tools.iter().map(FunctionDefinition::template_json).collect()));
-                template.render(&messages_json(messages), tools.as_ref(), true)
-            } else {
-                template.render(&messages_json(&inline_tools(messages, &request.tools)), None, true)
-            };
-            rendered.map_err(|e| match e {
-                TemplateError::Raised(msg) => BackendError::Template(msg),
-                other => BackendError::Template(format!("the chat template failed: {other}")),
-            })?
-        }
+        Prompt::Chat(messages) => render_chat(template, messages, &request.tools)?,
         Prompt::Text(text) => text.clone(),
+        // Validated against the vocabulary (`GenerateRequest::validate`).
+        Prompt::Tokens(tokens) => return Ok(tokens.iter().map(|&t| LlamaToken(t)).collect()),
         Prompt::Infill { prefix, suffix } => return infill_tokens(model, prefix, suffix),
     };
     // Templates usually write the BOS token themselves; add it only when the
@@ -122,6 +112,26 @@ pub(crate) fn tokenize(
         tokens.push(bos);
     }
     Ok(tokens)
+}
+
+/// The chat template's rendering of `messages` with `tools`, the generation prompt added: the
+/// tools go to the template when it takes them, and into the system message otherwise.
+pub(crate) fn render_chat(
+    template: &ChatTemplate,
+    messages: &[ChatMessage],
+    tools: &[FunctionDefinition],
+) -> Result<String, BackendError> {
+    let rendered = if template.supports_tools() {
+        let tools =
+            (!tools.is_empty()).then(|| Value::Array(tools.iter().map(FunctionDefinition::template_json).collect()));
+        template.render(&messages_json(messages), tools.as_ref(), true)
+    } else {
+        template.render(&messages_json(&inline_tools(messages, tools)), None, true)
+    };
+    rendered.map_err(|e| match e {
+        TemplateError::Raised(msg) => BackendError::Template(msg),
+        other => BackendError::Template(format!("the chat template failed: {other}")),
+    })
 }
 
 /// Whether the vocabulary has the three fill-in-the-middle tokens (prefix, suffix, middle);

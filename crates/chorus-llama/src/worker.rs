@@ -36,8 +36,8 @@ use chorus_engine::metrics::{CacheLabels, CacheTier};
 use chorus_engine::stream::GenerationSender;
 use chorus_engine::text::{StopMatcher, StopOutcome, Utf8Decoder};
 use chorus_engine::{
-    BackendError, BackendStats, FinishReason, GenerationEvent, Metrics, SamplingParams, SlotAction, SlotActionResult,
-    Usage,
+    BackendError, BackendStats, FinishReason, GenerationEvent, Metrics, SampledToken, SamplingParams, SlotAction,
+    SlotActionResult, Usage,
 };
 use llama_cpp_2::DecodeError;
 use llama_cpp_2::context::LlamaContext;
@@ -111,6 +111,8 @@ pub(crate) struct Job {
     pub(crate) prompt_cache_key: Option<String>,
     /// llama-server's `cache_prompt`: false recomputes the whole prompt.
     pub(crate) cache_prompt: bool,
+    /// Send each sampled token as a [`GenerationEvent::Token`].
+    pub(crate) return_tokens: bool,
     /// The key's snapshot, read by the disk thread.
     pub(crate) restore: Option<Restore>,
     /// Whether the disk thread has looked (so the job is not sent there twice).
@@ -182,19 +184,30 @@ struct Active {
     generated: u32,
     max_tokens: Option<u32>,
     ignore_eos: bool,
+    return_tokens: bool,
     utf8: Utf8Decoder,
     stop: StopMatcher,
     tx: GenerationSender,
     queued_at: Instant,
+    /// When the sequence took its slot.
+    started_at: Instant,
+    first_token_at: Option<Instant>,
     last_token_at: Option<Instant>,
 }
 
 impl Active {
     fn usage(&self) -> Usage {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        let (prompt_ms, predicted_ms) = match (self.first_token_at, self.last_token_at) {
+            (Some(first), Some(last)) => (ms(first - self.started_at), ms(last - first)),
+            _ => (ms(self.started_at.elapsed()), 0.0),
+        };
         Usage {
             prompt_tokens: self.prompt.len() as u32,
             completion_tokens: self.generated,
             cached_tokens: self.cached_tokens,
+            prompt_ms,
+            predicted_ms,
         }
     }
 }
@@ -611,10 +624,13 @@ impl Worker<'_, '_> {
             generated: 0,
             max_tokens: job.max_tokens,
             ignore_eos,
+            return_tokens: job.return_tokens,
             utf8: Utf8Decoder::new(),
             stop: StopMatcher::new(job.stop),
             tx: job.tx,
             queued_at: job.queued_at,
+            started_at: Instant::now(),
+            first_token_at: None,
             last_token_at: None,
             prompt: job.tokens,
         });
@@ -761,7 +777,10 @@ impl Worker<'_, '_> {
             active.generated += 1;
             self.metrics.completion_tokens.inc();
             match active.last_token_at {
-                None => self.metrics.time_to_first_token.observe(now.duration_since(active.queued_at).as_secs_f64()),
+                None => {
+                    active.first_token_at = Some(now);
+                    self.metrics.time_to_first_token.observe(now.duration_since(active.queued_at).as_secs_f64());
+                }
                 Some(t) => self.metrics.inter_token_latency.observe(now.duration_since(t).as_secs_f64()),
             }
             active.last_token_at = Some(now);
@@ -778,6 +797,9 @@ impl Worker<'_, '_> {
         let cache_len = self.slots[i].cache.len();
         let active = self.slots[i].active.as_mut()?;
         if vocab.is_eog(token) && !active.ignore_eos {
+            return Some(FinishReason::Stop);
+        }
+        if active.return_tokens && !active.tx.send(GenerationEvent::Token(SampledToken { id: token.0 })) {
             return Some(FinishReason::Stop);
         }
         let piece = vocab.token_to_piece(token, false, None);

@@ -63,3 +63,200 @@ pub struct RestoreTimings {
     /// Milliseconds.
     pub restore_ms: f64,
 }
+
+/// Body of `POST /tokenize` (llama-server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenizeRequest {
+    /// The text to tokenize.
+    pub content: String,
+    /// Insert the special tokens the model wants around a text (its BOS token). Default false.
+    #[serde(default)]
+    pub add_special: bool,
+    /// Turn special tokens written in the text (`<|im_start|>`) into those tokens; false
+    /// tokenizes them as plain text. Default true.
+    #[serde(default = "yes")]
+    pub parse_special: bool,
+    /// Answer `{id, piece}` objects instead of bare ids. Default false.
+    #[serde(default)]
+    pub with_pieces: bool,
+    /// The model whose vocabulary to use (chorus: default, the server's default model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The answer of `POST /tokenize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenizeResponse {
+    /// The tokens, in order.
+    pub tokens: Vec<TokenizedToken>,
+}
+
+/// One token of [`TokenizeResponse`]: its id, or with `with_pieces` its id and piece.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TokenizedToken {
+    /// Without `with_pieces`.
+    Id(i32),
+    /// With `with_pieces`.
+    WithPiece {
+        /// Its id.
+        id: i32,
+        /// Its text.
+        piece: Piece,
+    },
+}
+
+/// A token's piece: a string when its bytes are valid UTF-8 on their own, else the bytes
+/// (one byte of a multi-byte character, as llama-server answers for `á` split in two).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Piece {
+    /// Valid UTF-8.
+    Text(String),
+    /// Not valid UTF-8 on its own.
+    Bytes(Vec<u8>),
+}
+
+/// Body of `POST /detokenize` (llama-server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DetokenizeRequest {
+    /// Token ids.
+    pub tokens: Vec<i32>,
+    /// The model whose vocabulary to use (chorus: default, the server's default model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// The answer of `POST /detokenize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DetokenizeResponse {
+    /// The text of the tokens, special tokens written as their text.
+    pub content: String,
+}
+
+/// The answer of `POST /apply-template` (llama-server): its body is a chat completion
+/// request (`messages`, `tools`, `model`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ApplyTemplateResponse {
+    /// The prompt the model's chat template renders, the generation prompt added.
+    pub prompt: String,
+}
+
+/// The answer of `GET /props` (llama-server's global properties), for the default model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Props {
+    /// The settings a `/completion` without options gets.
+    pub default_generation_settings: GenerationSettings,
+    /// Slots (`--parallel`).
+    pub total_slots: u32,
+    /// The model file (`--model`).
+    pub model_path: String,
+    /// The model's id (`--alias`, or the file stem).
+    pub model_alias: String,
+    /// The Jinja source of the model's chat template; empty for a base model without one.
+    pub chat_template: String,
+    /// Input kinds besides text: `{"vision": false, "audio": false}`.
+    pub modalities: Modalities,
+    /// `chorus-VERSION`.
+    pub build_info: String,
+    /// Always false: chorus unloads idle models instead (`--keep-alive`).
+    pub is_sleeping: bool,
+}
+
+/// Input kinds besides text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Modalities {
+    /// Images.
+    pub vision: bool,
+    /// Audio.
+    pub audio: bool,
+}
+
+/// A slot's generation settings (`/props` `default_generation_settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GenerationSettings {
+    /// Tokens a slot holds, prompt and answer together.
+    pub n_ctx: u32,
+    /// Whether the slot is decoding.
+    pub is_processing: bool,
+    /// The sampling defaults.
+    pub params: SamplingSettings,
+}
+
+/// Sampling settings with llama-server's names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SamplingSettings {
+    /// Most tokens to generate; -1: until the context is full.
+    pub n_predict: i64,
+    /// The sampler seed; 4294967295 (`LLAMA_DEFAULT_SEED`): a random one per request.
+    pub seed: u32,
+    /// Temperature.
+    pub temperature: f32,
+    /// Top-k (0 disables).
+    pub top_k: i32,
+    /// Top-p (1 disables).
+    pub top_p: f32,
+    /// Min-p (0 disables).
+    pub min_p: f32,
+    /// Tokens the repeat penalty looks back over.
+    pub repeat_last_n: i32,
+    /// Repeat penalty (1 disables).
+    pub repeat_penalty: f32,
+    /// Presence penalty.
+    pub presence_penalty: f32,
+    /// Frequency penalty.
+    pub frequency_penalty: f32,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens.
+    pub ignore_eos: bool,
+}
+
+/// How long a generation took (llama-server's `timings`, added to its `/completion` answers
+/// and to OpenAI responses: the body, the streamed chunk with `finish_reason`, and the usage
+/// chunk).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Timings {
+    /// Prompt tokens whose KV cache was reused.
+    pub cache_n: u32,
+    /// Prompt tokens evaluated (the prompt less `cache_n`).
+    pub prompt_n: u32,
+    /// Milliseconds evaluating them, up to the first sampled token.
+    pub prompt_ms: f64,
+    /// `prompt_ms / prompt_n`.
+    pub prompt_per_token_ms: f64,
+    /// Prompt tokens per second.
+    pub prompt_per_second: f64,
+    /// Tokens generated.
+    pub predicted_n: u32,
+    /// Milliseconds from the first sampled token to the last.
+    pub predicted_ms: f64,
+    /// `predicted_ms / predicted_n`.
+    pub predicted_per_token_ms: f64,
+    /// Tokens generated per second.
+    pub predicted_per_second: f64,
+}
+
+impl Timings {
+    /// The timings of `prompt_n` evaluated prompt tokens in `prompt_ms` and `predicted_n`
+    /// generated ones in `predicted_ms`; rates are 0 where nothing was measured.
+    pub fn new(cache_n: u32, prompt_n: u32, prompt_ms: f64, predicted_n: u32, predicted_ms: f64) -> Self {
+        let per_token = |ms: f64, n: u32| if n == 0 { 0.0 } else { ms / f64::from(n) };
+        let per_second = |ms: f64, n: u32| if ms <= 0.0 { 0.0 } else { 1000.0 * f64::from(n) / ms };
+        Self {
+            cache_n,
+            prompt_n,
+            prompt_ms,
+            prompt_per_token_ms: per_token(prompt_ms, prompt_n),
+            prompt_per_second: per_second(prompt_ms, prompt_n),
+            predicted_n,
+            predicted_ms,
+            predicted_per_token_ms: per_token(predicted_ms, predicted_n),
+            predicted_per_second: per_second(predicted_ms, predicted_n),
+        }
+    }
+}

@@ -19,6 +19,7 @@ mod control;
 mod error;
 mod extract;
 mod health;
+mod llama;
 pub mod mcp;
 mod openai;
 mod openapi;
@@ -190,6 +191,7 @@ pub fn app(state: AppState) -> Router {
         .merge(openai::routes())
         .merge(api::routes())
         .merge(slots::routes())
+        .merge(llama::routes())
         .merge(tasks::routes())
         .route("/ws", get(ws::upgrade))
         .route("/ws/characters", get(character_ws::upgrade))

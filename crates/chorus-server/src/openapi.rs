@@ -77,6 +77,7 @@ a character, it also receives that session's `chat_message`, `chat_chunk`, `chat
         (name = "characters", description = "Characters: Character Card V2/V3 personas with vitals, memories and snapshots"),
         (name = "mobile", description = "The mobile API: compact chat for phone apps, one conversation per device"),
         (name = "conversations", description = "AI-to-AI conversations between characters and ad-hoc personalities"),
+        (name = "llama", description = "llama-server's native endpoints: tokenize, detokenize, apply-template, props (the OpenAI routes are also served without `/v1`, as llama-server serves them)"),
         (name = "health", description = "Liveness, server information, the QR code for phones, and metrics"),
         (name = "docs", description = "This document"),
     )
@@ -90,6 +91,7 @@ pub(crate) fn document() -> openapi::OpenApi {
     doc.merge(crate::openai::ApiDoc::openapi());
     doc.merge(crate::api::ApiDoc::openapi());
     doc.merge(crate::slots::ApiDoc::openapi());
+    doc.merge(crate::llama::ApiDoc::openapi());
     doc.merge(crate::tasks::ApiDoc::openapi());
     alias(&mut doc, "/health", "/api/v1/health", "getApiHealth");
     alias(&mut doc, "/api/v1/info", "/info", "getInfoSeed");

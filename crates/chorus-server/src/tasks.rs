@@ -203,9 +203,11 @@ impl Task {
                         let chunk = TaskChunk { chunk: piece, category: self.route.category.clone(), model: self.model.clone() };
                         yield sse::json(&chunk);
                     }
+                    // Not asked for.
+                    Some(GenerationEvent::Token(_)) => {}
                     Some(GenerationEvent::ToolCalls(_)) => {}
                     Some(GenerationEvent::Done { finish_reason, usage }) => {
-                        let done = chorus_engine::Completion { text: std::mem::take(&mut text), tool_calls: Vec::new(), finish_reason, usage };
+                        let done = chorus_engine::Completion { text: std::mem::take(&mut text), tool_calls: Vec::new(), finish_reason, usage, tokens: Vec::new() };
                         let mut last = serde_json::to_value(self.answer(done, started)).unwrap_or_default();
                         last["done"] = json!(true);
                         yield sse::json(&last);

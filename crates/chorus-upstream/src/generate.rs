@@ -254,8 +254,9 @@ impl Assembler {
                 prompt_tokens: u.prompt_tokens,
                 completion_tokens: u.completion_tokens,
                 cached_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+                ..Usage::default()
             },
-            None => Usage { prompt_tokens: self.prompt_tokens, completion_tokens: self.pieces, cached_tokens: 0 },
+            None => Usage { prompt_tokens: self.prompt_tokens, completion_tokens: self.pieces, ..Usage::default() },
         };
         Some((calls, GenerationEvent::Done { finish_reason, usage }))
     }

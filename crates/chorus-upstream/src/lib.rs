@@ -183,6 +183,7 @@ fn model_info(config: &UpstreamConfig, urls: &[String]) -> ModelInfo {
         kv_bytes: 0,
         context_choice: "upstream".into(),
         has_chat_template: true,
+        chat_template: None,
         n_embd: config.n_embd,
         serves: Serves { generation: true, embeddings: true },
         fim: false,

@@ -103,8 +103,11 @@ pub(crate) fn generate_body(request: &GenerateRequest, model: &str) -> Result<(E
             (Endpoint::Completions, Ok(body))
         }
         // OpenAI's API has no fill-in-the-middle (the model's `fim` is false, so the engine
-        // refuses it first).
-        Prompt::Infill { .. } => return Err(BackendError::generation_unsupported(model, &request.prompt)),
+        // refuses it first), and chorus does not know the upstream's vocabulary, so token ids
+        // are not passed on.
+        Prompt::Infill { .. } | Prompt::Tokens(_) => {
+            return Err(BackendError::generation_unsupported(model, &request.prompt));
+        }
     };
     // Serializing plain data types into a `Value` cannot fail.
     Ok((endpoint, body.unwrap_or_else(|_| json!({}))))
@@ -231,6 +234,7 @@ pub(crate) fn estimate_prompt_tokens(request: &GenerateRequest) -> u32 {
     let chars = |s: &str| s.chars().count();
     let (text, markers) = match &request.prompt {
         Prompt::Text(text) => (chars(text), 0),
+        Prompt::Tokens(tokens) => (tokens.len() * CHARS_PER_TOKEN, 0),
         Prompt::Infill { prefix, suffix } => (chars(prefix) + chars(suffix), 3),
         Prompt::Chat(messages) => {
             let text: usize = messages

@@ -16,6 +16,7 @@ mod docs;
 mod errors;
 mod kv_cache;
 mod lifecycle;
+mod llama_api;
 mod mcp_client;
 mod mcp_server;
 mod models;

@@ -337,6 +337,9 @@ pub struct ChatCompletion {
     /// Identifies the backend configuration (chorus version and model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
+    /// How long it took (not OpenAI's: llama-server adds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<crate::llama::Timings>,
 }
 
 /// One choice of a [`ChatCompletion`].
@@ -387,6 +390,9 @@ pub struct ChatCompletionChunk {
     /// As in [`ChatCompletion`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
+    /// On the chunk with `finish_reason` and the usage chunk: as in [`ChatCompletion`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<crate::llama::Timings>,
 }
 
 /// `usage` of a streamed chunk: absent, `null`, or the counts.

@@ -83,6 +83,9 @@ pub struct Completion {
     /// Identifies the backend configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
+    /// With `usage`, how long it took, over all prompts (not OpenAI's: llama-server adds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<crate::llama::Timings>,
 }
 
 /// One choice of a [`Completion`].

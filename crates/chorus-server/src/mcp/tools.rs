@@ -111,6 +111,8 @@ impl ChorusMcp {
                     text.push_str(&piece);
                     progress.advance().await;
                 }
+                // Not asked for.
+                Some(GenerationEvent::Token(_)) => {}
                 // No tools are offered, so there are no calls to report.
                 Some(GenerationEvent::ToolCalls(_)) => {}
                 Some(GenerationEvent::Done { finish_reason, usage }) => {

@@ -70,6 +70,7 @@ pub(super) async fn create(
         }],
         usage: usage_wire(done.usage),
         system_fingerprint: Some(meta.fingerprint),
+        timings: Some(super::timings_wire(&done.usage)),
     });
     Ok(crate::route::with_header(body.into_response(), route.as_ref()))
 }
@@ -84,6 +85,7 @@ impl ResponseMeta {
             choices: vec![ChunkChoice { index: 0, delta, finish_reason: finish_reason.map(finish), logprobs: None }],
             usage: if include_usage { ChunkUsage::Null } else { ChunkUsage::Absent },
             system_fingerprint: Some(self.fingerprint.clone()),
+            timings: None,
         }
     }
 }
@@ -106,6 +108,8 @@ fn stream(state: AppState, meta: ResponseMeta, mut generation: GenerationStream,
                     let delta = Delta { content: Some(text), ..Delta::default() };
                     yield sse::json(&meta.chunk(delta, None, include_usage));
                 }
+                // Not asked for.
+                Some(GenerationEvent::Token(_)) => {}
                 Some(GenerationEvent::ToolCalls(calls)) => {
                     let chunks = tool_calls_wire(&calls)
                         .into_iter()
@@ -124,11 +128,15 @@ fn stream(state: AppState, meta: ResponseMeta, mut generation: GenerationStream,
                     yield sse::json(&meta.chunk(delta, None, include_usage));
                 }
                 Some(GenerationEvent::Done { finish_reason, usage }) => {
-                    yield sse::json(&meta.chunk(Delta::default(), Some(finish_reason), include_usage));
+                    let timings = Some(super::timings_wire(&usage));
+                    let mut end = meta.chunk(Delta::default(), Some(finish_reason), include_usage);
+                    end.timings = timings;
+                    yield sse::json(&end);
                     if include_usage {
                         let mut last = meta.chunk(Delta::default(), None, include_usage);
                         last.choices.clear();
                         last.usage = ChunkUsage::Counts(usage_wire(usage));
+                        last.timings = timings;
                         yield sse::json(&last);
                     }
                     break;

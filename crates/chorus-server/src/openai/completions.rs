@@ -107,6 +107,7 @@ impl ResponseMeta {
             created: self.created,
             model: self.model.clone(),
             choices,
+            timings: usage.as_ref().map(super::timings_wire),
             usage: usage.map(usage_wire),
             system_fingerprint: Some(self.fingerprint.clone()),
         }
@@ -117,6 +118,9 @@ fn add(total: &mut Usage, u: Usage) {
     total.prompt_tokens += u.prompt_tokens;
     total.completion_tokens += u.completion_tokens;
     total.cached_tokens += u.cached_tokens;
+    // The prompts are decoded together: their times overlap, so the longest is the time.
+    total.prompt_ms = total.prompt_ms.max(u.prompt_ms);
+    total.predicted_ms = total.predicted_ms.max(u.predicted_ms);
 }
 
 fn streamed(
@@ -149,8 +153,8 @@ fn streamed(
             };
             match event {
                 Some((i, GenerationEvent::Text(t))) => yield sse::json(&meta.body(vec![text(i, t, None)], None)),
-                // Text completions take no tools, so no calls are parsed.
-                Some((_, GenerationEvent::ToolCalls(_))) => {}
+                // Text completions take no tools, so no calls are parsed; tokens are not asked for.
+                Some((_, GenerationEvent::ToolCalls(_) | GenerationEvent::Token(_))) => {}
                 Some((i, GenerationEvent::Done { finish_reason, usage: u })) => {
                     add(&mut usage, u);
                     open -= 1;

@@ -54,6 +54,7 @@ pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
             prompt_cache_key: req.prompt_cache_key.map(|k| format!("client/{k}")),
             cache_prompt: req.cache_prompt.unwrap_or(true),
             keep_alive: keep_alive(req.keep_alive.as_ref())?,
+            return_tokens: false,
         },
         stream,
         include_usage,

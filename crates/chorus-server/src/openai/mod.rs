@@ -1,5 +1,5 @@
-//! The OpenAI-compatible routes under `/v1`: chat completions, completions,
-//! embeddings and models. Conversion from wire types to the engine's request type is in
+//! The OpenAI-compatible routes under `/v1` (and without it, as llama-server serves them): chat
+//! completions, completions, embeddings and models. Conversion from wire types to the engine's request type is in
 //! [`convert`]; response shaping is in each route's module.
 
 mod chat;
@@ -9,7 +9,7 @@ mod embeddings;
 mod models;
 
 pub(crate) use chat::usage_wire;
-pub(crate) use convert::{keep_alive, max_tokens, messages, tool_choice};
+pub(crate) use convert::{chat as chat_plan, keep_alive, max_tokens, messages, tool_choice};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,13 +24,31 @@ use crate::AppState;
 #[openapi(paths(chat::create, completions::create, embeddings::create, models::list, models::retrieve))]
 pub(crate) struct ApiDoc;
 
+/// The routes, under `/v1` and, as llama-server also serves them, without it (`/chat/completions`,
+/// `/completions`, `/embeddings`, `/models`): llama.cpp's own server tests and some clients call
+/// them so.
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/chat/completions", post(chat::create))
-        .route("/v1/completions", post(completions::create))
-        .route("/v1/embeddings", post(embeddings::create))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{id}", get(models::retrieve))
+    let mut router = Router::new();
+    for prefix in ["/v1", ""] {
+        router = router
+            .route(&format!("{prefix}/chat/completions"), post(chat::create))
+            .route(&format!("{prefix}/completions"), post(completions::create))
+            .route(&format!("{prefix}/embeddings"), post(embeddings::create))
+            .route(&format!("{prefix}/models"), get(models::list))
+            .route(&format!("{prefix}/models/{{id}}"), get(models::retrieve));
+    }
+    router
+}
+
+/// llama-server's `timings` of a generation.
+pub(crate) fn timings_wire(u: &chorus_engine::Usage) -> chorus_proto::llama::Timings {
+    chorus_proto::llama::Timings::new(
+        u.cached_tokens,
+        u.prompt_tokens.saturating_sub(u.cached_tokens),
+        u.prompt_ms,
+        u.completion_tokens,
+        u.predicted_ms,
+    )
 }
 
 /// Unix time in seconds, for `created`.
