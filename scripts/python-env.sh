@@ -4,6 +4,7 @@
 # venv path on stdout.
 #
 # Env: CHORUS_VENV  venv location, relative to the repo root or absolute (default .venv)
+#      CHORUS_REQUIREMENTS  the requirements file (default tests/conformance/requirements.txt)
 #      PYTHON       interpreter used to create the venv (default python3)
 # Needs Python >= 3.9 with the venv module (on Debian: apt-get install python3-venv).
 set -euo pipefail
@@ -17,7 +18,7 @@ case "$venv" in
   *) venv="$root/$venv" ;;
 esac
 python="${PYTHON:-python3}"
-req="$root/tests/conformance/requirements.txt"
+req="${CHORUS_REQUIREMENTS:-$root/tests/conformance/requirements.txt}"
 stamp="$venv/.chorus-requirements.sha256"
 
 # A venv without a working pip (e.g. left by a failed `venv` run) is recreated.

@@ -2,7 +2,8 @@
 # Every test of the project: the web UI's committed bundle against its sources, the Rust
 # workspace (unit, integration and end-to-end tests against the real server on 127.0.0.1:0),
 # the conformance tests with the official openai Python SDK against the same binary, the MCP
-# conformance runner, and the web UI in a real Chromium (Playwright) on the real model.
+# conformance runner, llama.cpp's own server tests, and the web UI in a real Chromium
+# (Playwright) on the real model.
 # The store's tests run against SQLite and against a private PostgreSQL server
 # started here (scripts/postgres.sh) and stopped on exit. The real-model tests
 # (Rust `it::real_model`, Python `test_real_model.py`) run on the qwen-coder and
@@ -40,6 +41,10 @@ CHORUS_BIN="$bin/chorus" CHORUS_TEST_MODEL="$model" "$venv/bin/pytest" -q tests/
 # The official MCP conformance runner against the same binary's /mcp (Node 22 and the runner
 # are installed into .cache/ on first use); known failures in tests/mcp-conformance.
 CHORUS_BIN="$bin/chorus" CHORUS_TESTKIT="$bin/chorus-testkit" scripts/mcp-conformance.sh
+
+# llama.cpp's own server tests against the same binary, as llama.cpp runs them against an
+# external server; known failures, each with its reason, in tests/llama-server.
+CHORUS_BIN="$bin/chorus" CHORUS_TESTKIT="$bin/chorus-testkit" scripts/llama-server-tests.sh
 
 # The web UI in Debian's chromium, driven by Playwright, against the same binary on the real
 # qwen-coder model; screenshots are kept in CHORUS_ARTIFACTS (default target/webui-artifacts).

@@ -229,6 +229,20 @@ pub(crate) struct ServeArgs {
     /// character agent seed connects to ws://HOST:8765); off unless given.
     #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "8765")]
     pub(crate) character_port: Option<u16>,
+    /// Answer `GET /slots` with 501, as llama-server's `--no-slots`.
+    #[arg(long)]
+    pub(crate) no_slots: bool,
+    /// Default temperature of the HTTP API's requests that give none (llama-server's `--temp`).
+    #[arg(long = "temp", value_name = "T", default_value_t = 0.8)]
+    pub(crate) temperature: f32,
+    /// Default sampler seed of the HTTP API's requests that give none (llama-server's `--seed`;
+    /// -1: a random one per request).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..=u32::MAX as i64))]
+    pub(crate) seed: i64,
+    /// Most tokens a `/completion` or chat request generates when it sets no limit
+    /// (llama-server's `--n-predict`; -1: until the context is full).
+    #[arg(long = "n-predict", alias = "predict", default_value_t = -1, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..=u32::MAX as i64))]
+    pub(crate) n_predict: i64,
 }
 
 /// Where the server is.

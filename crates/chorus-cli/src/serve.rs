@@ -33,6 +33,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         webui: !args.no_webui,
         public_url: args.public_url,
         qr_with_key: args.qr_with_key,
+        sampling: chorus_engine::SamplingParams {
+            temperature: args.temperature,
+            seed: u32::try_from(args.seed).ok(),
+            ..chorus_engine::SamplingParams::default()
+        },
+        n_predict: u32::try_from(args.n_predict).ok().filter(|&n| n > 0),
+        slots: !args.no_slots,
         ..ServerConfig::default()
     };
     // Refuse an unprotected public bind, or a control socket another server

@@ -346,7 +346,7 @@ pub(crate) async fn stream_round(
                 Some(GenerationEvent::Text(t)) => chunk.push_str(&t),
                 Some(GenerationEvent::ToolCalls(calls)) => tool_calls = calls,
                 // Sessions do not ask for token ids.
-                Some(GenerationEvent::Token(_)) => {}
+                Some(GenerationEvent::Detail(_)) => {}
                 Some(GenerationEvent::Done { finish_reason, usage }) => {
                     emit_chunk(engine, id, prompt_id, &mut text, chunk).await;
                     return RoundEnd::Done { text, tool_calls, finish_reason: finish_reason.as_str(), usage };

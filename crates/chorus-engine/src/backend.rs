@@ -119,6 +119,19 @@ pub struct BackendStats {
     pub steps: u64,
     /// The prompt cache beyond the slots: budgets and use.
     pub cache: CacheStats,
+    /// Each slot, by id (llama-server's `GET /slots`); empty for a backend without slots here.
+    pub slots: Vec<SlotStats>,
+}
+
+/// One slot's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotStats {
+    /// Its id, 0 to `slots_total - 1`.
+    pub id: u32,
+    /// Whether it is decoding a sequence.
+    pub is_processing: bool,
+    /// Tokens generated so far by the sequence it decodes (0 when idle).
+    pub n_decoded: u32,
 }
 
 /// The prompt cache's budgets and use, in bytes (`/health`).

@@ -28,7 +28,7 @@ pub mod tools;
 pub mod wire;
 
 pub use backend::{
-    Backend, BackendError, BackendStats, CacheStats, ModelInfo, Serves, SlotAction, SlotActionResult, Token,
+    Backend, BackendError, BackendStats, CacheStats, ModelInfo, Serves, SlotAction, SlotActionResult, SlotStats, Token,
 };
 pub use embed::{EmbedRequest, EmbeddingInput, Embeddings};
 pub use engine::{Engine, EngineError};
@@ -46,5 +46,5 @@ pub use store::{
     Message, NewEvent, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError,
     StoredEvent, TokenUsage, ToolCall,
 };
-pub use stream::{Completion, FinishReason, GenerationEvent, GenerationStream, SampledToken, Usage};
+pub use stream::{Completion, Detail, FinishReason, GenerationEvent, GenerationStream, SampledToken, Usage};
 pub use tools::{FunctionDefinition, ResponseFormat, ToolChoice, ToolFormat};

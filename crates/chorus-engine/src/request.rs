@@ -159,8 +159,8 @@ pub struct GenerateRequest {
     /// How long the model stays loaded after this request (Ollama's `keep_alive`); `None`
     /// keeps the model's own.
     pub keep_alive: Option<crate::pool::KeepAlive>,
-    /// Send each sampled token as a [`crate::GenerationEvent::Token`] (llama-server's
-    /// `return_tokens`, and its streamed `tokens`).
+    /// Send each sampled token and the stop word as [`crate::GenerationEvent::Detail`]s
+    /// (llama-server's `return_tokens`, its streamed `tokens`, and `stopping_word`).
     pub return_tokens: bool,
 }
 

@@ -66,15 +66,26 @@ pub struct SampledToken {
     pub id: i32,
 }
 
+/// What llama-server's native API reports besides the text; sent only to requests with
+/// [`crate::GenerateRequest::return_tokens`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail {
+    /// A sampled token, before the text it makes (which a stop sequence or an unfinished
+    /// UTF-8 character may hold back). An end-of-generation token is not sent.
+    Token(SampledToken),
+    /// The stop sequence that ended the generation (llama-server's `stopping_word`), before
+    /// `Done`.
+    StopWord(String),
+}
+
 /// One event of a generation.
 #[derive(Debug)]
 pub enum GenerationEvent {
     /// New text; never splits a UTF-8 character and never holds any part of a stop sequence.
     Text(String),
-    /// A sampled token, before the text it makes (which a stop sequence or an unfinished
-    /// UTF-8 character may hold back); only for requests with
-    /// [`crate::GenerateRequest::return_tokens`]. An end-of-generation token is not sent.
-    Token(SampledToken),
+    /// A sampled token or the stop word; only for requests with
+    /// [`crate::GenerateRequest::return_tokens`].
+    Detail(Detail),
     /// The tool calls of the answer, parsed once generation ended; `Done` follows.
     ToolCalls(Vec<ToolCall>),
     /// The generation ended; no event follows.
@@ -141,6 +152,8 @@ pub struct Completion {
     pub usage: Usage,
     /// The sampled tokens, when the request asked for them.
     pub tokens: Vec<SampledToken>,
+    /// The stop sequence that ended it, when the request asked for details.
+    pub stop_word: Option<String>,
 }
 
 impl GenerationStream {
@@ -200,14 +213,15 @@ impl GenerationStream {
         use futures::StreamExt;
         let mut text = String::new();
         let mut tool_calls = Vec::new();
-        let mut tokens = Vec::new();
+        let (mut tokens, mut stop_word) = (Vec::new(), None);
         while let Some(event) = self.next().await {
             match event {
                 GenerationEvent::Text(t) => text.push_str(&t),
-                GenerationEvent::Token(t) => tokens.push(t),
+                GenerationEvent::Detail(Detail::Token(t)) => tokens.push(t),
+                GenerationEvent::Detail(Detail::StopWord(w)) => stop_word = Some(w),
                 GenerationEvent::ToolCalls(calls) => tool_calls = calls,
                 GenerationEvent::Done { finish_reason, usage } => {
-                    return Ok(Completion { text, tool_calls, finish_reason, usage, tokens });
+                    return Ok(Completion { text, tool_calls, finish_reason, usage, tokens, stop_word });
                 }
                 GenerationEvent::Error(e) => return Err(e),
             }

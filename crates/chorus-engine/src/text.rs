@@ -75,12 +75,14 @@ pub enum StopOutcome {
 pub struct StopMatcher {
     stops: Vec<String>,
     held: String,
+    /// Index into `stops` of the sequence found.
+    matched: Option<usize>,
 }
 
 impl StopMatcher {
     /// A matcher for these sequences (empty ones are ignored).
     pub fn new(stops: Vec<String>) -> Self {
-        Self { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), held: String::new() }
+        Self { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), held: String::new(), matched: None }
     }
 
     /// Add text; returns what can be sent now.
@@ -90,10 +92,11 @@ impl StopMatcher {
         }
         self.held.push_str(text);
         // The earliest stop sequence wins, as in llama-server.
-        let found = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min();
-        if let Some(at) = found {
+        let found = self.stops.iter().enumerate().filter_map(|(i, s)| Some((self.held.find(s.as_str())?, i))).min();
+        if let Some((at, i)) = found {
             let before = self.held[..at].to_owned();
             self.held.clear();
+            self.matched = Some(i);
             return StopOutcome::Stopped(before);
         }
         let keep = self.partial_suffix_len();
@@ -101,6 +104,11 @@ impl StopMatcher {
         let out = self.held[..release].to_owned();
         self.held.drain(..release);
         StopOutcome::Continue(out)
+    }
+
+    /// The stop sequence [`StopMatcher::push`] found, once it returned [`StopOutcome::Stopped`].
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.map(|i| self.stops[i].as_str())
     }
 
     /// End of stream without a stop sequence: the held text is released.

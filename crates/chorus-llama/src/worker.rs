@@ -36,8 +36,8 @@ use chorus_engine::metrics::{CacheLabels, CacheTier};
 use chorus_engine::stream::GenerationSender;
 use chorus_engine::text::{StopMatcher, StopOutcome, Utf8Decoder};
 use chorus_engine::{
-    BackendError, BackendStats, FinishReason, GenerationEvent, Metrics, SampledToken, SamplingParams, SlotAction,
-    SlotActionResult, Usage,
+    BackendError, BackendStats, Detail, FinishReason, GenerationEvent, Metrics, SampledToken, SamplingParams,
+    SlotAction, SlotActionResult, SlotStats, Usage,
 };
 use llama_cpp_2::DecodeError;
 use llama_cpp_2::context::LlamaContext;
@@ -111,7 +111,7 @@ pub(crate) struct Job {
     pub(crate) prompt_cache_key: Option<String>,
     /// llama-server's `cache_prompt`: false recomputes the whole prompt.
     pub(crate) cache_prompt: bool,
-    /// Send each sampled token as a [`GenerationEvent::Token`].
+    /// Send each sampled token and the stop word as [`GenerationEvent::Detail`]s.
     pub(crate) return_tokens: bool,
     /// The key's snapshot, read by the disk thread.
     pub(crate) restore: Option<Restore>,
@@ -128,11 +128,13 @@ pub(crate) struct SharedStats {
     recent: VecDeque<u32>,
     max_sequences: u32,
     steps: u64,
+    slots: Vec<SlotStats>,
 }
 
 impl SharedStats {
     pub(crate) fn new(slots_total: u32) -> Self {
-        Self { slots_total, slots_busy: 0, queued: 0, recent: VecDeque::new(), max_sequences: 0, steps: 0 }
+        let slots = (0..slots_total).map(|id| SlotStats { id, ..SlotStats::default() }).collect();
+        Self { slots_total, slots_busy: 0, queued: 0, recent: VecDeque::new(), max_sequences: 0, steps: 0, slots }
     }
 
     /// A decode step of `sequences` sequences run outside the generation worker (an embedding
@@ -156,6 +158,7 @@ impl SharedStats {
             max_sequences: self.max_sequences,
             steps: self.steps,
             cache: chorus_engine::CacheStats::default(),
+            slots: self.slots.clone(),
         }
     }
 }
@@ -799,7 +802,8 @@ impl Worker<'_, '_> {
         if vocab.is_eog(token) && !active.ignore_eos {
             return Some(FinishReason::Stop);
         }
-        if active.return_tokens && !active.tx.send(GenerationEvent::Token(SampledToken { id: token.0 })) {
+        if active.return_tokens && !active.tx.send(GenerationEvent::Detail(Detail::Token(SampledToken { id: token.0 })))
+        {
             return Some(FinishReason::Stop);
         }
         let piece = vocab.token_to_piece(token, false, None);
@@ -814,6 +818,9 @@ impl Worker<'_, '_> {
                 StopOutcome::Stopped(t) => {
                     if !t.is_empty() {
                         active.tx.send(GenerationEvent::Text(t));
+                    }
+                    if let (true, Some(word)) = (active.return_tokens, active.stop.matched()) {
+                        active.tx.send(GenerationEvent::Detail(Detail::StopWord(word.to_owned())));
                     }
                     active.stop = StopMatcher::default();
                     active.utf8 = Utf8Decoder::new();
@@ -909,6 +916,10 @@ impl Worker<'_, '_> {
         let Ok(mut stats) = self.stats.lock() else { return };
         stats.slots_busy = busy;
         stats.queued = self.queue.len() as u32;
+        for (s, slot) in stats.slots.iter_mut().zip(&self.slots) {
+            s.is_processing = slot.active.is_some();
+            s.n_decoded = slot.active.as_ref().map_or(0, |a| a.generated);
+        }
         if let Some(n) = step_sequences {
             stats.steps = self.step;
             stats.max_sequences = stats.max_sequences.max(n);

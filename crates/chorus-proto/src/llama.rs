@@ -260,3 +260,141 @@ impl Timings {
         }
     }
 }
+
+/// Body of `POST /completion` (llama-server's native completion). Fields absent take the
+/// server's defaults, which are llama-server's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NativeCompletionRequest {
+    /// A string; token ids; a sequence mixing both (`[12, 34, "text", 56]`); an object
+    /// `{"prompt_string": …}`; or an array of such prompts, answered as an array.
+    #[schema(value_type = Object)]
+    pub prompt: serde_json::Value,
+    /// Most tokens to generate; -1 (or absent): until the context is full or `max_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_predict: Option<i64>,
+    /// Read when `n_predict` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<i64>,
+    /// Server-sent events: one per piece of text with `stop: false`, the last with `stop: true`.
+    #[serde(default)]
+    pub stream: bool,
+    /// Temperature (default 0.8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Top-k (default 40; 0 disables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<i32>,
+    /// Top-p (default 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Min-p (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    /// The sampler's seed; -1 or 4294967295 draws one at random.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Repeat penalty (default 1.0, off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_penalty: Option<f32>,
+    /// Tokens the penalties look back over (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_last_n: Option<i32>,
+    /// Presence penalty (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    /// Frequency penalty (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    /// Stop strings; generation ends before the first, which is not returned.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens.
+    #[serde(default)]
+    pub ignore_eos: bool,
+    /// Biases: `[[token id, bias], …]`, `[["text", bias], …]` (each of its tokens) or
+    /// `{"id": bias}`; a bias of `false` bans the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub logit_bias: Option<serde_json::Value>,
+    /// Reuse the cached prompt (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_prompt: Option<bool>,
+    /// Answer `tokens` (the generated ids) in a non-streamed response.
+    #[serde(default)]
+    pub return_tokens: bool,
+    /// Constrain the answer to JSON following this schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub json_schema: Option<serde_json::Value>,
+    /// The model (chorus: default, the server's default model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// The answer of `POST /completion`, and each of its streamed events (where only `content`,
+/// `tokens`, `stop` and `index` are set until the last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NativeCompletion {
+    /// Which prompt this answers.
+    pub index: u32,
+    /// The text (streamed: this event's piece), without the stop word.
+    pub content: String,
+    /// The generated token ids (streamed: this event's; otherwise with `return_tokens`).
+    pub tokens: Vec<i32>,
+    /// True on the last event of a stream and on a whole answer.
+    pub stop: bool,
+    /// On the last: the rest.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<NativeCompletionEnd>,
+}
+
+/// What the last event of a `/completion` carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NativeCompletionEnd {
+    /// The model's id.
+    pub model: String,
+    /// Tokens generated.
+    pub tokens_predicted: u32,
+    /// Prompt tokens.
+    pub tokens_evaluated: u32,
+    /// Prompt tokens reused from the KV cache.
+    pub tokens_cached: u32,
+    /// The settings it ran with.
+    pub generation_settings: SamplingSettings,
+    /// The prompt as text (token ids detokenized).
+    pub prompt: String,
+    /// Whether the text holds a newline.
+    pub has_new_line: bool,
+    /// Whether the context filled before `n_predict` or the end.
+    pub truncated: bool,
+    /// `eos` (end of generation), `word` (a stop string), `limit` (`n_predict` reached).
+    pub stop_type: String,
+    /// The stop string that ended it, or "".
+    pub stopping_word: String,
+    /// How long it took.
+    pub timings: Timings,
+}
+
+/// One slot of `GET /slots` (llama-server's slot monitoring).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SlotInfo {
+    /// The slot, 0 to `--parallel` - 1.
+    pub id: u32,
+    /// Tokens the slot's sequence can hold, prompt and answer together.
+    pub n_ctx: u32,
+    /// Always false: chorus does not decode speculatively.
+    pub speculative: bool,
+    /// Whether it is decoding a sequence.
+    pub is_processing: bool,
+    /// The sequence's progress, one entry.
+    pub next_token: Vec<NextToken>,
+}
+
+/// A slot's generation progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NextToken {
+    /// Whether it is still generating.
+    pub has_next_token: bool,
+    /// Tokens generated so far.
+    pub n_decoded: u32,
+}

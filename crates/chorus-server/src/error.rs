@@ -112,6 +112,18 @@ impl ApiError {
         Self::public(PublicError::internal(), &detail)
     }
 
+    /// 501 `not_supported_error`: the server was started without the feature.
+    pub fn not_supported(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_IMPLEMENTED,
+            kind: "not_supported_error",
+            message: message.into(),
+            param: None,
+            code: Some("not_supported"),
+            retry_after: None,
+        }
+    }
+
     /// 503 while the model cannot take work.
     pub fn unavailable() -> Self {
         BackendError::Unavailable.into()

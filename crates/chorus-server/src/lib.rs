@@ -79,6 +79,14 @@ pub struct ServerConfig {
     /// itself), so a phone that scans it needs no typing (`--qr-with-key`). Off: no code ever
     /// contains a key.
     pub qr_with_key: bool,
+    /// The sampling of HTTP API requests (OpenAI's and llama-server's) that leave a field out
+    /// (`--temp`, `--seed`; the rest llama-server's defaults).
+    pub sampling: chorus_engine::SamplingParams,
+    /// The most tokens such a request generates when it sets no limit (`--n-predict`);
+    /// `None`: until the context is full.
+    pub n_predict: Option<u32>,
+    /// Serve `GET /slots` (llama-server's slot monitoring; `--no-slots` turns it off).
+    pub slots: bool,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +99,9 @@ impl Default for ServerConfig {
             webui: true,
             public_url: None,
             qr_with_key: false,
+            sampling: chorus_engine::SamplingParams::default(),
+            n_predict: None,
+            slots: true,
         }
     }
 }

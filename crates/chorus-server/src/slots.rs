@@ -1,4 +1,6 @@
-//! llama-server's slot actions, `POST /slots/{id_slot}?action=save|restore|erase`
+//! llama-server's slot monitoring, `GET /slots` (each slot's context and whether it is
+//! decoding; 501 with `--no-slots`), and its slot actions,
+//! `POST /slots/{id_slot}?action=save|restore|erase`
 //! (llama.cpp `tools/server/README.md`): a slot's KV cache and tokens to a file in
 //! `--slot-save-path` and back, in llama.cpp's own file format, so files move
 //! between chorus and a llama-server whose llama.cpp writes the same state
@@ -10,9 +12,9 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::routing::post;
+use axum::routing::{get, post};
 use chorus_engine::{SlotAction, SlotActionResult};
-use chorus_proto::llama::{RestoreTimings, SaveTimings, SlotActionRequest, SlotActionResponse};
+use chorus_proto::llama::{NextToken, RestoreTimings, SaveTimings, SlotActionRequest, SlotActionResponse, SlotInfo};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
@@ -20,11 +22,48 @@ use crate::{ApiError, AppState};
 
 /// The OpenAPI description of [`routes`].
 #[derive(OpenApi)]
-#[openapi(paths(action))]
+#[openapi(paths(list, action))]
 pub(crate) struct ApiDoc;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/slots/{id_slot}", post(action))
+    Router::new().route("/slots", get(list)).route("/slots/{id_slot}", post(action))
+}
+
+/// The slots (llama-server)
+///
+/// Each slot of the default model: its context, whether it is decoding, and how many tokens
+/// its sequence has generated.
+#[utoipa::path(
+    get,
+    path = "/slots",
+    operation_id = "listSlots",
+    tag = "health",
+    responses(
+        (status = 200, description = "The slots, by id", body = Vec<SlotInfo>),
+        (status = 501, description = "The server was started with --no-slots", body = chorus_proto::openai::ErrorResponse),
+        (status = 503, description = "No default model is loaded", body = chorus_proto::openai::ErrorResponse),
+    )
+)]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<SlotInfo>>, ApiError> {
+    if !state.config.slots {
+        return Err(ApiError::not_supported(
+            "this server does not serve the slots endpoint; start it without --no-slots",
+        ));
+    }
+    let info = state.engine.default_info().ok_or_else(ApiError::unavailable)?;
+    let slots = state.engine.stats().slots;
+    Ok(Json(
+        slots
+            .iter()
+            .map(|s| SlotInfo {
+                id: s.id,
+                n_ctx: info.n_ctx_slot,
+                speculative: false,
+                is_processing: s.is_processing,
+                next_token: vec![NextToken { has_next_token: s.is_processing, n_decoded: s.n_decoded }],
+            })
+            .collect(),
+    ))
 }
 
 /// The query string.

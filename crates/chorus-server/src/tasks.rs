@@ -204,10 +204,10 @@ impl Task {
                         yield sse::json(&chunk);
                     }
                     // Not asked for.
-                    Some(GenerationEvent::Token(_)) => {}
+                    Some(GenerationEvent::Detail(_)) => {}
                     Some(GenerationEvent::ToolCalls(_)) => {}
                     Some(GenerationEvent::Done { finish_reason, usage }) => {
-                        let done = chorus_engine::Completion { text: std::mem::take(&mut text), tool_calls: Vec::new(), finish_reason, usage, tokens: Vec::new() };
+                        let done = chorus_engine::Completion { text: std::mem::take(&mut text), tool_calls: Vec::new(), finish_reason, usage, tokens: Vec::new(), stop_word: None };
                         let mut last = serde_json::to_value(self.answer(done, started)).unwrap_or_default();
                         last["done"] = json!(true);
                         yield sse::json(&last);

@@ -193,7 +193,7 @@ fn tool_choice(choice: &ToolChoice) -> proto::ToolChoice {
 fn response_format(format: &ResponseFormat) -> Option<proto::ResponseFormat> {
     match format {
         ResponseFormat::Text => None,
-        ResponseFormat::JsonObject => Some(proto::ResponseFormat::JsonObject),
+        ResponseFormat::JsonObject => Some(proto::ResponseFormat::JsonObject { schema: None }),
         ResponseFormat::JsonSchema(schema) => Some(proto::ResponseFormat::JsonSchema {
             json_schema: proto::JsonSchemaFormat {
                 name: SCHEMA_NAME.into(),

@@ -120,3 +120,107 @@ async fn props_apply_template_and_routes_without_v1() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(text["object"], "text_completion");
 }
+
+#[tokio::test]
+async fn native_completion_with_tokens_stop_words_and_the_servers_defaults() {
+    let srv = server(&["--ctx-size", "512", "--parallel", "2", "--no-kv-unified", "--seed", "42", "--n-predict", "8"]);
+    let url = &srv.url;
+    // --n-predict and --seed are the defaults: the same request twice answers the same 8 tokens.
+    let body = json!({"prompt": "Once upon a time", "return_tokens": true});
+    let (status, a) = post(url, "/completion", body.clone()).await;
+    assert_eq!(status, 200, "{a}");
+    let (_, b) = post(url, "/completion", body).await;
+    assert_eq!(a["content"], b["content"], "--seed 42 makes it repeatable");
+    assert_eq!(a["stop"], true);
+    assert_eq!(a["stop_type"], "limit");
+    assert_eq!(a["tokens_predicted"], 8);
+    assert_eq!(a["timings"]["predicted_n"], 8);
+    assert_eq!(a["generation_settings"]["n_predict"], 8);
+    assert_eq!(a["generation_settings"]["seed"], 42);
+    assert_eq!(a["model"], "tiny");
+    assert_eq!(a["prompt"], "Once upon a time");
+    let tokens: Vec<i64> = a["tokens"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+    assert_eq!(tokens.len(), 8);
+    let (_, text) = post(url, "/detokenize", json!({"tokens": tokens})).await;
+    assert_eq!(text["content"], a["content"], "the tokens spell the content");
+
+    // The prompt as token ids, as both mixed, and as two prompts answered as an array.
+    let (_, ids) = post(url, "/tokenize", json!({"content": "Once upon a time", "add_special": true})).await;
+    let ids = ids["tokens"].clone();
+    let (status, by_ids) = post(url, "/completion", json!({"prompt": ids, "temperature": 0})).await;
+    assert_eq!(status, 200, "{by_ids}");
+    let (_, by_text) = post(url, "/completion", json!({"prompt": "Once upon a time", "temperature": 0})).await;
+    assert_eq!(by_ids["content"], by_text["content"], "token ids and text are the same prompt");
+    assert_eq!(by_ids["tokens"], json!([]), "no tokens without return_tokens");
+    let (status, both) = post(url, "/completion", json!({"prompt": [ids, "Once upon a time"], "temperature": 0})).await;
+    assert_eq!(status, 200, "{both}");
+    assert_eq!(both.as_array().unwrap().len(), 2);
+    assert_eq!(both[0]["content"], both[1]["content"]);
+    assert_eq!(both[1]["index"], 1);
+    let (status, mixed) = post(url, "/completion", json!({"prompt": [1, 2, "Once upon", 3]})).await;
+    assert_eq!(status, 200, "{mixed}");
+
+    // A stop word ends it and is named; greedy, so the first 8 tokens are known.
+    let (_, greedy) = post(url, "/completion", json!({"prompt": "Once upon a time", "temperature": 0})).await;
+    let content = greedy["content"].as_str().unwrap();
+    let word: String = content.chars().skip(2).take(2).collect();
+    assert_eq!(word.chars().count(), 2, "{greedy}");
+    let (_, stopped) =
+        post(url, "/completion", json!({"prompt": "Once upon a time", "temperature": 0, "stop": [word]})).await;
+    assert_eq!(stopped["stop_type"], "word", "{stopped}");
+    assert_eq!(stopped["stopping_word"], word);
+    assert!(!stopped["content"].as_str().unwrap().contains(&word));
+
+    // Streamed: each piece with the ids that made it, the last event with stop: true.
+    let events = reqwest::Client::new()
+        .post(format!("{url}/completion"))
+        .json(&json!({"prompt": "Once upon a time", "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<Value> =
+        events.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    let (last, pieces) = events.split_last().unwrap();
+    assert!(pieces.iter().all(|e| e["stop"] == false && !e["tokens"].as_array().unwrap().is_empty()), "{events:?}");
+    let streamed: String = pieces.iter().map(|e| e["content"].as_str().unwrap()).collect();
+    assert_eq!(streamed, a["content"].as_str().unwrap(), "the same seed streams the same text");
+    assert_eq!(last["stop"], true);
+    assert_eq!(last["timings"]["predicted_n"], 8);
+
+    // Bad input: 400s naming the field.
+    for (body, param) in [
+        (json!({"prompt": 12.5}), "prompt"),
+        (json!({"prompt": [1, 99_999_999]}), "prompt"),
+        (json!({"prompt": {"prompt_string": "x", "multimodal_data": ["AAAA"]}}), "prompt"),
+        (json!({"prompt": "x", "seed": -5}), "seed"),
+        (json!({"prompt": "x", "logit_bias": 3}), "logit_bias"),
+        (json!({"prompt": []}), "prompt"),
+    ] {
+        let (status, err) = post(url, "/completion", body.clone()).await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert_eq!(err["error"]["param"], param, "{body}: {err}");
+    }
+    // A prompt longer than a slot's 256 tokens.
+    let (status, err) =
+        post(url, "/completion", json!({"prompt": "I believe the meaning of life is ".repeat(60)})).await;
+    assert_eq!(status, 400, "{err}");
+}
+
+#[tokio::test]
+async fn slots_are_listed_unless_no_slots() {
+    let srv = server(&["--ctx-size", "512", "--parallel", "2", "--no-kv-unified"]);
+    let (status, slots) = get(&srv.url, "/slots").await;
+    assert_eq!(status, 200, "{slots}");
+    let slots = slots.as_array().unwrap();
+    assert_eq!(slots.len(), 2);
+    assert_eq!(slots[1]["id"], 1);
+    assert_eq!(slots[0]["n_ctx"], 256);
+    assert_eq!(slots[0]["is_processing"], false);
+    let off = server(&["--no-slots"]);
+    let (status, err) = get(&off.url, "/slots").await;
+    assert_eq!(status, 501, "{err}");
+    assert_eq!(err["error"]["type"], "not_supported_error");
+}

@@ -609,7 +609,7 @@ impl Engine {
         while let Some(event) = stream.next().await {
             match event {
                 GenerationEvent::Text(t) => text.push_str(&t),
-                GenerationEvent::ToolCalls(_) | GenerationEvent::Token(_) => {}
+                GenerationEvent::ToolCalls(_) | GenerationEvent::Detail(_) => {}
                 GenerationEvent::Done { .. } => return Ok(clean_reply(&text, &speaker.name, &conversation.names())),
                 GenerationEvent::Error(e) => return Err(EngineError::Backend(e).into()),
             }

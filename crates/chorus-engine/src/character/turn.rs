@@ -387,7 +387,7 @@ async fn collect(engine: &Engine, model: Option<&str>, request: GenerateRequest)
     while let Some(event) = stream.next().await {
         match event {
             GenerationEvent::Text(t) => text.push_str(&t),
-            GenerationEvent::Token(_) => {}
+            GenerationEvent::Detail(_) => {}
             GenerationEvent::Done { .. } => return Some(text),
             GenerationEvent::Error(e) => {
                 tracing::warn!(error = %e, "a character's side-generation failed");

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use chorus_engine::{Backend, GenerateRequest, GenerationEvent, Metrics, Prompt};
+use chorus_engine::{Backend, Detail, GenerateRequest, GenerationEvent, Metrics, Prompt};
 use chorus_llama::{LlamaBackend, LlamaConfig};
 use futures::StreamExt;
 
@@ -31,7 +31,7 @@ async fn tokens_come_with_the_text_they_make_and_the_worker_times_the_generation
     while let Some(event) = stream.next().await {
         match event {
             GenerationEvent::Text(t) => text.push_str(&t),
-            GenerationEvent::Token(t) => ids.push(t.id),
+            GenerationEvent::Detail(Detail::Token(t)) => ids.push(t.id),
             GenerationEvent::Done { usage, .. } => done = Some(usage),
             other => panic!("{other:?}"),
         }

@@ -62,6 +62,11 @@ pub struct ChatCompletionRequest {
     /// recomputes the whole prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_prompt: Option<bool>,
+    /// llama-server's `json_schema`: answer JSON following this schema (as `response_format`
+    /// `json_schema` does; `response_format` wins when both are given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub json_schema: Option<serde_json::Value>,
     /// How long the model stays loaded after this request (Ollama's `keep_alive`): a duration
     /// such as `"5m"`, seconds, `0` to unload it once answered, negative to keep it; the
     /// server's `--keep-alive-max` caps it.
@@ -155,8 +160,13 @@ pub struct FunctionName {
 pub enum ResponseFormat {
     /// Free text.
     Text,
-    /// Any JSON object.
-    JsonObject,
+    /// Any JSON object; with `schema` (llama-server's extension), JSON following it.
+    JsonObject {
+        /// A JSON schema (not OpenAI's: llama-server's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<Object>)]
+        schema: Option<serde_json::Value>,
+    },
     /// JSON following a schema.
     JsonSchema {
         /// The schema and its name.
@@ -167,7 +177,9 @@ pub enum ResponseFormat {
 /// `response_format.json_schema` (OpenAI: `JSONSchema`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JsonSchemaFormat {
-    /// The format's name, 1 to 64 of `a-z A-Z 0-9 _ -`.
+    /// The format's name, 1 to 64 of `a-z A-Z 0-9 _ -` (OpenAI requires it; chorus, as
+    /// llama-server, takes a schema without one).
+    #[serde(default)]
     pub name: String,
     /// What the format is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -112,7 +112,7 @@ impl ChorusMcp {
                     progress.advance().await;
                 }
                 // Not asked for.
-                Some(GenerationEvent::Token(_)) => {}
+                Some(GenerationEvent::Detail(_)) => {}
                 // No tools are offered, so there are no calls to report.
                 Some(GenerationEvent::ToolCalls(_)) => {}
                 Some(GenerationEvent::Done { finish_reason, usage }) => {

@@ -42,7 +42,7 @@ pub(super) async fn create(
     State(state): State<AppState>,
     AppJson(req): AppJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let plan = convert::chat(req)?;
+    let plan = convert::chat(req, &state.config)?;
     let (model, route) =
         state.engine.pick(plan.model.as_deref(), &plan.request.prompt, plan.category.as_deref()).await?;
     let generation = state.engine.generate(Some(&model), plan.request).await?;
@@ -109,7 +109,7 @@ fn stream(state: AppState, meta: ResponseMeta, mut generation: GenerationStream,
                     yield sse::json(&meta.chunk(delta, None, include_usage));
                 }
                 // Not asked for.
-                Some(GenerationEvent::Token(_)) => {}
+                Some(GenerationEvent::Detail(_)) => {}
                 Some(GenerationEvent::ToolCalls(calls)) => {
                     let chunks = tool_calls_wire(&calls)
                         .into_iter()

@@ -61,6 +61,7 @@ pub(super) async fn create(
                 req.stop.as_ref(),
                 req.cache_prompt,
                 keep_alive,
+                &state.config.sampling,
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -154,7 +155,7 @@ fn streamed(
             match event {
                 Some((i, GenerationEvent::Text(t))) => yield sse::json(&meta.body(vec![text(i, t, None)], None)),
                 // Text completions take no tools, so no calls are parsed; tokens are not asked for.
-                Some((_, GenerationEvent::ToolCalls(_) | GenerationEvent::Token(_))) => {}
+                Some((_, GenerationEvent::ToolCalls(_) | GenerationEvent::Detail(_))) => {}
                 Some((i, GenerationEvent::Done { finish_reason, usage: u })) => {
                     add(&mut usage, u);
                     open -= 1;

@@ -24,7 +24,9 @@ pub(crate) struct Plan {
     pub(crate) include_usage: bool,
 }
 
-pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
+/// A chat request in the engine's terms; fields it leaves out take `config`'s defaults
+/// (`--temp`, `--seed`, `--n-predict`).
+pub(crate) fn chat(req: ChatCompletionRequest, config: &crate::ServerConfig) -> Result<Plan, ApiError> {
     check_n(req.n)?;
     let (stream, include_usage) = stream_flags(req.stream, req.stream_options.as_ref())?;
     let messages = messages(req.messages)?;
@@ -33,7 +35,7 @@ pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
     }
     let max_tokens = match req.max_completion_tokens {
         Some(n) => Some(max_tokens("max_completion_tokens", n)?),
-        None => req.max_tokens.map(|n| max_tokens("max_tokens", n)).transpose()?,
+        None => req.max_tokens.map(|n| max_tokens("max_tokens", n)).transpose()?.or(config.n_predict),
     };
     let tools = tools(req.tools)?;
     let tool_choice = match req.tool_choice {
@@ -45,12 +47,12 @@ pub(crate) fn chat(req: ChatCompletionRequest) -> Result<Plan, ApiError> {
         category: req.category,
         request: GenerateRequest {
             prompt: Prompt::Chat(messages),
-            sampling: sampling(req.sampling)?,
+            sampling: sampling(&config.sampling, req.sampling)?,
             stop: stop(req.stop)?,
             max_tokens,
             tools,
             tool_choice,
-            response_format: response_format(req.response_format),
+            response_format: response_format(req.response_format, req.json_schema),
             prompt_cache_key: req.prompt_cache_key.map(|k| format!("client/{k}")),
             cache_prompt: req.cache_prompt.unwrap_or(true),
             keep_alive: keep_alive(req.keep_alive.as_ref())?,
@@ -90,10 +92,13 @@ fn tools(tools: Option<Vec<wire::Tool>>) -> Result<Vec<FunctionDefinition>, ApiE
         .collect())
 }
 
-fn response_format(format: Option<wire::ResponseFormat>) -> ResponseFormat {
+/// `response_format`, else llama-server's top-level `json_schema`.
+fn response_format(format: Option<wire::ResponseFormat>, json_schema: Option<serde_json::Value>) -> ResponseFormat {
     match format {
-        None | Some(wire::ResponseFormat::Text) => ResponseFormat::Text,
-        Some(wire::ResponseFormat::JsonObject) => ResponseFormat::JsonObject,
+        None => json_schema.map_or(ResponseFormat::Text, ResponseFormat::JsonSchema),
+        Some(wire::ResponseFormat::Text) => ResponseFormat::Text,
+        Some(wire::ResponseFormat::JsonObject { schema: None }) => ResponseFormat::JsonObject,
+        Some(wire::ResponseFormat::JsonObject { schema: Some(schema) }) => ResponseFormat::JsonSchema(schema),
         Some(wire::ResponseFormat::JsonSchema { json_schema }) => match json_schema.schema {
             Some(schema) => ResponseFormat::JsonSchema(schema),
             None => ResponseFormat::JsonObject,
@@ -109,10 +114,11 @@ pub(crate) fn completion(
     stops: Option<&Stop>,
     cache_prompt: Option<bool>,
     keep_alive: Option<chorus_engine::KeepAlive>,
+    defaults: &SamplingParams,
 ) -> Result<GenerateRequest, ApiError> {
     Ok(GenerateRequest {
         keep_alive,
-        sampling: sampling(fields.clone())?,
+        sampling: sampling(defaults, fields.clone())?,
         stop: stop(stops.cloned())?,
         max_tokens: Some(max_tokens("max_tokens", max.unwrap_or(16))?),
         cache_prompt: cache_prompt.unwrap_or(true),
@@ -214,8 +220,9 @@ fn message(i: usize, m: chorus_proto::openai::ChatMessage) -> Result<ChatMessage
     Ok(ChatMessage { role, content, name: m.name, tool_call_id: m.tool_call_id, tool_calls })
 }
 
-fn sampling(f: SamplingFields) -> Result<SamplingParams, ApiError> {
-    let mut p = SamplingParams::default();
+/// The request's sampling fields over `defaults`.
+fn sampling(defaults: &SamplingParams, f: SamplingFields) -> Result<SamplingParams, ApiError> {
+    let mut p = defaults.clone();
     if let Some(t) = f.temperature {
         p.temperature = t as f32;
     }
@@ -229,7 +236,9 @@ fn sampling(f: SamplingFields) -> Result<SamplingParams, ApiError> {
         p.min_p = v as f32;
     }
     // OpenAI seeds are 64-bit; llama.cpp's are 32-bit: keep the low bits.
-    p.seed = f.seed.map(|s| s as u32);
+    if let Some(s) = f.seed {
+        p.seed = Some(s as u32);
+    }
     if let Some(v) = f.presence_penalty {
         p.presence_penalty = v as f32;
     }
@@ -252,7 +261,9 @@ fn sampling(f: SamplingFields) -> Result<SamplingParams, ApiError> {
             })
             .collect::<Result<_, _>>()?;
     }
-    p.ignore_eos = f.ignore_eos.unwrap_or(false);
+    if let Some(v) = f.ignore_eos {
+        p.ignore_eos = v;
+    }
     Ok(p)
 }
 

@@ -1,6 +1,7 @@
 //! llama-server's native endpoints that its clients use besides the OpenAI ones, with its
-//! field names (llama.cpp `tools/server/README.md`, "API Endpoints"): `POST /tokenize`,
-//! `POST /detokenize`, `POST /apply-template` and `GET /props`. They answer for the server's
+//! field names (llama.cpp `tools/server/README.md`, "API Endpoints"): `POST /completion`
+//! ([`completion`]), `POST /tokenize`, `POST /detokenize`, `POST /apply-template` and
+//! `GET /props`. They answer for the server's
 //! default model unless the body names another (`model`, a chorus addition). The slot
 //! actions are in `crate::slots`.
 
@@ -16,17 +17,20 @@ use chorus_proto::llama::{
 use chorus_proto::openai::{ChatCompletionRequest, ErrorResponse};
 use utoipa::OpenApi;
 
+mod completion;
+
 use crate::extract::AppJson;
 use crate::openai::chat_plan;
 use crate::{ApiError, AppState};
 
 /// The OpenAPI description of [`routes`].
 #[derive(OpenApi)]
-#[openapi(paths(tokenize, detokenize, apply_template, props))]
+#[openapi(paths(completion::create, tokenize, detokenize, apply_template, props))]
 pub(crate) struct ApiDoc;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/completion", post(completion::create))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/apply-template", post(apply_template))
@@ -115,7 +119,7 @@ pub(crate) async fn apply_template(
     State(state): State<AppState>,
     AppJson(req): AppJson<ChatCompletionRequest>,
 ) -> Result<Json<ApplyTemplateResponse>, ApiError> {
-    let plan = chat_plan(req)?;
+    let plan = chat_plan(req, &state.config)?;
     let prompt = state.engine.apply_template(plan.model.as_deref(), plan.request).await?;
     Ok(Json(ApplyTemplateResponse { prompt }))
 }
@@ -137,15 +141,15 @@ pub(crate) async fn props(State(state): State<AppState>) -> Result<Json<Props>, 
     // The default model is loaded at start and while it is unloaded (idle) its props are not known.
     let info = state.engine.default_info().ok_or_else(ApiError::unavailable)?;
     let stats = state.engine.stats();
-    Ok(Json(props_of(&info, stats.slots_busy > 0)))
+    Ok(Json(props_of(&info, stats.slots_busy > 0, &state.config)))
 }
 
-fn props_of(info: &ModelInfo, is_processing: bool) -> Props {
+fn props_of(info: &ModelInfo, is_processing: bool, config: &crate::ServerConfig) -> Props {
     Props {
         default_generation_settings: GenerationSettings {
             n_ctx: info.n_ctx_slot,
             is_processing,
-            params: sampling_settings(&SamplingParams::default(), None, &[]),
+            params: sampling_settings(&config.sampling, config.n_predict, &[]),
         },
         total_slots: info.n_parallel,
         model_path: info.path.display().to_string(),
