@@ -104,6 +104,50 @@ def test_chat_completion_stream(client: openai.OpenAI, model_id: str) -> None:
     assert_usage(chunks[-1].usage, 8, finish[0])
 
 
+def test_chat_completion_logprobs(client: openai.OpenAI, model_id: str) -> None:
+    resp = client.chat.completions.create(
+        model=model_id, messages=MESSAGES, max_tokens=6, temperature=0, logprobs=True, top_logprobs=3,
+        extra_body={"ignore_eos": True},
+    )
+    choice = resp.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content is not None
+    tokens = choice.logprobs.content
+    assert len(tokens) == resp.usage.completion_tokens == 6
+    assert "".join(t.token for t in tokens) == choice.message.content
+    for t in tokens:
+        assert t.logprob <= 0.0
+        assert bytes(t.bytes).decode("utf-8", "replace") == t.token
+        assert len(t.top_logprobs) == 3
+        lps = [a.logprob for a in t.top_logprobs]
+        assert lps == sorted(lps, reverse=True) and all(lp <= 0.0 for lp in lps)
+        # Greedy: the sampled token is the most likely one.
+        assert t.top_logprobs[0].token == t.token and abs(t.top_logprobs[0].logprob - t.logprob) < 1e-5
+
+    # Streamed: each content chunk carries its tokens' logprobs.
+    stream = client.chat.completions.create(
+        model=model_id, messages=MESSAGES, max_tokens=6, temperature=0, logprobs=True, top_logprobs=2,
+        stream=True, extra_body={"ignore_eos": True},
+    )
+    streamed = []
+    text = ""
+    for chunk in stream:
+        for c in chunk.choices:
+            text += c.delta.content or ""
+            if c.logprobs is not None and c.logprobs.content:
+                streamed.extend(c.logprobs.content)
+    assert "".join(t.token for t in streamed) == text == choice.message.content
+    assert all(len(t.top_logprobs) == 2 for t in streamed)
+
+    # Without logprobs, none; top_logprobs out of range is a 400 naming it.
+    plain = client.chat.completions.create(model=model_id, messages=MESSAGES, max_tokens=2)
+    assert plain.choices[0].logprobs is None
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=model_id, messages=MESSAGES, max_tokens=2, logprobs=True, top_logprobs=21
+        )
+    assert err.value.body["param"] == "top_logprobs"
+
+
 # --- completions ------------------------------------------------------------------------
 
 

@@ -46,5 +46,7 @@ pub use store::{
     Message, NewEvent, NewMessage, NewSession, Session, SessionId, SessionStatus, SessionUpdate, Store, StoreError,
     StoredEvent, TokenUsage, ToolCall,
 };
-pub use stream::{Completion, Detail, FinishReason, GenerationEvent, GenerationStream, SampledToken, Usage};
+pub use stream::{
+    Completion, Detail, FinishReason, GenerationEvent, GenerationStream, SampledToken, TokenLogprobs, TopLogprob, Usage,
+};
 pub use tools::{FunctionDefinition, ResponseFormat, ToolChoice, ToolFormat};

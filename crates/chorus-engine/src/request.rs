@@ -162,7 +162,14 @@ pub struct GenerateRequest {
     /// Send each sampled token and the stop word as [`crate::GenerationEvent::Detail`]s
     /// (llama-server's `return_tokens`, its streamed `tokens`, and `stopping_word`).
     pub return_tokens: bool,
+    /// Report each sampled token's log-probability and this many most likely alternatives
+    /// (OpenAI's `logprobs` and `top_logprobs`, 0 to 20; llama-server's `n_probs`), on the
+    /// [`crate::GenerationEvent::Detail`] tokens (so [`Self::return_tokens`] is implied).
+    pub logprobs: Option<u32>,
 }
+
+/// The most alternatives [`GenerateRequest::logprobs`] reports (OpenAI's `top_logprobs` limit).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
 
 /// The longest `prompt_cache_key`, in bytes.
 pub const MAX_PROMPT_CACHE_KEY: usize = 256;
@@ -187,6 +194,7 @@ impl GenerateRequest {
             cache_prompt: true,
             keep_alive: None,
             return_tokens: false,
+            logprobs: None,
         }
     }
 
@@ -227,6 +235,12 @@ impl GenerateRequest {
             return Err(ValidationError::new(
                 "prompt_cache_key",
                 format!("prompt_cache_key must be 1 to {MAX_PROMPT_CACHE_KEY} bytes"),
+            ));
+        }
+        if self.logprobs.is_some_and(|n| n > MAX_TOP_LOGPROBS) {
+            return Err(ValidationError::new(
+                "top_logprobs",
+                format!("top_logprobs must be from 0 to {MAX_TOP_LOGPROBS}"),
             ));
         }
         if self.max_tokens == Some(0) {

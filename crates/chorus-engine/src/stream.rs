@@ -64,6 +64,33 @@ pub struct Usage {
 pub struct SampledToken {
     /// Its id in the vocabulary.
     pub id: i32,
+    /// Its bytes as the vocabulary spells it (not always valid UTF-8 on their own).
+    pub piece: Vec<u8>,
+    /// With [`crate::GenerateRequest::logprobs`]: its log-probability under the model's
+    /// distribution (the log-softmax of the logits, before sampling), and the most likely
+    /// tokens there, most likely first.
+    pub logprobs: Option<TokenLogprobs>,
+}
+
+/// A sampled token's log-probability and the most likely alternatives (OpenAI's `logprobs`
+/// with `top_logprobs`, llama-server's `n_probs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    /// The sampled token's log-probability (natural log, at most 0).
+    pub logprob: f32,
+    /// The `n` most likely tokens, most likely first.
+    pub top: Vec<TopLogprob>,
+}
+
+/// One of the most likely tokens at a position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLogprob {
+    /// Its id.
+    pub id: i32,
+    /// Its bytes.
+    pub piece: Vec<u8>,
+    /// Its log-probability.
+    pub logprob: f32,
 }
 
 /// What llama-server's native API reports besides the text; sent only to requests with

@@ -567,6 +567,7 @@ impl Backend for LlamaBackend {
             prompt_cache_key: request.prompt_cache_key,
             cache_prompt: request.cache_prompt,
             return_tokens: request.return_tokens,
+            logprobs: request.logprobs,
             restore: None,
             disk_checked: false,
         };

@@ -37,7 +37,7 @@ use chorus_engine::stream::GenerationSender;
 use chorus_engine::text::{StopMatcher, StopOutcome, Utf8Decoder};
 use chorus_engine::{
     BackendError, BackendStats, Detail, FinishReason, GenerationEvent, Metrics, SampledToken, SamplingParams,
-    SlotAction, SlotActionResult, SlotStats, Usage,
+    SlotAction, SlotActionResult, SlotStats, TokenLogprobs, TopLogprob, Usage,
 };
 use llama_cpp_2::DecodeError;
 use llama_cpp_2::context::LlamaContext;
@@ -113,6 +113,8 @@ pub(crate) struct Job {
     pub(crate) cache_prompt: bool,
     /// Send each sampled token and the stop word as [`GenerationEvent::Detail`]s.
     pub(crate) return_tokens: bool,
+    /// With each token, its log-probability and this many most likely alternatives.
+    pub(crate) logprobs: Option<u32>,
     /// The key's snapshot, read by the disk thread.
     pub(crate) restore: Option<Restore>,
     /// Whether the disk thread has looked (so the job is not sent there twice).
@@ -188,6 +190,7 @@ struct Active {
     max_tokens: Option<u32>,
     ignore_eos: bool,
     return_tokens: bool,
+    logprobs: Option<u32>,
     utf8: Utf8Decoder,
     stop: StopMatcher,
     tx: GenerationSender,
@@ -627,7 +630,8 @@ impl Worker<'_, '_> {
             generated: 0,
             max_tokens: job.max_tokens,
             ignore_eos,
-            return_tokens: job.return_tokens,
+            return_tokens: job.return_tokens || job.logprobs.is_some(),
+            logprobs: job.logprobs,
             utf8: Utf8Decoder::new(),
             stop: StopMatcher::new(job.stop),
             tx: job.tx,
@@ -777,6 +781,7 @@ impl Worker<'_, '_> {
             }
             let Some(at) = p.logits_at else { continue };
             let token = active.sampler.sample(&self.ctx, at);
+            let logprobs = active.logprobs.map(|n| token_logprobs(self.model, self.ctx.get_logits_ith(at), token, n));
             active.generated += 1;
             self.metrics.completion_tokens.inc();
             match active.last_token_at {
@@ -787,7 +792,7 @@ impl Worker<'_, '_> {
                 Some(t) => self.metrics.inter_token_latency.observe(now.duration_since(t).as_secs_f64()),
             }
             active.last_token_at = Some(now);
-            let outcome = self.accept(p.slot, token);
+            let outcome = self.accept(p.slot, token, logprobs);
             if let Some(reason) = outcome {
                 self.finish(p.slot, reason);
             }
@@ -795,18 +800,21 @@ impl Worker<'_, '_> {
     }
 
     /// Turn a sampled token into text; `Some` when the sequence ends with it.
-    fn accept(&mut self, i: usize, token: LlamaToken) -> Option<FinishReason> {
+    fn accept(&mut self, i: usize, token: LlamaToken, logprobs: Option<TokenLogprobs>) -> Option<FinishReason> {
         let vocab = self.model.vocab();
         let cache_len = self.slots[i].cache.len();
         let active = self.slots[i].active.as_mut()?;
         if vocab.is_eog(token) && !active.ignore_eos {
             return Some(FinishReason::Stop);
         }
-        if active.return_tokens && !active.tx.send(GenerationEvent::Detail(Detail::Token(SampledToken { id: token.0 })))
-        {
-            return Some(FinishReason::Stop);
-        }
+        // The same bytes as the text it makes, so a client that joins the pieces gets the text.
         let piece = vocab.token_to_piece(token, false, None);
+        if active.return_tokens {
+            let sampled = SampledToken { id: token.0, piece: piece.clone(), logprobs };
+            if !active.tx.send(GenerationEvent::Detail(Detail::Token(sampled))) {
+                return Some(FinishReason::Stop);
+            }
+        }
         let text = active.utf8.push(&piece);
         if !text.is_empty() {
             match active.stop.push(&text) {
@@ -963,5 +971,59 @@ mod tests {
         assert!(unpack_slot_tokens([-1, 2, 0, 0].map(LlamaToken).to_vec()).is_err(), "unknown version");
         assert!(unpack_slot_tokens([-1, 1, 9, 5].map(LlamaToken).to_vec()).is_err(), "cut short");
         assert!(unpack_slot_tokens([-1, 1, 1, 5, 1, 0].map(LlamaToken).to_vec()).is_err(), "media");
+    }
+}
+
+/// The log-softmax of `logits` at `token`, and the `n` most likely tokens (a bounded heap over
+/// the vocabulary, not a sort of it: Qwen's has 151,936 entries).
+fn token_logprobs(model: &LlamaModel, logits: &[f32], token: LlamaToken, n: u32) -> TokenLogprobs {
+    use std::cmp::Reverse;
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let log_z = f64::from(max) + sum.ln();
+    let logprob = |l: f32| (f64::from(l) - log_z) as f32;
+    // A min-heap of the best `n` so far by logit; on ties the lower id stays.
+    let n = n as usize;
+    let mut best: std::collections::BinaryHeap<Reverse<(OrdLogit, Reverse<i32>)>> =
+        std::collections::BinaryHeap::with_capacity(n + 1);
+    if n > 0 {
+        for (id, &l) in logits.iter().enumerate() {
+            best.push(Reverse((OrdLogit(l), Reverse(id as i32))));
+            if best.len() > n {
+                best.pop();
+            }
+        }
+    }
+    let mut top: Vec<(f32, i32)> = best.into_iter().map(|Reverse((l, id))| (l.0, id.0)).collect();
+    top.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let vocab = model.vocab();
+    TokenLogprobs {
+        logprob: usize::try_from(token.0).ok().and_then(|t| logits.get(t)).map_or(f32::NEG_INFINITY, |&l| logprob(l)),
+        top: top
+            .into_iter()
+            .map(|(l, id)| TopLogprob {
+                id,
+                piece: vocab.token_to_piece(LlamaToken(id), true, None),
+                logprob: logprob(l),
+            })
+            .collect(),
+    }
+}
+
+/// A logit ordered by `total_cmp`, for the heap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrdLogit(f32);
+
+impl Eq for OrdLogit {}
+
+impl PartialOrd for OrdLogit {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdLogit {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
     }
 }

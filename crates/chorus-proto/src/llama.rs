@@ -322,6 +322,10 @@ pub struct NativeCompletionRequest {
     /// Answer `tokens` (the generated ids) in a non-streamed response.
     #[serde(default)]
     pub return_tokens: bool,
+    /// With each token, its log-probability and this many most likely tokens
+    /// (`completion_probabilities`), 0 (default, none) to 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_probs: Option<u32>,
     /// Constrain the answer to JSON following this schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -343,6 +347,9 @@ pub struct NativeCompletion {
     pub tokens: Vec<i32>,
     /// True on the last event of a stream and on a whole answer.
     pub stop: bool,
+    /// With `n_probs`: each token's probabilities (streamed: this event's tokens').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_probabilities: Option<Vec<TokenProbability>>,
     /// On the last: the rest.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub end: Option<NativeCompletionEnd>,
@@ -397,4 +404,33 @@ pub struct NextToken {
     pub has_next_token: bool,
     /// Tokens generated so far.
     pub n_decoded: u32,
+}
+
+/// A generated token's log-probability and the most likely tokens at its position
+/// (`completion_probabilities` of `/completion`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenProbability {
+    /// Its id.
+    pub id: i32,
+    /// Its text (invalid UTF-8 replaced).
+    pub token: String,
+    /// Its log-probability (natural log, at most 0).
+    pub logprob: f64,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// The `n_probs` most likely tokens, most likely first.
+    pub top_logprobs: Vec<TopProbability>,
+}
+
+/// One of the most likely tokens at a position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TopProbability {
+    /// Its id.
+    pub id: i32,
+    /// Its text.
+    pub token: String,
+    /// Its log-probability.
+    pub logprob: f64,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
 }

@@ -36,6 +36,12 @@ pub struct ChatCompletionRequest {
     /// How many choices to generate; only 1 is supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<i64>,
+    /// Return each output token's log-probability in `choices[].logprobs.content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// With `logprobs`, this many most likely tokens at each position, 0 to 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<i64>,
     /// An end-user id, for abuse monitoring upstream; recorded in logs only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -363,8 +369,41 @@ pub struct ChatChoice {
     pub message: AssistantMessage,
     /// Why generation ended.
     pub finish_reason: FinishReason,
-    /// Log probabilities: not computed, always `null`.
-    pub logprobs: Option<serde_json::Value>,
+    /// With `logprobs: true`, each output token's log-probability; `null` otherwise.
+    pub logprobs: Option<ChoiceLogprobs>,
+}
+
+/// `choices[].logprobs` (OpenAI: the `logprobs` of `CreateChatCompletionResponse.choices`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChoiceLogprobs {
+    /// One entry per output token, in order (streamed: this chunk's tokens).
+    pub content: Option<Vec<TokenLogprob>>,
+    /// Refusal tokens: chorus models never refuse through this field, always `null`.
+    pub refusal: Option<Vec<TokenLogprob>>,
+}
+
+/// One output token's log-probability (OpenAI: `ChatCompletionTokenLogprob`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenLogprob {
+    /// The token's text (its bytes, invalid UTF-8 replaced).
+    pub token: String,
+    /// Its log-probability (natural log, at most 0) under the model's distribution.
+    pub logprob: f64,
+    /// Its UTF-8 bytes (a token may hold part of a character).
+    pub bytes: Option<Vec<u8>>,
+    /// The most likely tokens at this position, most likely first (`top_logprobs` of them).
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// One of the most likely tokens at a position (OpenAI: `ChatCompletionTokenLogprob.top_logprobs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TopLogprob {
+    /// The token's text.
+    pub token: String,
+    /// Its log-probability.
+    pub logprob: f64,
+    /// Its UTF-8 bytes.
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// The message of a [`ChatChoice`] (OpenAI: `ChatCompletionResponseMessage`).
@@ -451,8 +490,8 @@ pub struct ChunkChoice {
     pub delta: Delta,
     /// Set on the last chunk of the choice, `null` before.
     pub finish_reason: Option<FinishReason>,
-    /// Always `null`.
-    pub logprobs: Option<serde_json::Value>,
+    /// With `logprobs: true`, the log-probabilities of this chunk's tokens; `null` otherwise.
+    pub logprobs: Option<ChoiceLogprobs>,
 }
 
 /// `delta` of a [`ChunkChoice`] (OpenAI: `ChatCompletionStreamResponseDelta`).

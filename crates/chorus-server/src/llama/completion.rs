@@ -9,9 +9,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chorus_engine::{
     Completion, Detail, Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Prompt,
-    ResponseFormat, SamplingParams,
+    ResponseFormat, SampledToken, SamplingParams,
 };
-use chorus_proto::llama::{NativeCompletion, NativeCompletionEnd, NativeCompletionRequest};
+use chorus_proto::llama::{
+    NativeCompletion, NativeCompletionEnd, NativeCompletionRequest, TokenProbability, TopProbability,
+};
 use chorus_proto::openai::ErrorResponse;
 use futures::StreamExt;
 use futures::stream::select_all;
@@ -59,6 +61,10 @@ pub(crate) async fn create(
         Some(n) => Some(u32::try_from(n).map_err(|_| invalid("n_predict", "n_predict is too large"))?),
     };
     let sampling = sampling(engine, &model, &req, &state.config.sampling).await?;
+    let max_probs = chorus_engine::request::MAX_TOP_LOGPROBS;
+    if req.n_probs.is_some_and(|n| n > max_probs) {
+        return Err(invalid("n_probs", format!("n_probs must be from 0 to {max_probs}")));
+    }
     let mut generations = Vec::with_capacity(prompts.len());
     let mut texts = Vec::with_capacity(prompts.len());
     for prompt in prompts {
@@ -78,6 +84,7 @@ pub(crate) async fn create(
         request.cache_prompt = req.cache_prompt.unwrap_or(true);
         request.response_format = req.json_schema.clone().map_or(ResponseFormat::Text, ResponseFormat::JsonSchema);
         request.return_tokens = true;
+        request.logprobs = req.n_probs.filter(|&n| n > 0);
         generations.push(engine.generate(Some(&model), request).await?);
         if let Some(ids) = ids {
             texts.push(engine.detokenize(Some(&model), &ids).await?);
@@ -92,6 +99,7 @@ pub(crate) async fn create(
     for (index, (generation, prompt)) in generations.into_iter().zip(texts).enumerate() {
         let done = generation.collect().await?;
         let mut answer = end.answer(index as u32, done.text.clone(), &done, prompt);
+        answer.completion_probabilities = probabilities(&done.tokens);
         if !req.return_tokens {
             answer.tokens.clear();
         }
@@ -128,6 +136,7 @@ impl EndInfo {
             content,
             tokens: done.tokens.iter().map(|t| t.id).collect(),
             stop: true,
+            completion_probabilities: None,
             end: Some(NativeCompletionEnd {
                 model: self.model.clone(),
                 tokens_predicted: u.completion_tokens,
@@ -153,7 +162,7 @@ fn streamed(state: AppState, generations: Vec<GenerationStream>, prompts: Vec<St
     let mut merged = select_all(generations.into_iter().enumerate().map(|(i, g)| g.map(move |e| (i, e))));
     let events = async_stream::stream! {
         // Per prompt: the tokens since the last event, the text so far, the stop word.
-        let mut pending: Vec<Vec<i32>> = vec![Vec::new(); n];
+        let mut pending: Vec<Vec<SampledToken>> = vec![Vec::new(); n];
         let mut texts: Vec<String> = vec![String::new(); n];
         let mut words: Vec<Option<String>> = vec![None; n];
         while open > 0 {
@@ -167,10 +176,17 @@ fn streamed(state: AppState, generations: Vec<GenerationStream>, prompts: Vec<St
             match event {
                 Some((i, GenerationEvent::Text(t))) => {
                     texts[i].push_str(&t);
-                    let tokens = std::mem::take(&mut pending[i]);
-                    yield sse::json(&NativeCompletion { index: i as u32, content: t, tokens, stop: false, end: None });
+                    let sampled = std::mem::take(&mut pending[i]);
+                    yield sse::json(&NativeCompletion {
+                        index: i as u32,
+                        content: t,
+                        tokens: sampled.iter().map(|t| t.id).collect(),
+                        stop: false,
+                        completion_probabilities: probabilities(&sampled),
+                        end: None,
+                    });
                 }
-                Some((i, GenerationEvent::Detail(Detail::Token(t)))) => pending[i].push(t.id),
+                Some((i, GenerationEvent::Detail(Detail::Token(t)))) => pending[i].push(t),
                 Some((i, GenerationEvent::Detail(Detail::StopWord(w)))) => words[i] = Some(w),
                 Some((_, GenerationEvent::ToolCalls(_))) => {}
                 Some((i, GenerationEvent::Done { finish_reason, usage })) => {
@@ -197,6 +213,34 @@ fn streamed(state: AppState, generations: Vec<GenerationStream>, prompts: Vec<St
         }
     };
     sse::response(events)
+}
+
+/// `completion_probabilities` of these tokens; `None` when they carry none (no `n_probs`).
+fn probabilities(tokens: &[SampledToken]) -> Option<Vec<TokenProbability>> {
+    let text = |piece: &[u8]| String::from_utf8_lossy(piece).into_owned();
+    let out: Vec<TokenProbability> = tokens
+        .iter()
+        .filter_map(|t| {
+            let lp = t.logprobs.as_ref()?;
+            Some(TokenProbability {
+                id: t.id,
+                token: text(&t.piece),
+                logprob: f64::from(lp.logprob),
+                bytes: t.piece.clone(),
+                top_logprobs: lp
+                    .top
+                    .iter()
+                    .map(|a| TopProbability {
+                        id: a.id,
+                        token: text(&a.piece),
+                        logprob: f64::from(a.logprob),
+                        bytes: a.piece.clone(),
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    (!out.is_empty()).then_some(out)
 }
 
 fn invalid(param: &str, message: impl Into<String>) -> ApiError {

@@ -3,10 +3,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use chorus_engine::{FinishReason, GenerationEvent, GenerationStream, Usage};
+use chorus_engine::{Detail, FinishReason, GenerationEvent, GenerationStream, Usage};
 use chorus_proto::openai::{
     self as wire, AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
-    ChunkChoice, ChunkUsage, Delta, ErrorResponse, ObjectType, Role,
+    ChoiceLogprobs, ChunkChoice, ChunkUsage, Delta, ErrorResponse, ObjectType, Role,
 };
 use futures::StreamExt;
 
@@ -45,6 +45,7 @@ pub(super) async fn create(
     let plan = convert::chat(req, &state.config)?;
     let (model, route) =
         state.engine.pick(plan.model.as_deref(), &plan.request.prompt, plan.category.as_deref()).await?;
+    let wants_logprobs = plan.request.logprobs.is_some();
     let generation = state.engine.generate(Some(&model), plan.request).await?;
     let meta = ResponseMeta::new("chatcmpl", model);
     if plan.stream {
@@ -66,7 +67,14 @@ pub(super) async fn create(
             index: 0,
             message: AssistantMessage { role: Role::Assistant, content, refusal: None, tool_calls },
             finish_reason: finish(done.finish_reason),
-            logprobs: None,
+            logprobs: if wants_logprobs {
+                Some(
+                    super::logprobs_wire(&done.tokens)
+                        .unwrap_or(ChoiceLogprobs { content: Some(Vec::new()), refusal: None }),
+                )
+            } else {
+                None
+            },
         }],
         usage: usage_wire(done.usage),
         system_fingerprint: Some(meta.fingerprint),
@@ -95,6 +103,8 @@ fn stream(state: AppState, meta: ResponseMeta, mut generation: GenerationStream,
     let events = async_stream::stream! {
         let first = Delta { role: Some(Role::Assistant), content: Some(String::new()), tool_calls: None };
         yield sse::json(&meta.chunk(first, None, include_usage));
+        // Tokens (with logprobs, when asked) since the last content chunk.
+        let mut pending = Vec::new();
         loop {
             let event = tokio::select! {
                 event = generation.next() => event,
@@ -106,10 +116,12 @@ fn stream(state: AppState, meta: ResponseMeta, mut generation: GenerationStream,
             match event {
                 Some(GenerationEvent::Text(text)) => {
                     let delta = Delta { content: Some(text), ..Delta::default() };
-                    yield sse::json(&meta.chunk(delta, None, include_usage));
+                    let mut chunk = meta.chunk(delta, None, include_usage);
+                    chunk.choices[0].logprobs = super::logprobs_wire(&std::mem::take(&mut pending));
+                    yield sse::json(&chunk);
                 }
-                // Not asked for.
-                Some(GenerationEvent::Detail(_)) => {}
+                Some(GenerationEvent::Detail(Detail::Token(t))) => pending.push(t),
+                Some(GenerationEvent::Detail(Detail::StopWord(_))) => {}
                 Some(GenerationEvent::ToolCalls(calls)) => {
                     let chunks = tool_calls_wire(&calls)
                         .into_iter()

@@ -28,6 +28,13 @@ pub(crate) struct Plan {
 /// (`--temp`, `--seed`, `--n-predict`).
 pub(crate) fn chat(req: ChatCompletionRequest, config: &crate::ServerConfig) -> Result<Plan, ApiError> {
     check_n(req.n)?;
+    let logprobs = match (req.logprobs, req.top_logprobs) {
+        (Some(true), n) => Some(top_logprobs(n)?),
+        (_, Some(n)) if n > 0 => {
+            return Err(ApiError::invalid(Some("top_logprobs".to_owned()), "top_logprobs needs logprobs: true"));
+        }
+        _ => None,
+    };
     let (stream, include_usage) = stream_flags(req.stream, req.stream_options.as_ref())?;
     let messages = messages(req.messages)?;
     if messages.is_empty() {
@@ -57,10 +64,20 @@ pub(crate) fn chat(req: ChatCompletionRequest, config: &crate::ServerConfig) -> 
             cache_prompt: req.cache_prompt.unwrap_or(true),
             keep_alive: keep_alive(req.keep_alive.as_ref())?,
             return_tokens: false,
+            logprobs,
         },
         stream,
         include_usage,
     })
+}
+
+/// `top_logprobs` (absent: 0), 0 to 20.
+fn top_logprobs(n: Option<i64>) -> Result<u32, ApiError> {
+    let max = i64::from(chorus_engine::request::MAX_TOP_LOGPROBS);
+    match n.unwrap_or(0) {
+        n @ 0.. if n <= max => Ok(n as u32),
+        _ => Err(ApiError::invalid(Some("top_logprobs".to_owned()), format!("top_logprobs must be from 0 to {max}"))),
+    }
 }
 
 /// OpenAI's `tool_choice` in the engine's terms; absent is `auto`.

@@ -40,6 +40,34 @@ pub(crate) fn routes() -> Router<AppState> {
     router
 }
 
+/// OpenAI's `logprobs` of a choice from the sampled tokens: `None` when none carries them
+/// (the request did not ask).
+pub(crate) fn logprobs_wire(tokens: &[chorus_engine::SampledToken]) -> Option<chorus_proto::openai::ChoiceLogprobs> {
+    use chorus_proto::openai::{ChoiceLogprobs, TokenLogprob, TopLogprob};
+    let text = |piece: &[u8]| String::from_utf8_lossy(piece).into_owned();
+    let content = tokens
+        .iter()
+        .filter_map(|t| {
+            let lp = t.logprobs.as_ref()?;
+            Some(TokenLogprob {
+                token: text(&t.piece),
+                logprob: f64::from(lp.logprob),
+                bytes: Some(t.piece.clone()),
+                top_logprobs: lp
+                    .top
+                    .iter()
+                    .map(|a| TopLogprob {
+                        token: text(&a.piece),
+                        logprob: f64::from(a.logprob),
+                        bytes: Some(a.piece.clone()),
+                    })
+                    .collect(),
+            })
+        })
+        .collect::<Vec<_>>();
+    (!content.is_empty()).then_some(ChoiceLogprobs { content: Some(content), refusal: None })
+}
+
 /// llama-server's `timings` of a generation.
 pub(crate) fn timings_wire(u: &chorus_engine::Usage) -> chorus_proto::llama::Timings {
     chorus_proto::llama::Timings::new(
