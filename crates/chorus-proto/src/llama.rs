@@ -434,3 +434,13 @@ pub struct TopProbability {
     /// Its bytes.
     pub bytes: Vec<u8>,
 }
+
+/// The answer of `POST /v1/chat/completions/input_tokens` (llama-server's token count of a chat
+/// completion request, after OpenAI's Responses `input_tokens`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InputTokens {
+    /// Always `response.input_tokens`.
+    pub object: String,
+    /// Tokens the request's prompt takes, rendered by the chat template with its tools.
+    pub input_tokens: u32,
+}

@@ -74,6 +74,14 @@ async fn props_apply_template_and_routes_without_v1() {
         post(url, "/apply-template", json!({"messages": [{"role": "user", "content": "Hello there"}]})).await;
     assert_eq!(status, 200, "{rendered}");
     assert_eq!(rendered["prompt"], "<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n");
+    // The count is the rendered prompt's tokens.
+    let (_, rendered_ids) = post(url, "/tokenize", json!({"content": rendered["prompt"]})).await;
+    for path in ["/v1/chat/completions/input_tokens", "/chat/completions/input_tokens"] {
+        let (status, count) = post(url, path, json!({"messages": [{"role": "user", "content": "Hello there"}]})).await;
+        assert_eq!(status, 200, "{count}");
+        assert_eq!(count["object"], "response.input_tokens");
+        assert_eq!(count["input_tokens"].as_u64().unwrap() as usize, rendered_ids["tokens"].as_array().unwrap().len());
+    }
     let (status, err) = post(url, "/apply-template", json!({"messages": []})).await;
     assert_eq!(status, 400);
     assert_eq!(err["error"]["param"], "messages");

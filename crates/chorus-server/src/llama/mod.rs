@@ -1,7 +1,7 @@
 //! llama-server's native endpoints that its clients use besides the OpenAI ones, with its
 //! field names (llama.cpp `tools/server/README.md`, "API Endpoints"): `POST /completion`
-//! ([`completion`]), `POST /tokenize`, `POST /detokenize`, `POST /apply-template` and
-//! `GET /props`. They answer for the server's
+//! ([`completion`]), `POST /tokenize`, `POST /detokenize`, `POST /apply-template`,
+//! `POST /v1/chat/completions/input_tokens` and `GET /props`. They answer for the server's
 //! default model unless the body names another (`model`, a chorus addition). The slot
 //! actions are in `crate::slots`.
 
@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use chorus_engine::{ModelInfo, SamplingParams};
 use chorus_proto::llama::{
-    ApplyTemplateResponse, DetokenizeRequest, DetokenizeResponse, GenerationSettings, Modalities, Piece, Props,
-    SamplingSettings, TokenizeRequest, TokenizeResponse, TokenizedToken,
+    ApplyTemplateResponse, DetokenizeRequest, DetokenizeResponse, GenerationSettings, InputTokens, Modalities, Piece,
+    Props, SamplingSettings, TokenizeRequest, TokenizeResponse, TokenizedToken,
 };
 use chorus_proto::openai::{ChatCompletionRequest, ErrorResponse};
 use utoipa::OpenApi;
@@ -25,7 +25,7 @@ use crate::{ApiError, AppState};
 
 /// The OpenAPI description of [`routes`].
 #[derive(OpenApi)]
-#[openapi(paths(completion::create, tokenize, detokenize, apply_template, props))]
+#[openapi(paths(completion::create, tokenize, detokenize, apply_template, input_tokens, props))]
 pub(crate) struct ApiDoc;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -34,6 +34,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/apply-template", post(apply_template))
+        .route("/v1/chat/completions/input_tokens", post(input_tokens))
+        .route("/chat/completions/input_tokens", post(input_tokens))
         .route("/props", get(props))
 }
 
@@ -122,6 +124,33 @@ pub(crate) async fn apply_template(
     let plan = chat_plan(req, &state.config)?;
     let prompt = state.engine.apply_template(plan.model.as_deref(), plan.request).await?;
     Ok(Json(ApplyTemplateResponse { prompt }))
+}
+
+/// Count a chat request's prompt tokens (llama-server)
+///
+/// The tokens a chat completion request's prompt takes on its model (`messages` and `tools`
+/// rendered by the chat template, as `/v1/chat/completions` renders them); nothing is
+/// generated. Also served without `/v1`.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions/input_tokens",
+    operation_id = "countChatInputTokens",
+    tag = "llama",
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The count", body = InputTokens),
+        (status = 400, description = "Invalid messages or tools, or a model without a chat template", body = ErrorResponse),
+        (status = 404, description = "No such model (`model_not_found`)", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn input_tokens(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<ChatCompletionRequest>,
+) -> Result<Json<InputTokens>, ApiError> {
+    let plan = chat_plan(req, &state.config)?;
+    let lease = state.engine.lease(plan.model.as_deref(), None).await?;
+    let input_tokens = chorus_engine::Engine::prompt_tokens(&lease, plan.request)?;
+    Ok(Json(InputTokens { object: "response.input_tokens".into(), input_tokens }))
 }
 
 /// Server properties (llama-server)
