@@ -125,11 +125,14 @@ def chorus_binary() -> Path:
 
 
 @contextmanager
-def start_server(model: Path, extra_args: Sequence[str], server_dir: Path) -> Iterator[str]:
+def start_server(
+    model: Path, extra_args: Sequence[str], server_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """Runs `chorus serve --model MODEL EXTRA_ARGS` and yields its base URL, e.g.
     http://127.0.0.1:PORT. It listens on `--port 0`, keeps its session store and data dir in `server_dir`
     and opens no control socket, so a test run never touches the user's data dir or a server
-    the user runs; its stderr goes to `server_dir/chorus-serve.stderr`. On exit it gets SIGTERM
+    the user runs; its stderr goes to `server_dir/chorus-serve.stderr`; `env` is added to its
+    environment. On exit it gets SIGTERM
     and must exit with status 0 within 30 seconds, having printed nothing on stdout but the
     listening line."""
     binary = chorus_binary()
@@ -151,6 +154,7 @@ def start_server(model: Path, extra_args: Sequence[str], server_dir: Path) -> It
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
+            env={**os.environ, **(env or {})},
         )
     lines: "queue.Queue[str | None]" = queue.Queue()
     pump = threading.Thread(target=_pump_stdout, args=(proc.stdout, lines), daemon=True)

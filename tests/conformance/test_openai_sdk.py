@@ -148,6 +148,50 @@ def test_chat_completion_logprobs(client: openai.OpenAI, model_id: str) -> None:
     assert err.value.body["param"] == "top_logprobs"
 
 
+def test_chat_completion_n_choices(client: openai.OpenAI, model_id: str) -> None:
+    """`n=2`: two choices, indexed, each with its own answer; the prompt counted once. A seed
+    makes each choice reproducible (choice i samples with seed + i)."""
+    def two() -> ChatCompletion:
+        return client.chat.completions.create(
+            model=model_id, messages=MESSAGES, max_tokens=8, n=2, seed=7, temperature=1.0, logprobs=True
+        )
+
+    resp = two()
+    assert [c.index for c in resp.choices] == [0, 1]
+    for c in resp.choices:
+        assert c.message.role == "assistant" and isinstance(c.message.content, str)
+        assert c.finish_reason in FINISH_REASONS
+        assert c.logprobs is not None and c.logprobs.content is not None
+    alone = client.chat.completions.create(model=model_id, messages=MESSAGES, max_tokens=8, seed=7, temperature=1.0)
+    assert resp.usage is not None and resp.usage.prompt_tokens == alone.usage.prompt_tokens
+    assert resp.usage.completion_tokens == sum(len(c.logprobs.content) for c in resp.choices)
+    assert resp.choices[0].message.content == alone.choices[0].message.content
+    assert [c.message.content for c in two().choices] == [c.message.content for c in resp.choices]
+
+    # Streamed: every chunk names its choice; each choice ends once; one usage chunk at the end.
+    stream = client.chat.completions.create(
+        model=model_id, messages=MESSAGES, max_tokens=8, n=2, seed=7, temperature=1.0,
+        stream=True, stream_options={"include_usage": True},
+    )
+    chunks: List[ChatCompletionChunk] = list(stream)
+    texts = {0: "", 1: ""}
+    finished = []
+    for chunk in chunks[:-1]:
+        assert len(chunk.choices) == 1
+        choice = chunk.choices[0]
+        texts[choice.index] += choice.delta.content or ""
+        if choice.finish_reason:
+            finished.append(choice.index)
+    assert sorted(finished) == [0, 1]
+    assert [texts[0], texts[1]] == [c.message.content for c in resp.choices]
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == resp.usage.completion_tokens
+
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=model_id, messages=MESSAGES, max_tokens=2, n=0)
+    assert err.value.body["param"] == "n"
+
+
 # --- completions ------------------------------------------------------------------------
 
 
@@ -162,6 +206,19 @@ def test_completion(client: openai.OpenAI, model_id: str) -> None:
     assert isinstance(choice.text, str)
     assert choice.finish_reason in FINISH_REASONS
     assert_usage(resp.usage, 8, choice.finish_reason)
+
+
+def test_completion_n_choices_of_two_prompts(client: openai.OpenAI, model_id: str) -> None:
+    """Two prompts, `n=2`: four choices, prompt p's j-th at index 2p + j, as OpenAI orders them."""
+    resp = client.completions.create(
+        model=model_id, prompt=["Once upon a time", "The answer is"], max_tokens=4, n=2, temperature=0
+    )
+    assert [c.index for c in resp.choices] == [0, 1, 2, 3]
+    assert resp.choices[0].text == resp.choices[1].text and resp.choices[2].text == resp.choices[3].text
+    one = client.completions.create(model=model_id, prompt=["Once upon a time", "The answer is"], max_tokens=4, temperature=0)
+    assert [c.text for c in one.choices] == [resp.choices[0].text, resp.choices[2].text]
+    assert resp.usage.prompt_tokens == one.usage.prompt_tokens
+    assert resp.usage.completion_tokens == 2 * one.usage.completion_tokens
 
 
 def test_completion_two_prompts(client: openai.OpenAI, model_id: str) -> None:

@@ -229,6 +229,10 @@ pub(crate) struct ServeArgs {
     /// character agent seed connects to ws://HOST:8765); off unless given.
     #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "8765")]
     pub(crate) character_port: Option<u16>,
+    /// Also serve Ollama's API (with the OpenAI routes) on this port, on the same host, for
+    /// clients that assume Ollama's address (`http://localhost:11434`); off unless given.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "11434")]
+    pub(crate) ollama_port: Option<u16>,
     /// Answer `GET /slots` with 501, as llama-server's `--no-slots`.
     #[arg(long)]
     pub(crate) no_slots: bool,

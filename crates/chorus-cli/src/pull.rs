@@ -3,8 +3,11 @@
 //! serves the model at once), else downloaded here into the hub cache (a download that broke
 //! off resumes) and saved in `DATA_DIR/models.toml`, so `chorus serve` serves it.
 //!
-//! [`HubPuller`] is the engine's puller behind that endpoint: the same download, then the
-//! model registered in the pool with the spec a `--model hf:…` flag would get, and saved.
+//! [`HubPuller`] is the engine's puller behind that endpoint and Ollama's `/api/pull`: the
+//! same download, then the model registered in the pool with the spec a `--model hf:…` flag
+//! would get, and saved. It also takes Ollama's names of hub repositories,
+//! `hf.co/OWNER/REPO[:QUANT]` (the file of that quantization, registered under that name), and
+//! removes (`/api/delete`) and copies (`/api/copy`) the models it saved.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -111,7 +114,7 @@ async fn through_server(client: &Client, source: &ModelSource, file: &HubFile, i
                 }
                 shown = Some(shown.map_or(completed, |before| before.max(completed)));
             }
-            "verifying sha256 digest" => bar.finish(),
+            "verifying sha256 digest" | "verifying size" => bar.finish(),
             "success" => {
                 bar.finish();
                 let id = event.model.unwrap_or_default();
@@ -202,8 +205,25 @@ impl HubPuller {
         id: Option<String>,
         progress: mpsc::UnboundedSender<PullUpdate>,
     ) -> Result<String, PullError> {
-        let (source, file) = hub_source(&text).map_err(|message| PullError::Invalid { param: "source", message })?;
-        let id = id.unwrap_or_else(|| default_id(&file));
+        let (source, file, ollama_id) = match chorus_hub::parse_ollama_name(&text) {
+            Some((repo, quant)) => {
+                let file =
+                    chorus_hub::resolve_ollama_name(&repo, quant.as_deref(), &self.hub).await.map_err(|e| match e {
+                        chorus_hub::HubError::NotFound { .. } => {
+                            PullError::Invalid { param: "source", message: e.to_string() }
+                        }
+                        other => PullError::Failed(other.to_string()),
+                    })?;
+                let id = text.strip_suffix(":latest").unwrap_or(&text).to_owned();
+                (ModelSource::Hub(file.clone()), file, Some(id))
+            }
+            None => {
+                let (source, file) =
+                    hub_source(&text).map_err(|message| PullError::Invalid { param: "source", message })?;
+                (source, file, None)
+            }
+        };
+        let id = id.or(ollama_id).unwrap_or_else(|| default_id(&file));
         crate::registry::check_id(&id).map_err(|message| PullError::Invalid { param: "id", message })?;
         let canonical = source.to_string();
         let taken = |other: &str| {
@@ -274,6 +294,71 @@ impl HubPuller {
     }
 }
 
+impl HubPuller {
+    /// [`ModelPuller::remove`]: only a model this puller saved (in `DATA_DIR/models.toml`)
+    /// is removed; its hub file is deleted from the cache when no other model uses it.
+    async fn remove_saved(self, name: String) -> Result<String, PullError> {
+        let id = self.pool.resolve(&name).map_err(|_| PullError::NotFound(name.clone()))?;
+        let failed = |e: anyhow::Error| PullError::Failed(format!("{e:#}"));
+        let saved = saved::load(&self.data_dir).map_err(failed)?;
+        if !saved.iter().any(|e| e.id.as_deref() == Some(&id)) {
+            return Err(PullError::Invalid {
+                param: "model",
+                message: format!(
+                    "`{id}` is served from chorus.toml or a --model flag, not pulled: remove it there and restart the server"
+                ),
+            });
+        }
+        let source = self.pool.states().into_iter().find(|m| m.id == id).map(|m| m.source);
+        saved::remove(&self.data_dir, &id).map_err(failed)?;
+        self.pool.deregister(&id).await.map_err(|e| PullError::Failed(e.to_string()))?;
+        tracing::info!(model = %id, "removed");
+        let Some(source) = source.filter(|s| s.starts_with(chorus_hub::HUB_PREFIX)) else { return Ok(id) };
+        let still_used = self.pool.states().iter().any(|m| m.source == source)
+            || saved::load(&self.data_dir).map_err(failed)?.iter().any(|e| e.source.as_deref() == Some(&source));
+        if !still_used && let Ok(parsed) = source.parse::<ModelSource>() {
+            match chorus_hub::remove_cached(&self.hub.cache_dir, &parsed) {
+                Ok(bytes) => tracing::info!(%source, bytes, "deleted the downloaded file"),
+                Err(e) => tracing::warn!(%source, error = %e, "could not delete the downloaded file"),
+            }
+        }
+        Ok(id)
+    }
+
+    /// [`ModelPuller::copy`]: the source's saved entry (or its source alone) under the new id.
+    async fn copy_saved(self, source: String, destination: String) -> Result<String, PullError> {
+        let id = self.pool.resolve(&source).map_err(|_| PullError::NotFound(source.clone()))?;
+        crate::registry::check_id(&destination)
+            .map_err(|message| PullError::Invalid { param: "destination", message })?;
+        if self.pool.resolve(&destination).is_ok() {
+            return Err(PullError::Conflict(format!(
+                "the name `{destination}` is taken already; delete it first or copy to another name"
+            )));
+        }
+        let failed = |e: anyhow::Error| PullError::Failed(format!("{e:#}"));
+        let saved = saved::load(&self.data_dir).map_err(failed)?;
+        let state = self.pool.states().into_iter().find(|m| m.id == id).ok_or(PullError::NotFound(source.clone()))?;
+        let base = saved
+            .into_iter()
+            .find(|e| e.id.as_deref() == Some(&id))
+            .unwrap_or_else(|| ModelEntry { source: Some(state.source.clone()), ..ModelEntry::default() });
+        let entry = ModelEntry { id: Some(destination.clone()), aliases: Vec::new(), preload: false, ..base };
+        let budget = self.pool.config().memory_budget;
+        let spec = crate::registry::spec(&self.args, &entry, &self.metrics, &self.data_dir, &self.hub, budget)
+            .await
+            .map_err(|e| PullError::Failed(format!("`{id}` cannot be copied: {e:#}")))?;
+        self.pool.register(spec).map_err(|e| match e {
+            PoolError::Duplicate(_) => PullError::Conflict(e.to_string()),
+            other => PullError::Failed(other.to_string()),
+        })?;
+        saved::add(&self.data_dir, &entry).map_err(|e| {
+            PullError::Failed(format!("`{destination}` is served now but was not saved for the next start: {e:#}"))
+        })?;
+        tracing::info!(model = %destination, from = %id, "copied");
+        Ok(destination)
+    }
+}
+
 impl ModelPuller for HubPuller {
     fn pull(
         &self,
@@ -282,6 +367,14 @@ impl ModelPuller for HubPuller {
         progress: mpsc::UnboundedSender<PullUpdate>,
     ) -> BoxFuture<'static, Result<String, PullError>> {
         self.clone().pull_and_register(source, id, progress).boxed()
+    }
+
+    fn remove(&self, name: String) -> BoxFuture<'static, Result<String, PullError>> {
+        self.clone().remove_saved(name).boxed()
+    }
+
+    fn copy(&self, source: String, destination: String) -> BoxFuture<'static, Result<String, PullError>> {
+        self.clone().copy_saved(source, destination).boxed()
     }
 }
 

@@ -303,6 +303,7 @@ pub(crate) async fn spec(
                 keep_alive,
                 pinned: entry.pinned,
                 estimate: 0,
+                facts: None,
                 loader: Arc::new(UpstreamLoader(config)),
             })
         }
@@ -320,6 +321,7 @@ pub(crate) async fn spec(
                     pinned: entry.pinned,
                     // The weights as f32 in memory, and activations of a batch of 32.
                     estimate: weights + (64 << 20),
+                    facts: None,
                     loader: Arc::new(BertLoader { dir: local.to_path_buf(), id }),
                 });
             }
@@ -335,6 +337,7 @@ pub(crate) async fn spec(
                 ModelSource::Hub(_) => chorus_hub::resolve(&parsed, &offline, &mut chorus_hub::NoProgress).await.ok(),
             };
             let (mut estimate, mut embedding, mut fim, mut chat) = (0, config.embeddings, false, true);
+            let mut facts = None;
             if let Some(path) = cached {
                 config.model_path = path;
                 let probe = config.clone();
@@ -348,6 +351,7 @@ pub(crate) async fn spec(
                 embedding = e.embedding;
                 fim = e.fim;
                 chat = e.chat_template;
+                facts = Some(Arc::new(e.facts));
             }
             let id = entry.id.clone().unwrap_or_else(|| match &parsed {
                 ModelSource::Local(p) => stem(p),
@@ -370,6 +374,7 @@ pub(crate) async fn spec(
                 keep_alive,
                 pinned: entry.pinned,
                 estimate,
+                facts,
                 loader: Arc::new(GgufLoader { source: parsed, config, hub: hub.clone(), metrics: Arc::clone(metrics) }),
             })
         }

@@ -4,7 +4,9 @@
 //! `chorus serve` serves them after a restart; an entry that no longer works (its file
 //! deleted, its id taken by a flag) is skipped with a warning rather than stopping the server.
 //!
-//! Entries are appended, so whatever a person edited in the file stays as it was.
+//! Entries are appended, so whatever a person edited in the file stays as it was; removing
+//! one (Ollama's `/api/delete`) edits the document in place (`toml_edit`), keeping the rest
+//! of it, comments included.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -100,6 +102,46 @@ pub(crate) fn add(data_dir: &Path, entry: &ModelEntry) -> Result<Added> {
     Ok(Added::New)
 }
 
+/// Remove the entry whose `id` is `id` from `DATA_DIR/models.toml`, keeping the rest of the
+/// file as it is; false when no entry has that id. The new text replaces the file atomically
+/// (written beside it, synced, renamed).
+///
+/// # Errors
+/// The file cannot be read, parsed or written.
+pub(crate) fn remove(data_dir: &Path, id: &str) -> Result<bool> {
+    let path = path(data_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut doc: toml_edit::DocumentMut =
+        text.parse().with_context(|| format!("{} is not valid TOML; fix it", path.display()))?;
+    let Some(models) = doc.get_mut("models").and_then(toml_edit::Item::as_array_of_tables_mut) else {
+        return Ok(false);
+    };
+    let Some(index) = models.iter().position(|t| t.get("id").and_then(toml_edit::Item::as_str) == Some(id)) else {
+        return Ok(false);
+    };
+    // The file's header comment is the first table's prefix: it stays with the new first one.
+    let prefix = models.get(index).and_then(|t| t.decor().prefix().cloned());
+    models.remove(index);
+    if index == 0
+        && let (Some(prefix), Some(first)) = (prefix, models.get_mut(0))
+    {
+        first.decor_mut().set_prefix(prefix);
+    }
+    let partial = path.with_extension("toml.partial");
+    std::fs::File::create(&partial)
+        .and_then(|mut file| {
+            file.write_all(doc.to_string().as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(true)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -131,5 +173,25 @@ mod tests {
         assert_eq!(entries[0].id.as_deref(), Some("tiny"));
         assert_eq!(entries[0].ctx_size, Some(4096));
         assert_eq!(entries[1].source.as_deref(), Some("/models/other.gguf"));
+    }
+
+    #[test]
+    fn an_entry_is_removed_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!remove(dir.path(), "tiny").unwrap());
+        for id in ["one", "two"] {
+            let entry =
+                ModelEntry { id: Some(id.into()), source: Some(format!("/m/{id}.gguf")), ..ModelEntry::default() };
+            add(dir.path(), &entry).unwrap();
+        }
+        let file = path(dir.path());
+        let edited = std::fs::read_to_string(&file).unwrap() + "# a note of mine\n";
+        std::fs::write(&file, edited).unwrap();
+        assert!(remove(dir.path(), "one").unwrap());
+        assert!(!remove(dir.path(), "one").unwrap());
+        let entries = load(dir.path()).unwrap();
+        assert_eq!(entries.iter().map(|e| e.id.clone().unwrap()).collect::<Vec<_>>(), ["two"]);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with("# Models chorus registered") && text.contains("# a note of mine"), "{text}");
     }
 }

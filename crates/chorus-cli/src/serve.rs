@@ -59,19 +59,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("--character {name}: {e}"))?;
         tracing::info!(character = character.id(), session = %session.id, "character ready");
     }
-    // The seed's port for the characters WebSocket, on the same host and behind the same key.
-    let character_listener = match args.character_port {
-        Some(port) => {
-            let addr = SocketAddr::new(addr.ip(), port);
-            let listener = TcpListener::bind(addr).await.with_context(|| {
-                format!(
-                    "cannot listen on {addr} for --character-port; is another program using it? choose another port"
-                )
-            })?;
-            Some(listener)
-        }
-        None => None,
-    };
+    // The seed's port for the characters WebSocket and Ollama's port, on the same host and
+    // behind the same key.
+    let character_listener = bind_extra(addr, args.character_port, "--character-port").await?;
+    let ollama_listener = bind_extra(addr, args.ollama_port, "--ollama-port").await?;
     // Bound after the model is loaded, so `chorus ctl` never waits on a loading server.
     let control = match &control_socket {
         Some(path) => Some(ControlSocket::bind(path).await?),
@@ -86,27 +77,44 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     if !local.ip().is_loopback() {
         print_qr(&config);
     }
-    let character_port = character_listener.map(|listener| {
-        let app = chorus_server::character_port_app(chorus_server::AppState::new(engine.clone(), config.clone()));
-        if let Ok(local) = listener.local_addr() {
-            tracing::info!(%local, "characters WebSocket listening");
-        }
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
-                tracing::error!(error = %e, "the characters port failed");
-            }
-        })
-    });
+    let state = chorus_server::AppState::new(engine.clone(), config.clone());
+    let extra = [
+        character_listener
+            .map(|l| serve_extra(l, chorus_server::character_port_app(state.clone()), "characters WebSocket")),
+        ollama_listener.map(|l| serve_extra(l, chorus_server::ollama_port_app(state), "Ollama API")),
+    ];
     let pool = engine.clone();
     let served = chorus_server::run_with_control(listener, control, engine, config, shutdown_signal()).await;
     // Every model leaves memory in order: each model thread ends after its step, and its disk
     // thread after the prompt snapshots already queued.
-    if let Some(task) = character_port {
+    for task in extra.into_iter().flatten() {
         task.abort();
     }
     pool.shutdown().await;
     served?;
     Ok(())
+}
+
+/// A second listener on `port` of the main address's host, when `flag` was given.
+async fn bind_extra(addr: SocketAddr, port: Option<u16>, flag: &str) -> Result<Option<TcpListener>> {
+    let Some(port) = port else { return Ok(None) };
+    let addr = SocketAddr::new(addr.ip(), port);
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for {flag}; is another program using it? choose another port")
+    })?;
+    Ok(Some(listener))
+}
+
+/// Serve `app` on a second listener until shutdown; its task, aborted once the main server ends.
+fn serve_extra(listener: TcpListener, app: axum::Router, what: &'static str) -> tokio::task::JoinHandle<()> {
+    if let Ok(local) = listener.local_addr() {
+        tracing::info!(%local, "{what} listening");
+    }
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
+            tracing::error!(error = %e, "the {what} port failed");
+        }
+    })
 }
 
 /// The QR code phones scan to open the web UI, on stderr (stdout keeps its one line).

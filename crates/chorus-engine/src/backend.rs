@@ -1,12 +1,40 @@
 //! The [`Backend`] trait between the engine and a model runtime (llama.cpp in
 //! `chorus-llama`), the facts a backend reports about its model
-//! ([`ModelInfo`]) and its scheduler ([`BackendStats`]), and its errors.
+//! ([`ModelInfo`]) and its scheduler ([`BackendStats`]), what a model file says of itself
+//! before it is loaded ([`ModelFacts`]), and its errors.
 
 use std::path::PathBuf;
 
 use crate::embed::{EmbedReply, EmbedRequest};
 use crate::tools::ToolFormat;
 use crate::{GenerationStream, ValidGenerateRequest};
+
+/// What a model file says of itself, read when the model is registered, without loading its
+/// weights (a GGUF file's metadata): the model's description in Ollama's `/api/tags`,
+/// `/api/show` and `/api/ps` (`details`, `model_info`, `template`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelFacts {
+    /// The file format: `gguf`.
+    pub format: String,
+    /// GGUF `general.architecture` (`qwen2`, `llama`, `gemma3`, …), Ollama's `family`.
+    pub architecture: String,
+    /// GGUF `general.parameter_count`, when the file states it.
+    pub parameter_count: Option<u64>,
+    /// The weights' quantization (`Q4_K_M`, `Q8_0`, `F16`, …) from GGUF `general.file_type`
+    /// (llama.cpp's `llama_ftype`), when the file states it.
+    pub quantization: Option<String>,
+    /// The context length it was trained with, in tokens (`{arch}.context_length`).
+    pub context_length: Option<u32>,
+    /// Its Jinja chat template (`tokenizer.chat_template`), when it has one.
+    pub chat_template: Option<String>,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// When the file was last modified.
+    pub modified: Option<std::time::SystemTime>,
+    /// The file's scalar metadata (strings, numbers, booleans; not the tokenizer's arrays),
+    /// each as the text llama.cpp gives, in file order.
+    pub metadata: Vec<(String, String)>,
+}
 
 /// What the server knows about a loaded model.
 #[derive(Debug, Clone, PartialEq)]
@@ -212,6 +240,16 @@ pub trait Backend: Send + Sync + 'static {
     /// [`BackendError::InvalidPrompt`] are the client's fault;
     /// [`BackendError::Unavailable`] means the model thread is gone.
     fn generate(&self, request: ValidGenerateRequest) -> Result<GenerationStream, BackendError>;
+
+    /// `n` answers to one request (OpenAI's `n`), choice `i` sampled as
+    /// [`ValidGenerateRequest::for_choice`]`(i)`; one stream each, in order. The default
+    /// schedules `n` requests; a backend that can computes the prompt once for all of them.
+    ///
+    /// # Errors
+    /// As [`Backend::generate`].
+    fn generate_choices(&self, request: ValidGenerateRequest, n: u32) -> Result<Vec<GenerationStream>, BackendError> {
+        (0..n).map(|i| self.generate(request.for_choice(i))).collect()
+    }
 
     /// The prompt's length in tokens, rendered and tokenized exactly as [`Backend::generate`]
     /// would; nothing is queued.

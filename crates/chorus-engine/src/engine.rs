@@ -16,7 +16,8 @@ use crate::session::{SessionTable, SessionsConfig};
 use crate::store::{SessionStatus, SessionUpdate, Store, StoreError};
 use crate::tools::ToolCallParser;
 use crate::{
-    Backend, BackendError, BackendStats, GenerateRequest, GenerationStream, Metrics, ModelInfo, ValidationError,
+    Backend, BackendError, BackendStats, GenerateRequest, GenerationStream, MAX_CHOICES, Metrics, ModelInfo,
+    ValidationError,
 };
 use chorus_proto::native::Event;
 use tokio::sync::mpsc;
@@ -156,6 +157,33 @@ impl Engine {
         }
     }
 
+    /// Remove the model named `name` with the engine's puller ([`ModelPuller::remove`]).
+    ///
+    /// # Errors
+    /// [`PullError::NotSupported`] without a puller, else the puller's [`PullError`].
+    pub fn remove_model(&self, name: String) -> futures::future::BoxFuture<'static, Result<String, PullError>> {
+        match self.inner.puller.get() {
+            Some(puller) => puller.remove(name),
+            None => Box::pin(std::future::ready(Err(PullError::NotSupported))),
+        }
+    }
+
+    /// Register the model named `source` again as `destination` with the engine's puller
+    /// ([`ModelPuller::copy`]).
+    ///
+    /// # Errors
+    /// [`PullError::NotSupported`] without a puller, else the puller's [`PullError`].
+    pub fn copy_model(
+        &self,
+        source: String,
+        destination: String,
+    ) -> futures::future::BoxFuture<'static, Result<String, PullError>> {
+        match self.inner.puller.get() {
+            Some(puller) => puller.copy(source, destination),
+            None => Box::pin(std::future::ready(Err(PullError::NotSupported))),
+        }
+    }
+
     /// The model pool.
     pub fn pool(&self) -> &ModelPool {
         &self.inner.pool
@@ -197,25 +225,44 @@ impl Engine {
         model: Option<&str>,
         request: GenerateRequest,
     ) -> Result<GenerationStream, EngineError> {
-        let lease = self.lease(model, request.keep_alive).await?;
-        let stream = Self::generate_on(&lease, request)?;
-        Ok(stream.with_lease(lease))
+        let mut streams = self.generate_choices(model, request, 1).await?;
+        streams.pop().ok_or(EngineError::Backend(BackendError::Unavailable))
     }
 
-    fn generate_on(lease: &Lease, request: GenerateRequest) -> Result<GenerationStream, EngineError> {
+    /// As [`Engine::generate`], for `n` answers to the same request (OpenAI's `n`, 1 to
+    /// [`MAX_CHOICES`]): one stream per choice, in order, whose prompt the backend computes
+    /// once when it can (llama.cpp: the other sequences copy the first one's KV cells).
+    ///
+    /// # Errors
+    /// As [`Engine::generate`]; an `n` out of range is a [`ValidationError`] on `n`.
+    pub async fn generate_choices(
+        &self,
+        model: Option<&str>,
+        request: GenerateRequest,
+        n: u32,
+    ) -> Result<Vec<GenerationStream>, EngineError> {
+        if !(1..=MAX_CHOICES).contains(&n) {
+            return Err(ValidationError::new("n", format!("n must be from 1 to {MAX_CHOICES}")).into());
+        }
+        let lease = Arc::new(self.lease(model, request.keep_alive).await?);
         let backend = lease.backend();
         let info = backend.info();
         if !info.serves.generation {
             return Err(BackendError::generation_unsupported(&info.id, &request.prompt).into());
         }
         // Calls are parsed for the tools the request offers.
-        let parser = request.parses_tool_calls().then(|| ToolCallParser::new(info.tool_format, &request.tools));
+        let parses = request.parses_tool_calls();
+        let tools = request.tools.clone();
         let valid = request.validate(info)?;
-        let stream = backend.generate(valid)?;
-        Ok(match parser {
-            Some(parser) => stream.with_parser(parser),
-            None => stream,
-        })
+        let streams = backend.generate_choices(valid, n)?;
+        Ok(streams
+            .into_iter()
+            .map(|stream| {
+                let stream =
+                    if parses { stream.with_parser(ToolCallParser::new(info.tool_format, &tools)) } else { stream };
+                stream.with_lease(Arc::clone(&lease))
+            })
+            .collect())
     }
 
     /// The tokens `request`'s prompt takes on the leased model (validated and rendered as

@@ -28,7 +28,8 @@ pub mod tools;
 pub mod wire;
 
 pub use backend::{
-    Backend, BackendError, BackendStats, CacheStats, ModelInfo, Serves, SlotAction, SlotActionResult, SlotStats, Token,
+    Backend, BackendError, BackendStats, CacheStats, ModelFacts, ModelInfo, Serves, SlotAction, SlotActionResult,
+    SlotStats, Token,
 };
 pub use embed::{EmbedRequest, EmbeddingInput, Embeddings};
 pub use engine::{Engine, EngineError};
@@ -37,7 +38,9 @@ pub use events::{EventBus, EventFilter, LoggedEvent};
 pub use metrics::Metrics;
 pub use pool::{KeepAlive, Lease, ModelLoader, ModelPool, ModelSpec, ModelState, ModelStatus, PoolConfig, PoolError};
 pub use pull::{ModelPuller, PullError, PullStage, PullUpdate};
-pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError};
+pub use request::{
+    ChatMessage, GenerateRequest, MAX_CHOICES, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError,
+};
 pub use route::{CategoryConfig, RouteDecision, RouteInput, RouteStage, Router, RouterConfig, RouterError};
 pub use session::{
     Agent, Priority, PromptOptions, PromptOutcome, PromptTicket, SessionError, SessionsConfig, device_session_id,

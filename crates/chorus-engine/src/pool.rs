@@ -117,6 +117,8 @@ pub struct ModelSpec {
     /// model that takes no memory here (an upstream). Replaced by what the backend reports
     /// once it is loaded.
     pub estimate: u64,
+    /// What its file says of itself, when it was read at registration (a GGUF file on disk).
+    pub facts: Option<Arc<crate::ModelFacts>>,
     /// What loads it.
     pub loader: Arc<dyn ModelLoader>,
 }
@@ -256,6 +258,8 @@ pub struct ModelState {
     pub last_error: Option<String>,
     /// The backend's description, while loaded.
     pub info: Option<ModelInfo>,
+    /// What its file says of itself ([`ModelSpec::facts`]).
+    pub facts: Option<Arc<crate::ModelFacts>>,
 }
 
 /// Why the pool could not hand out a model.
@@ -337,6 +341,9 @@ struct Entry {
     unloading: bool,
     /// Requests waiting for this model: while any wait, it is not idle (not evicted).
     waiting: usize,
+    /// Taken out of the pool ([`ModelPool::deregister`]): no name leads to it, it is not
+    /// listed, and it does not load again.
+    removed: bool,
 }
 
 struct State {
@@ -468,8 +475,38 @@ impl ModelPool {
             loads: 0,
             unloading: false,
             waiting: 0,
+            removed: false,
         });
         Ok(())
+    }
+
+    /// Take a model out of the pool (Ollama's `/api/delete`): its names are free at once, so
+    /// no new request gets it; a loaded copy is unloaded once the requests using it are done,
+    /// and this resolves when it is out of memory. Its canonical id is returned.
+    ///
+    /// # Errors
+    /// [`PoolError::NotFound`] when no model has that name.
+    pub async fn deregister(&self, name: &str) -> Result<String, PoolError> {
+        let (index, id) = {
+            let mut state = self.lock();
+            let index = *state.names.get(name).ok_or_else(|| PoolError::NotFound(name.into()))?;
+            state.names.retain(|_, i| *i != index);
+            let e = &mut state.models[index];
+            e.removed = true;
+            (index, e.spec.id.clone())
+        };
+        // A load in progress finishes first; then it is unloaded.
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().models[index].status != ModelStatus::Loading {
+                break;
+            }
+            notified.await;
+        }
+        self.unload_index(index).await;
+        Ok(id)
     }
 
     /// The canonical id of a model named by id or alias.
@@ -488,6 +525,7 @@ impl ModelPool {
         state
             .models
             .iter()
+            .filter(|e| !e.removed)
             .map(|e| ModelState {
                 id: e.spec.id.clone(),
                 aliases: e.spec.aliases.clone(),
@@ -503,6 +541,7 @@ impl ModelPool {
                     .map(|at| SystemTime::now() + at.saturating_duration_since(now)),
                 last_error: e.last_error.clone(),
                 info: e.backend.as_ref().map(|b| b.info().clone()),
+                facts: e.spec.facts.clone(),
             })
             .collect()
     }
@@ -608,12 +647,17 @@ impl ModelPool {
     /// # Errors
     /// [`PoolError::NotFound`].
     pub async fn unload(&self, name: &str) -> Result<bool, PoolError> {
-        let index = {
+        let index = *self.lock().names.get(name).ok_or_else(|| PoolError::NotFound(name.into()))?;
+        Ok(self.unload_index(index).await)
+    }
+
+    /// [`Self::unload`] of the model at `index`.
+    async fn unload_index(&self, index: usize) -> bool {
+        {
             let mut state = self.lock();
-            let index = *state.names.get(name).ok_or_else(|| PoolError::NotFound(name.into()))?;
             let e = &mut state.models[index];
             if e.status != ModelStatus::Loaded {
-                return Ok(false);
+                return false;
             }
             if e.in_flight > 0 {
                 // The last lease unloads it.
@@ -622,8 +666,7 @@ impl ModelPool {
             } else {
                 self.start_unload(&mut state, index, UnloadReason::Requested);
             }
-            index
-        };
+        }
         // Wait until it is out of memory.
         loop {
             let notified = self.inner.changed.notified();
@@ -633,7 +676,7 @@ impl ModelPool {
                 let state = self.lock();
                 let e = &state.models[index];
                 if e.status != ModelStatus::Loaded {
-                    return Ok(true);
+                    return true;
                 }
             }
             notified.await;
@@ -943,6 +986,7 @@ mod tests {
             keep_alive: None,
             pinned,
             estimate: bytes,
+            facts: None,
             loader: Arc::new(Arc::clone(&loader)),
         };
         pool.register(spec).unwrap();
@@ -987,6 +1031,7 @@ mod tests {
                 keep_alive: None,
                 pinned: false,
                 estimate,
+                facts: None,
                 loader: Arc::new(Arc::new(Loader {
                     id: id.into(),
                     loads: AtomicUsize::new(0),

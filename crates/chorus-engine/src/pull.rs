@@ -1,5 +1,6 @@
 //! Pulling a model from where the engine cannot see: the [`ModelPuller`] trait, which the
-//! binary implements over its hub client (download, register in the pool, remember it), the
+//! binary implements over its hub client (download, register in the pool, remember it; and
+//! removing and copying what it remembers, Ollama's `/api/delete` and `/api/copy`), the
 //! progress it reports ([`PullUpdate`]) and why a pull fails ([`PullError`]). The engine holds
 //! at most one puller ([`crate::Engine::set_puller`]); an engine without one refuses pulls
 //! with [`PullError::NotSupported`].
@@ -31,6 +32,16 @@ pub struct PullUpdate {
     pub completed: u64,
 }
 
+impl PullUpdate {
+    /// What a [`PullStage::Verifying`] update checks, as Ollama's progress line words it:
+    /// `verifying sha256 digest` when the blob is named by its digest, else `verifying size`
+    /// (the hub's git-style ETag of a small non-LFS file names no SHA-256).
+    #[must_use]
+    pub fn verifying_status(&self) -> &'static str {
+        if self.digest.is_some() { "verifying sha256 digest" } else { "verifying size" }
+    }
+}
+
 /// Why a pull was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PullError {
@@ -48,6 +59,9 @@ pub enum PullError {
     /// The id is registered already for another model.
     #[error("{0}")]
     Conflict(String),
+    /// No registered model has that name.
+    #[error("the model `{0}` does not exist")]
+    NotFound(String),
     /// The download or the registration failed; the message says what to do (a broken-off
     /// download resumes when the pull is repeated).
     #[error("{0}")]
@@ -61,6 +75,7 @@ impl PullError {
             Self::NotSupported => (ErrorClass::NotSupported, None, Some("not_supported")),
             Self::Invalid { param, .. } => (ErrorClass::InvalidRequest, Some(*param), None),
             Self::Conflict(_) => (ErrorClass::Conflict, Some("id"), Some("model_exists")),
+            Self::NotFound(_) => (ErrorClass::NotFound, Some("model"), Some("model_not_found")),
             Self::Failed(_) => (ErrorClass::Unavailable, None, Some("pull_failed")),
         };
         PublicError { class, message: self.to_string(), param: param.map(str::to_owned), code, retry_after: None }
@@ -82,4 +97,20 @@ pub trait ModelPuller: Send + Sync + 'static {
         id: Option<String>,
         progress: UnboundedSender<PullUpdate>,
     ) -> BoxFuture<'static, Result<String, PullError>>;
+
+    /// Take the model named `name` out of the pool and out of what the puller remembers,
+    /// deleting its downloaded file when no other model uses it; resolves to its id.
+    /// The default refuses with [`PullError::NotSupported`].
+    fn remove(&self, name: String) -> BoxFuture<'static, Result<String, PullError>> {
+        let _ = name;
+        Box::pin(std::future::ready(Err(PullError::NotSupported)))
+    }
+
+    /// Register the model named `source` again as `destination` (same file and settings),
+    /// remembered as the pulled ones are; resolves to the new id. The default refuses with
+    /// [`PullError::NotSupported`].
+    fn copy(&self, source: String, destination: String) -> BoxFuture<'static, Result<String, PullError>> {
+        let _ = (source, destination);
+        Box::pin(std::future::ready(Err(PullError::NotSupported)))
+    }
 }

@@ -171,6 +171,9 @@ pub struct GenerateRequest {
 /// The most alternatives [`GenerateRequest::logprobs`] reports (OpenAI's `top_logprobs` limit).
 pub const MAX_TOP_LOGPROBS: u32 = 20;
 
+/// The most choices one request may ask for (OpenAI's `n`: 1 to 128).
+pub const MAX_CHOICES: u32 = 128;
+
 /// The longest `prompt_cache_key`, in bytes.
 pub const MAX_PROMPT_CACHE_KEY: usize = 256;
 
@@ -322,13 +325,21 @@ impl GenerateRequest {
                 format!("tool_choice names the function `{name}`, which is not in `tools`"),
             )),
             ToolChoice::Required | ToolChoice::Function(_) if self.response_format != ResponseFormat::Text => {
+                let param = if matches!(self.response_format, ResponseFormat::Grammar(_)) {
+                    "grammar"
+                } else {
+                    "response_format"
+                };
                 Err(ValidationError::new(
-                    "response_format",
-                    "response_format cannot constrain the answer while tool_choice forces a tool call",
+                    param,
+                    format!("{param} cannot constrain the answer while tool_choice forces a tool call"),
                 ))
             }
             _ => Ok(()),
         }?;
+        if matches!(&self.response_format, ResponseFormat::Grammar(g) if g.trim().is_empty()) {
+            return Err(ValidationError::new("grammar", "grammar must not be empty"));
+        }
         if let ResponseFormat::JsonSchema(schema) = &self.response_format
             && !(schema.is_object() || schema.is_boolean())
         {
@@ -364,6 +375,17 @@ impl ValidGenerateRequest {
     /// Take the request apart.
     pub fn into_inner(self) -> GenerateRequest {
         self.0
+    }
+
+    /// The request of choice `index` of `n` (OpenAI's `n`): the same, with a given `seed`
+    /// moved on by `index`, so the choices differ and each is reproducible.
+    #[must_use]
+    pub fn for_choice(&self, index: u32) -> Self {
+        let mut request = self.clone();
+        if let Some(seed) = request.0.sampling.seed.as_mut() {
+            *seed = seed.wrapping_add(index);
+        }
+        request
     }
 }
 

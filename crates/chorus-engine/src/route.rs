@@ -686,6 +686,7 @@ mod tests {
                 keep_alive: None,
                 pinned: false,
                 estimate: 1,
+                facts: None,
                 loader: Arc::new(NoLoad),
             })
             .expect("register");

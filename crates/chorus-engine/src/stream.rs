@@ -159,8 +159,9 @@ pub struct GenerationStream {
     parser: Option<ToolCallParser>,
     /// Events produced by the parser, given out before the channel is read again.
     ready: VecDeque<GenerationEvent>,
-    /// The model pool's lease on the model, held as long as the stream lives.
-    _lease: Option<crate::pool::Lease>,
+    /// The model pool's lease on the model, held as long as the stream lives (shared by
+    /// the `n` choices of one request).
+    _lease: Option<std::sync::Arc<crate::pool::Lease>>,
     /// The backend sends [`GenerationEvent::ToolCalls`] itself, parsed already: no parser
     /// may run over its text (it would hold content back and could find calls in it again).
     calls_parsed: bool,
@@ -221,7 +222,7 @@ impl GenerationStream {
 
     /// Hold the model's lease until the stream is dropped, so the model stays loaded while
     /// the generation runs and its keep_alive starts when it ends.
-    pub(crate) fn with_lease(mut self, lease: crate::pool::Lease) -> Self {
+    pub(crate) fn with_lease(mut self, lease: std::sync::Arc<crate::pool::Lease>) -> Self {
         self._lease = Some(lease);
         self
     }

@@ -43,6 +43,7 @@ mod inventory;
 pub mod package;
 mod progress;
 mod remote;
+mod repo;
 mod source;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,7 @@ pub use config::{DEFAULT_ENDPOINT, HubConfig, default_cache_dir};
 pub use error::HubError;
 pub use inventory::{CachedModel, PartialDownload, list_cached, list_partial, remove_cached};
 pub use progress::{ChannelProgress, DownloadProgress, NoProgress, PROGRESS_INTERVAL, PullProgress, PullStatus};
+pub use repo::{DEFAULT_QUANT, list_files, parse_ollama_name, pick_quant, resolve_ollama_name};
 pub use source::{DEFAULT_REVISION, HUB_PREFIX, HubFile, ModelSource};
 
 use cache::RepoCache;

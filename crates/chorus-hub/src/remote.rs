@@ -25,7 +25,7 @@ const MAX_RELATIVE_REDIRECTS: usize = 10;
 
 /// Python's `urllib.parse.quote` with `safe=""`: everything but letters,
 /// digits and `-._~` is percent-encoded.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// What the hub says about a file before it is downloaded.
 #[derive(Debug)]

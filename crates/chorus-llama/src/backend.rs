@@ -280,6 +280,41 @@ impl LlamaBackend {
     fn unsupported(&self, request: &GenerateRequest) -> BackendError {
         BackendError::generation_unsupported(&self.info.id, &request.prompt)
     }
+
+    /// The model thread's job for `request` on its prompt `tokens`, and the stream it answers.
+    fn job(
+        &self,
+        mut request: GenerateRequest,
+        tokens: Vec<LlamaToken>,
+    ) -> Result<(Job, GenerationStream), BackendError> {
+        let constraint =
+            tools::constraint(&request.tools, &request.tool_choice, &request.response_format, self.info.tool_format);
+        // A grammar that holds from the first token ends the answer when it is complete (only
+        // end-of-generation is allowed then); a lazy one (`tool_choice: auto`) may never apply,
+        // so `ignore_eos` keeps its meaning there.
+        if constraint.as_ref().is_some_and(|c| c.trigger.is_none()) {
+            request.sampling.ignore_eos = false;
+        }
+        let grammar = constraint.map(|c| crate::grammar::sampler(&self.model, &c)).transpose()?;
+        let (tx, stream) = GenerationStream::channel(tokens.len() as u32);
+        let job = Job {
+            tokens,
+            sampling: request.sampling,
+            grammar,
+            stop: request.stop,
+            max_tokens: request.max_tokens,
+            tx,
+            queued_at: Instant::now(),
+            prompt_cache_key: request.prompt_cache_key,
+            cache_prompt: request.cache_prompt,
+            return_tokens: request.return_tokens,
+            logprobs: request.logprobs,
+            restore: None,
+            disk_checked: false,
+            forks: Vec::new(),
+        };
+        Ok((job, stream))
+    }
 }
 
 /// The prompt cache beyond the slots, sized as the config says (or by `fit` when it does not).
@@ -492,7 +527,89 @@ pub fn estimate(config: &LlamaConfig) -> Result<Estimate, LlamaError> {
     let compute = compute_bytes(config, n_ubatch(config, embedding), model.n_vocab().max(0) as u64, n_embd);
     let fim = !embedding && crate::prompt::has_fim(&model);
     let chat_template = config.chat_template.is_some() || model.chat_template(None).is_ok();
-    Ok(Estimate { bytes: file_bytes + u64::from(n_ctx) * kv + compute, n_ctx, reason, embedding, fim, chat_template })
+    let facts = facts(&model, path, &arch, n_ctx_train);
+    Ok(Estimate {
+        bytes: file_bytes + u64::from(n_ctx) * kv + compute,
+        n_ctx,
+        reason,
+        embedding,
+        fim,
+        chat_template,
+        facts,
+    })
+}
+
+/// What a GGUF file says of itself, from the metadata of its vocabulary-only load.
+fn facts(model: &LlamaModel, path: &std::path::Path, arch: &str, n_ctx_train: u32) -> chorus_engine::ModelFacts {
+    let file = std::fs::metadata(path).ok();
+    let mut metadata = Vec::new();
+    for i in 0..model.meta_count() {
+        let Ok(key) = model.meta_key_by_index(i) else { continue };
+        // The tokenizer's arrays (vocabulary, merges, scores) are not the model's description.
+        if key.starts_with("tokenizer.ggml.") && key != "tokenizer.ggml.model" && key != "tokenizer.ggml.pre" {
+            continue;
+        }
+        if key == "tokenizer.chat_template" {
+            continue;
+        }
+        match model.meta_val_str_by_index(i) {
+            Ok(value) if !(value.starts_with('[') && value.len() > 1024) => metadata.push((key, value)),
+            _ => {}
+        }
+    }
+    let value = |key: &str| metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    chorus_engine::ModelFacts {
+        format: "gguf".to_owned(),
+        architecture: arch.to_owned(),
+        parameter_count: value("general.parameter_count").and_then(|v| v.parse().ok()),
+        quantization: value("general.file_type").and_then(|v| v.parse().ok()).and_then(ftype_name).map(str::to_owned),
+        context_length: (n_ctx_train > 0).then_some(n_ctx_train),
+        chat_template: model.meta_val_str("tokenizer.chat_template").ok(),
+        size: file.as_ref().map_or(0, std::fs::Metadata::len),
+        modified: file.and_then(|m| m.modified().ok()),
+        metadata,
+    }
+}
+
+/// The name of a GGUF `general.file_type` (llama.cpp's `llama_ftype`, `llama.h`), as
+/// llama.cpp's quantize tool and Ollama write it.
+fn ftype_name(ftype: u32) -> Option<&'static str> {
+    Some(match ftype {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        19 => "IQ2_XXS",
+        20 => "IQ2_XS",
+        21 => "Q2_K_S",
+        22 => "IQ3_XS",
+        23 => "IQ3_XXS",
+        24 => "IQ1_S",
+        25 => "IQ4_NL",
+        26 => "IQ3_S",
+        27 => "IQ3_M",
+        28 => "IQ2_S",
+        29 => "IQ2_M",
+        30 => "IQ4_XS",
+        31 => "IQ1_M",
+        32 => "BF16",
+        36 => "TQ1_0",
+        37 => "TQ2_0",
+        38 => "MXFP4_MOE",
+        _ => return None,
+    })
 }
 
 /// Bytes of memory on the discrete GPUs llama.cpp sees (their total; 0 on a CPU build or a
@@ -510,7 +627,7 @@ pub fn gpu_memory() -> Result<u64, LlamaError> {
 }
 
 /// What [`estimate`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
     /// Bytes the loaded model would take.
     pub bytes: u64,
@@ -525,6 +642,8 @@ pub struct Estimate {
     /// Whether it has a chat template (its own or `--chat-template`): without one it serves
     /// `/v1/completions` only.
     pub chat_template: bool,
+    /// What the file says of itself (its metadata).
+    pub facts: chorus_engine::ModelFacts,
 }
 
 fn file_stem(path: &Path) -> String {
@@ -537,44 +656,37 @@ impl Backend for LlamaBackend {
     }
 
     fn generate(&self, request: ValidGenerateRequest) -> Result<GenerationStream, BackendError> {
+        self.generate_choices(request, 1)?.pop().ok_or(BackendError::Unavailable)
+    }
+
+    /// The first choice is one job; the others ride on it as forks, which copy its KV cells
+    /// once its prompt is decoded and sample their own first token from its logits (see
+    /// `worker`), so the prompt is computed once.
+    fn generate_choices(&self, request: ValidGenerateRequest, n: u32) -> Result<Vec<GenerationStream>, BackendError> {
         if !self.info.serves.generation {
             return Err(self.unsupported(request.get()));
         }
-        let mut request = request.into_inner();
-        let tokens = crate::prompt::tokenize(&self.model, &self.template, &request)?;
-        let constraint =
-            tools::constraint(&request.tools, &request.tool_choice, &request.response_format, self.info.tool_format);
-        // A grammar that holds from the first token ends the answer when it is complete (only
-        // end-of-generation is allowed then); a lazy one (`tool_choice: auto`) may never apply,
-        // so `ignore_eos` keeps its meaning there.
-        if constraint.as_ref().is_some_and(|c| c.trigger.is_none()) {
-            request.sampling.ignore_eos = false;
-        }
-        let grammar = constraint.map(|c| crate::grammar::sampler(&self.model, &c)).transpose()?;
+        let tokens = crate::prompt::tokenize(&self.model, &self.template, request.get())?;
         let n_prompt = tokens.len() as u32;
         if n_prompt >= self.info.n_ctx_slot {
             return Err(BackendError::PromptTooLong { n_prompt, n_ctx: self.info.n_ctx_slot });
         }
-        let (tx, stream) = GenerationStream::channel(n_prompt);
-        let job = Job {
-            tokens,
-            sampling: request.sampling,
-            grammar,
-            stop: request.stop,
-            max_tokens: request.max_tokens,
-            tx,
-            queued_at: Instant::now(),
-            prompt_cache_key: request.prompt_cache_key,
-            cache_prompt: request.cache_prompt,
-            return_tokens: request.return_tokens,
-            logprobs: request.logprobs,
-            restore: None,
-            disk_checked: false,
-        };
-        let jobs = self.jobs.as_ref().ok_or(BackendError::Unavailable)?;
-        jobs.send(Msg::Job(Box::new(job))).map_err(|_| BackendError::Unavailable)?;
-        self.metrics.queue_depth.inc();
-        Ok(stream)
+        let mut streams = Vec::with_capacity(n as usize);
+        let mut jobs = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let (job, stream) = self.job(request.for_choice(i).into_inner(), tokens.clone())?;
+            jobs.push(job);
+            streams.push(stream);
+        }
+        let mut jobs = jobs.into_iter();
+        let Some(mut first) = jobs.next() else { return Ok(streams) };
+        // The first choice's key is the conversation's: the others neither take its slot
+        // affinity nor write its snapshot.
+        first.forks = jobs.map(|fork| Job { prompt_cache_key: None, ..fork }).collect();
+        let sender = self.jobs.as_ref().ok_or(BackendError::Unavailable)?;
+        sender.send(Msg::Job(Box::new(first))).map_err(|_| BackendError::Unavailable)?;
+        self.metrics.queue_depth.inc_by(i64::from(n));
+        Ok(streams)
     }
 
     fn prompt_tokens(&self, request: &ValidGenerateRequest) -> Result<u32, BackendError> {

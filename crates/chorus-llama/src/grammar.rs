@@ -31,6 +31,7 @@ const SPACE_RULE: &str = "chorus-space ::= [ \\t\\r\\n]{0,20}\n";
 pub(crate) fn gbnf(constraint: &Constraint) -> Result<String, BackendError> {
     let mut rules = String::new();
     let mut schemas: Vec<&Value> = Vec::new();
+    let mut grammars = 0;
     let mut shapes = Vec::new();
     for shape in &constraint.shapes {
         let mut sequence = Vec::new();
@@ -49,6 +50,13 @@ pub(crate) fn gbnf(constraint: &Constraint) -> Result<String, BackendError> {
                         }
                     };
                     format!("chorus-json{index}-root")
+                }
+                Piece::Gbnf(grammar) => {
+                    let prefix = format!("chorus-gbnf{grammars}-");
+                    rules.push_str(&prefixed(grammar, &prefix));
+                    rules.push('\n');
+                    grammars += 1;
+                    format!("{prefix}root")
                 }
             });
         }
@@ -75,7 +83,11 @@ pub(crate) fn sampler(model: &LlamaModel, constraint: &Constraint) -> Result<Lla
     };
     built.map_err(|e| BackendError::InvalidSchema {
         param: constraint.param,
-        message: format!("the grammar built from this JSON schema does not load: {e}"),
+        message: if constraint.param == "grammar" {
+            format!("the grammar does not parse as GBNF, or has no rule `root`: {e}")
+        } else {
+            format!("the grammar built from this JSON schema does not load: {e}")
+        },
     })
 }
 

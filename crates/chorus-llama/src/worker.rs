@@ -24,7 +24,9 @@
 //! snapshot on the disk thread first so the model thread only copies it in;
 //! and a keyed sequence's state is copied out for the disk thread when it
 //! ends. After any restore the last prompt token is decoded again, so
-//! sampling always has fresh logits. Between steps the thread also runs
+//! sampling always has fresh logits. The other choices of a request (OpenAI's
+//! `n`) are forks of its job: each waits in a free slot until the job's prompt
+//! is decoded, then copies its cells and samples from the same logits. Between steps the thread also runs
 //! llama-server's slot actions (save, restore, erase a slot's file).
 
 use std::collections::VecDeque;
@@ -119,6 +121,11 @@ pub(crate) struct Job {
     pub(crate) restore: Option<Restore>,
     /// Whether the disk thread has looked (so the job is not sent there twice).
     pub(crate) disk_checked: bool,
+    /// The other choices of the same request (OpenAI's `n`), on the same prompt: each takes a
+    /// free slot when this job starts, copies this job's KV cells once its prompt is
+    /// decoded and samples its first token from the same logits; without a free slot it
+    /// waits in the queue as a job of its own.
+    pub(crate) forks: Vec<Job>,
 }
 
 /// Scheduler state shared with [`crate::LlamaBackend::stats`].
@@ -175,6 +182,9 @@ struct Slot {
     /// The `prompt_cache_key` it served last.
     key: Option<String>,
     active: Option<Active>,
+    /// Its cells were copied from another stream's (`llama_memory_seq_cp` across streams
+    /// copies at the next decode): its state cannot be read out before then.
+    copy_pending: bool,
 }
 
 /// A sequence being decoded in a slot.
@@ -195,6 +205,8 @@ struct Active {
     stop: StopMatcher,
     tx: GenerationSender,
     queued_at: Instant,
+    /// A fork waiting for this slot's prompt: it decodes nothing of its own until then.
+    fork_of: Option<usize>,
     /// When the sequence took its slot.
     started_at: Instant,
     first_token_at: Option<Instant>,
@@ -263,7 +275,7 @@ pub(crate) fn run(
         model,
         ctx,
         slots: (0..n_parallel as i32)
-            .map(|seq| Slot { seq, cache: Vec::new(), released_at: 0, key: None, active: None })
+            .map(|seq| Slot { seq, cache: Vec::new(), released_at: 0, key: None, active: None, copy_pending: false })
             .collect(),
         queue: VecDeque::new(),
         batch: LlamaBatch::new(n_batch, n_parallel as i32),
@@ -441,7 +453,7 @@ impl Worker<'_, '_> {
     /// sequence: the most the prompt cache ever holds up a decode step.
     fn save_to_ram(&mut self, i: usize) {
         let slot = &self.slots[i];
-        if slot.cache.len() < MIN_SAVE_TOKENS || !self.caches.ram.would_keep(&slot.cache) {
+        if slot.copy_pending || slot.cache.len() < MIN_SAVE_TOKENS || !self.caches.ram.would_keep(&slot.cache) {
             return;
         }
         let started = Instant::now();
@@ -503,7 +515,7 @@ impl Worker<'_, '_> {
             }
         }
         let before = self.queue.len();
-        self.queue.retain(|job| !job.tx.is_closed());
+        self.queue.retain(|job| !job.tx.is_closed() || job.forks.iter().any(|f| !f.tx.is_closed()));
         let dropped = before - self.queue.len();
         if dropped > 0 {
             self.metrics.queue_depth.dec_by(dropped as i64);
@@ -568,6 +580,37 @@ impl Worker<'_, '_> {
     /// Put `job` in slot `i`: reuse the longest cached prefix of its prompt (the slot's own
     /// cells, a RAM entry, or its disk snapshot), saving what the slot loses to RAM first.
     fn start(&mut self, i: usize, mut job: Job) {
+        let forks = std::mem::take(&mut job.forks);
+        self.start_one(i, job, None);
+        for fork in forks {
+            match self.free_slot_for_fork() {
+                Some(j) => {
+                    self.metrics.queue_depth.dec();
+                    self.start_one(j, fork, Some(i));
+                }
+                // No slot now: it computes its prompt itself later (from a prefix cache, as
+                // any job).
+                None => self.queue.push_front(fork),
+            }
+        }
+    }
+
+    /// A free slot for a fork: the least recently used of those holding the fewest cells.
+    fn free_slot_for_fork(&self) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active.is_none())
+            .min_by_key(|(_, s)| (s.cache.len(), s.released_at))
+            .map(|(i, _)| i)
+    }
+
+    /// Put `job` in slot `i`; a fork of slot `parent` starts empty and waits for it.
+    fn start_one(&mut self, i: usize, mut job: Job, parent: Option<usize>) {
+        if parent.is_some() {
+            // Its cells come from the parent: nothing of the slot's own is reused.
+            job.cache_prompt = false;
+        }
         let seq = self.slots[i].seq;
         // The last prompt token is always decoded again, so the step yields logits to sample.
         let usable = job.tokens.len().saturating_sub(1);
@@ -636,12 +679,13 @@ impl Worker<'_, '_> {
             stop: StopMatcher::new(job.stop),
             tx: job.tx,
             queued_at: job.queued_at,
+            fork_of: parent,
             started_at: Instant::now(),
             first_token_at: None,
             last_token_at: None,
             prompt: job.tokens,
         });
-        tracing::debug!(seq, reused = reuse, restored = ?restored, "sequence started");
+        tracing::debug!(seq, reused = reuse, restored = ?restored, fork_of = ?parent, "sequence started");
     }
 
     /// Replace slot `i`'s cells with a saved state; the tier it came from, or `None` when
@@ -691,7 +735,7 @@ impl Worker<'_, '_> {
             let Some(active) = &slot.active else { continue };
             let remaining = active.prompt.len() - active.prompt_done;
             let budget = self.n_batch.saturating_sub(self.batch.n_tokens() as usize);
-            if remaining == 0 || active.pending.is_some() || budget == 0 {
+            if remaining == 0 || active.pending.is_some() || active.fork_of.is_some() || budget == 0 {
                 continue;
             }
             // The last prompt token gets a step of its own (with the other sequences' next
@@ -767,6 +811,10 @@ impl Worker<'_, '_> {
         self.step += 1;
         let sequences = plan.len() as u32;
         self.metrics.decode_step_sequences.observe(f64::from(sequences));
+        // The decode ran every pending cross-stream copy.
+        for slot in &mut self.slots {
+            slot.copy_pending = false;
+        }
         let now = Instant::now();
         for p in plan {
             let n = p.tokens.len();
@@ -780,22 +828,55 @@ impl Worker<'_, '_> {
                 active.pending = None;
             }
             let Some(at) = p.logits_at else { continue };
-            let token = active.sampler.sample(&self.ctx, at);
-            let logprobs = active.logprobs.map(|n| token_logprobs(self.model, self.ctx.get_logits_ith(at), token, n));
-            active.generated += 1;
-            self.metrics.completion_tokens.inc();
-            match active.last_token_at {
-                None => {
-                    active.first_token_at = Some(now);
-                    self.metrics.time_to_first_token.observe(now.duration_since(active.queued_at).as_secs_f64());
+            if p.prefill {
+                // The prompt is in: its forks take its cells and sample from its logits.
+                let forks: Vec<usize> = (0..self.slots.len())
+                    .filter(|&j| self.slots[j].active.as_ref().is_some_and(|a| a.fork_of == Some(p.slot)))
+                    .collect();
+                for j in forks {
+                    self.adopt(j, p.slot);
+                    self.sample(j, at, now);
                 }
-                Some(t) => self.metrics.inter_token_latency.observe(now.duration_since(t).as_secs_f64()),
             }
-            active.last_token_at = Some(now);
-            let outcome = self.accept(p.slot, token, logprobs);
-            if let Some(reason) = outcome {
-                self.finish(p.slot, reason);
+            self.sample(p.slot, at, now);
+        }
+    }
+
+    /// Fork `j` takes slot `parent`'s cells (its prompt, just decoded) as its own.
+    fn adopt(&mut self, j: usize, parent: usize) {
+        let (src, dst) = (self.slots[parent].seq, self.slots[j].seq);
+        let _ = self.ctx.clear_kv_cache_seq(Some(dst as u32), None, None);
+        // The whole sequence: across streams (a cache that is not unified) llama.cpp copies
+        // only whole ones, at the next decode; within one, the cells are shared, not copied.
+        let _ = self.ctx.copy_kv_cache_seq(src, dst, None, None);
+        self.slots[j].cache = self.slots[parent].cache.clone();
+        self.slots[j].copy_pending = true;
+        let cached = self.slots[parent].active.as_ref().map_or(0, |a| a.cached_tokens);
+        if let Some(active) = self.slots[j].active.as_mut() {
+            active.fork_of = None;
+            active.prompt_done = active.prompt.len();
+            active.cached_tokens = cached;
+        }
+        tracing::debug!(seq = dst, from = src, tokens = self.slots[j].cache.len(), "fork took its prompt's cells");
+    }
+
+    /// Sample slot `i`'s next token from the logits at batch index `at`, and pass it on.
+    fn sample(&mut self, i: usize, at: i32, now: Instant) {
+        let Some(active) = self.slots[i].active.as_mut() else { return };
+        let token = active.sampler.sample(&self.ctx, at);
+        let logprobs = active.logprobs.map(|n| token_logprobs(self.model, self.ctx.get_logits_ith(at), token, n));
+        active.generated += 1;
+        self.metrics.completion_tokens.inc();
+        match active.last_token_at {
+            None => {
+                active.first_token_at = Some(now);
+                self.metrics.time_to_first_token.observe(now.duration_since(active.queued_at).as_secs_f64());
             }
+            Some(t) => self.metrics.inter_token_latency.observe(now.duration_since(t).as_secs_f64()),
+        }
+        active.last_token_at = Some(now);
+        if let Some(reason) = self.accept(i, token, logprobs) {
+            self.finish(i, reason);
         }
     }
 
@@ -872,7 +953,7 @@ impl Worker<'_, '_> {
     fn snapshot(&mut self, i: usize, key: String) {
         let Some(disk) = &self.caches.disk else { return };
         let slot = &self.slots[i];
-        if slot.cache.is_empty() || disk.tokens(&key).is_some_and(|t| *t == slot.cache) {
+        if slot.copy_pending || slot.cache.is_empty() || disk.tokens(&key).is_some_and(|t| *t == slot.cache) {
             return;
         }
         let started = Instant::now();
@@ -898,6 +979,12 @@ impl Worker<'_, '_> {
     /// prefix cache. The busy count is published at once.
     fn release(&mut self, i: usize) -> Option<Active> {
         let active = self.slots[i].active.take();
+        // Forks still waiting for this prompt compute it themselves.
+        for slot in &mut self.slots {
+            if let Some(fork) = slot.active.as_mut().filter(|a| a.fork_of == Some(i)) {
+                fork.fork_of = None;
+            }
+        }
         self.slots[i].released_at = self.step;
         self.publish_stats(None);
         active
@@ -911,6 +998,9 @@ impl Worker<'_, '_> {
             }
         }
         for job in self.queue.drain(..) {
+            for fork in job.forks {
+                fork.tx.send(GenerationEvent::Error(BackendError::Unavailable));
+            }
             job.tx.send(GenerationEvent::Error(BackendError::Unavailable));
         }
         for (_, _, reply) in self.deferred.drain(..) {

@@ -1,6 +1,6 @@
 //! Wire types of every protocol chorus speaks: the OpenAI-compatible API
 //! ([`openai`]), chorus's own endpoints ([`chorus`]), llama-server's that chorus
-//! also serves ([`llama`]), its native session
+//! also serves ([`llama`]), Ollama's API ([`ollama`]), its native session
 //! API under `/api/v1` ([`native`]) with its WebSocket protocol ([`ws`]), the
 //! control socket `chorus ctl` talks to ([`control`]), the mobile API ([`mobile`]), the model pool's `/api/v1/models`
 //! ([`models`]), the content router's decisions and dry run ([`route`]), TBot's task endpoints
@@ -23,6 +23,7 @@ pub mod mcp;
 pub mod mobile;
 pub mod models;
 pub mod native;
+pub mod ollama;
 pub mod openai;
 pub mod route;
 pub mod tasks;

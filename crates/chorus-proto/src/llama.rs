@@ -330,6 +330,10 @@ pub struct NativeCompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub json_schema: Option<serde_json::Value>,
+    /// Constrain the answer to this GBNF grammar (llama.cpp's format, start rule `root`); not
+    /// with `json_schema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grammar: Option<String>,
     /// The model (chorus: default, the server's default model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,

@@ -134,6 +134,11 @@ impl ApiError {
         self.status
     }
 
+    /// Seconds for the `Retry-After` header, when the error has one.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     /// The error object, for responses and for errors sent inside a stream.
     pub fn body(&self) -> ErrorResponse {
         ErrorResponse {

@@ -3,7 +3,7 @@
 //! its WebSocket `/ws/characters` (also on `--character-port`: [`character_port_app`]),
 //! `GET /health` and `GET /metrics`, the OpenAPI document (`GET /openapi.json`, Swagger UI at
 //! `/docs`), TBot's task endpoints (`/generate`, `/code/completion`, `/code/generation`,
-//! `/translate`, `/math/solve`) and the router's dry run (`POST /api/v1/route`), llama-server's slot actions (`POST /slots/{id}`), the MCP server at `/mcp` ([`mcp`]: streamable HTTP, with Host and Origin checks
+//! `/translate`, `/math/solve`) and the router's dry run (`POST /api/v1/route`), llama-server's slot actions (`POST /slots/{id}`), Ollama's API under `/api/` ([`ollama_port_app`] also on `--ollama-port`), the MCP server at `/mcp` ([`mcp`]: streamable HTTP, with Host and Origin checks
 //! against DNS rebinding), API-key authentication, request logging, and graceful shutdown; and
 //! the control socket (`GET /status`, `POST /shutdown` on a Unix socket, for `chorus ctl`).
 //!
@@ -21,6 +21,7 @@ mod extract;
 mod health;
 mod llama;
 pub mod mcp;
+mod ollama;
 mod openai;
 mod openapi;
 pub mod qr;
@@ -53,6 +54,7 @@ use tracing::Level;
 pub use character_ws::character_port_app;
 pub use control::ControlSocket;
 pub use error::ApiError;
+pub use ollama::ollama_port_app;
 
 /// Server settings (flags and environment are read by the binary, not here).
 #[derive(Debug, Clone)]
@@ -203,6 +205,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api::routes())
         .merge(slots::routes())
         .merge(llama::routes())
+        .merge(ollama::routes())
         .merge(tasks::routes())
         .route("/ws", get(ws::upgrade))
         .route("/ws/characters", get(character_ws::upgrade))

@@ -78,6 +78,7 @@ a character, it also receives that session's `chat_message`, `chat_chunk`, `chat
         (name = "mobile", description = "The mobile API: compact chat for phone apps, one conversation per device"),
         (name = "conversations", description = "AI-to-AI conversations between characters and ad-hoc personalities"),
         (name = "llama", description = "llama-server's native endpoints: tokenize, detokenize, apply-template, props (the OpenAI routes are also served without `/v1`, as llama-server serves them)"),
+        (name = "ollama", description = "Ollama's API: version, tags, show, ps, chat, generate, embed, pull, delete, copy (NDJSON streams, `{\"error\"}` errors)"),
         (name = "health", description = "Liveness, server information, the QR code for phones, and metrics"),
         (name = "docs", description = "This document"),
     )
@@ -92,6 +93,7 @@ pub(crate) fn document() -> openapi::OpenApi {
     doc.merge(crate::api::ApiDoc::openapi());
     doc.merge(crate::slots::ApiDoc::openapi());
     doc.merge(crate::llama::ApiDoc::openapi());
+    doc.merge(crate::ollama::ApiDoc::openapi());
     doc.merge(crate::tasks::ApiDoc::openapi());
     alias(&mut doc, "/health", "/api/v1/health", "getApiHealth");
     alias(&mut doc, "/api/v1/info", "/info", "getInfoSeed");

@@ -67,6 +67,7 @@ pub(crate) fn generate_body(request: &GenerateRequest, model: &str) -> Result<(E
                 tools: has_tools.then(|| request.tools.iter().map(tool).collect()),
                 tool_choice: has_tools.then(|| tool_choice(&request.tool_choice)),
                 response_format: response_format(&request.response_format),
+                grammar: grammar(&request.response_format),
                 prompt_cache_key: request.prompt_cache_key.clone(),
                 cache_prompt,
                 ..Default::default()
@@ -98,6 +99,9 @@ pub(crate) fn generate_body(request: &GenerateRequest, model: &str) -> Result<(E
                 // Not OpenAI's (its completions have none), but llama-server's and vLLM's.
                 if let Some(format) = response_format(&request.response_format) {
                     map.insert("response_format".into(), serde_json::to_value(format).unwrap_or(Value::Null));
+                }
+                if let Some(grammar) = grammar(&request.response_format) {
+                    map.insert("grammar".into(), grammar.into());
                 }
             }
             (Endpoint::Completions, Ok(body))
@@ -190,9 +194,18 @@ fn tool_choice(choice: &ToolChoice) -> proto::ToolChoice {
     }
 }
 
+/// llama-server's `grammar` (an upstream that is not llama-server refuses or ignores it).
+fn grammar(format: &ResponseFormat) -> Option<String> {
+    match format {
+        ResponseFormat::Grammar(g) => Some(g.clone()),
+        _ => None,
+    }
+}
+
+/// `response_format`; a grammar goes as llama-server's `grammar` field instead.
 fn response_format(format: &ResponseFormat) -> Option<proto::ResponseFormat> {
     match format {
-        ResponseFormat::Text => None,
+        ResponseFormat::Text | ResponseFormat::Grammar(_) => None,
         ResponseFormat::JsonObject => Some(proto::ResponseFormat::JsonObject { schema: None }),
         ResponseFormat::JsonSchema(schema) => Some(proto::ResponseFormat::JsonSchema {
             json_schema: proto::JsonSchemaFormat {

@@ -82,6 +82,9 @@ pub enum ResponseFormat {
     JsonObject,
     /// JSON following this schema.
     JsonSchema(Value),
+    /// Text of this GBNF grammar (llama.cpp's grammar format, `grammars/README.md` in its
+    /// sources; the start rule is `root`): llama-server's `grammar` field.
+    Grammar(String),
 }
 
 /// A function call the model asked for (OpenAI's `tool_calls[]` entry).
@@ -310,6 +313,8 @@ pub enum Piece {
     Space,
     /// A JSON value valid against this schema (with the whitespace JSON allows around it).
     Json(Value),
+    /// A text of this GBNF grammar, from its rule `root`.
+    Gbnf(String),
 }
 
 /// A constraint on the generated text: it takes one of `shapes`, each a sequence of
@@ -367,6 +372,9 @@ pub fn constraint(
         ResponseFormat::Text => return None,
         ResponseFormat::JsonObject => json!({"type": "object"}),
         ResponseFormat::JsonSchema(schema) => schema.clone(),
+        ResponseFormat::Grammar(gbnf) => {
+            return Some(Constraint { shapes: vec![vec![Piece::Gbnf(gbnf.clone())]], trigger: None, param: "grammar" });
+        }
     };
     Some(Constraint { shapes: vec![vec![Piece::Json(schema)]], trigger: None, param: "response_format" })
 }
@@ -506,6 +514,7 @@ mod tests {
         match piece {
             Piece::Text(text) => text.clone(),
             Piece::Space => "\n".into(),
+            Piece::Gbnf(_) => unreachable!("tool shapes hold no GBNF"),
             Piece::Json(schema) => {
                 let call = |s: &Value| {
                     let s = s.get("anyOf").map_or(s, |all| &all[0]);

@@ -73,6 +73,11 @@ pub struct ChatCompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub json_schema: Option<serde_json::Value>,
+    /// llama-server's `grammar`: answer text of this GBNF grammar (llama.cpp's format, start
+    /// rule `root`); not with `response_format` JSON or `json_schema`. An invalid grammar is a
+    /// 400 on `grammar`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grammar: Option<String>,
     /// How long the model stays loaded after this request (Ollama's `keep_alive`): a duration
     /// such as `"5m"`, seconds, `0` to unload it once answered, negative to keep it; the
     /// server's `--keep-alive-max` caps it.

@@ -42,6 +42,10 @@ pub struct CompletionRequest {
     /// recomputes the whole prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_prompt: Option<bool>,
+    /// llama-server's `grammar`: continue with text of this GBNF grammar (llama.cpp's format,
+    /// start rule `root`). An invalid grammar is a 400 on `grammar`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grammar: Option<String>,
     /// How long the model stays loaded after this request (Ollama's `keep_alive`): a duration
     /// such as `"5m"`, seconds, `0` to unload it once answered, negative to keep it; the
     /// server's `--keep-alive-max` caps it.

@@ -24,7 +24,7 @@ fn status(status: &str) -> PullProgress {
 fn progress(update: PullUpdate) -> PullProgress {
     let name = match update.stage {
         PullStage::Downloading => "downloading",
-        PullStage::Verifying => "verifying sha256 digest",
+        PullStage::Verifying => update.verifying_status(),
     };
     PullProgress { digest: update.digest, total: update.total, completed: Some(update.completed), ..status(name) }
 }

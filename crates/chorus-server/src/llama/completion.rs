@@ -8,8 +8,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chorus_engine::{
-    Completion, Detail, Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Prompt,
-    ResponseFormat, SampledToken, SamplingParams,
+    Completion, Detail, Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Prompt, SampledToken,
+    SamplingParams,
 };
 use chorus_proto::llama::{
     NativeCompletion, NativeCompletionEnd, NativeCompletionRequest, TokenProbability, TopProbability,
@@ -82,7 +82,8 @@ pub(crate) async fn create(
         request.stop.clone_from(&req.stop);
         request.max_tokens = max_tokens;
         request.cache_prompt = req.cache_prompt.unwrap_or(true);
-        request.response_format = req.json_schema.clone().map_or(ResponseFormat::Text, ResponseFormat::JsonSchema);
+        request.response_format =
+            crate::openai::convert::constraint(None, req.json_schema.clone(), req.grammar.clone())?;
         request.return_tokens = true;
         request.logprobs = req.n_probs.filter(|&n| n > 0);
         generations.push(engine.generate(Some(&model), request).await?);

@@ -9,6 +9,7 @@ use chorus_proto::openai::{
     ChoiceLogprobs, ChunkChoice, ChunkUsage, Delta, ErrorResponse, ObjectType, Role,
 };
 use futures::StreamExt;
+use futures::stream::select_all;
 
 use super::{ResponseMeta, convert};
 use crate::extract::AppJson;
@@ -46,25 +47,25 @@ pub(super) async fn create(
     let (model, route) =
         state.engine.pick(plan.model.as_deref(), &plan.request.prompt, plan.category.as_deref()).await?;
     let wants_logprobs = plan.request.logprobs.is_some();
-    let generation = state.engine.generate(Some(&model), plan.request).await?;
+    let generations = state.engine.generate_choices(Some(&model), plan.request, plan.n).await?;
     let meta = ResponseMeta::new("chatcmpl", model);
     if plan.stream {
-        return Ok(crate::route::with_header(stream(state, meta, generation, plan.include_usage), route.as_ref()));
+        return Ok(crate::route::with_header(stream(state, meta, generations, plan.include_usage), route.as_ref()));
     }
-    let done = tokio::select! {
-        result = generation.collect() => result?,
+    let collected = tokio::select! {
+        all = futures::future::join_all(generations.into_iter().map(GenerationStream::collect)) => all,
         () = state.abort.cancelled() => return Err(sse::shutting_down()),
     };
-    let tool_calls = (!done.tool_calls.is_empty()).then(|| tool_calls_wire(&done.tool_calls));
-    // OpenAI sends `content: null` for an answer that only calls tools.
-    let content = if tool_calls.is_some() && done.text.is_empty() { None } else { Some(done.text) };
-    let body = Json(ChatCompletion {
-        id: meta.id,
-        object: ObjectType::ChatCompletion,
-        created: meta.created,
-        model: meta.model,
-        choices: vec![ChatChoice {
-            index: 0,
+    let mut usage = None;
+    let mut choices = Vec::with_capacity(collected.len());
+    for (index, result) in (0..).zip(collected) {
+        let done = result?;
+        add_choice(&mut usage, done.usage);
+        let tool_calls = (!done.tool_calls.is_empty()).then(|| tool_calls_wire(&done.tool_calls));
+        // OpenAI sends `content: null` for an answer that only calls tools.
+        let content = if tool_calls.is_some() && done.text.is_empty() { None } else { Some(done.text) };
+        choices.push(ChatChoice {
+            index,
             message: AssistantMessage { role: Role::Assistant, content, refusal: None, tool_calls },
             finish_reason: finish(done.finish_reason),
             logprobs: if wants_logprobs {
@@ -75,22 +76,49 @@ pub(super) async fn create(
             } else {
                 None
             },
-        }],
-        usage: usage_wire(done.usage),
+        });
+    }
+    let usage = usage.unwrap_or_default();
+    let body = Json(ChatCompletion {
+        id: meta.id,
+        object: ObjectType::ChatCompletion,
+        created: meta.created,
+        model: meta.model,
+        choices,
+        usage: usage_wire(usage),
         system_fingerprint: Some(meta.fingerprint),
-        timings: Some(super::timings_wire(&done.usage)),
+        timings: Some(super::timings_wire(&usage)),
     });
     Ok(crate::route::with_header(body.into_response(), route.as_ref()))
 }
 
+/// The usage of `n` choices of one prompt, as OpenAI counts it: the prompt once (the
+/// choices share it), the completions summed; the times are the longest (they overlap).
+fn add_choice(total: &mut Option<Usage>, u: Usage) {
+    match total {
+        None => *total = Some(u),
+        Some(t) => {
+            t.completion_tokens += u.completion_tokens;
+            t.prompt_ms = t.prompt_ms.max(u.prompt_ms);
+            t.predicted_ms = t.predicted_ms.max(u.predicted_ms);
+        }
+    }
+}
+
 impl ResponseMeta {
-    fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>, include_usage: bool) -> ChatCompletionChunk {
+    fn chunk(
+        &self,
+        index: u32,
+        delta: Delta,
+        finish_reason: Option<FinishReason>,
+        include_usage: bool,
+    ) -> ChatCompletionChunk {
         ChatCompletionChunk {
             id: self.id.clone(),
             object: ObjectType::ChatCompletionChunk,
             created: self.created,
             model: self.model.clone(),
-            choices: vec![ChunkChoice { index: 0, delta, finish_reason: finish_reason.map(finish), logprobs: None }],
+            choices: vec![ChunkChoice { index, delta, finish_reason: finish_reason.map(finish), logprobs: None }],
             usage: if include_usage { ChunkUsage::Null } else { ChunkUsage::Absent },
             system_fingerprint: Some(self.fingerprint.clone()),
             timings: None,
@@ -98,31 +126,41 @@ impl ResponseMeta {
     }
 }
 
-fn stream(state: AppState, meta: ResponseMeta, mut generation: GenerationStream, include_usage: bool) -> Response {
+/// The chunks of every choice as they come (each names its `index`), each choice's last
+/// with its `finish_reason` and `timings`; with `include_usage`, one chunk of the usage of all
+/// of them after the last.
+fn stream(state: AppState, meta: ResponseMeta, generations: Vec<GenerationStream>, include_usage: bool) -> Response {
     let abort = state.abort.clone();
+    let mut open = generations.len();
+    // Tokens (with logprobs, when asked) since each choice's last content chunk.
+    let mut pending: Vec<Vec<chorus_engine::SampledToken>> = vec![Vec::new(); open];
+    let mut merged = select_all((0..).zip(generations).map(|(i, g)| g.map(move |e| (i, e))));
     let events = async_stream::stream! {
-        let first = Delta { role: Some(Role::Assistant), content: Some(String::new()), tool_calls: None };
-        yield sse::json(&meta.chunk(first, None, include_usage));
-        // Tokens (with logprobs, when asked) since the last content chunk.
-        let mut pending = Vec::new();
-        loop {
+        for index in (0..).take(open) {
+            let first = Delta { role: Some(Role::Assistant), content: Some(String::new()), tool_calls: None };
+            yield sse::json(&meta.chunk(index, first, None, include_usage));
+        }
+        let mut usage = None;
+        let mut failed = false;
+        while open > 0 {
             let event = tokio::select! {
-                event = generation.next() => event,
+                event = merged.next() => event,
                 () = abort.cancelled() => {
                     yield sse::error(&sse::shutting_down());
+                    failed = true;
                     break;
                 }
             };
             match event {
-                Some(GenerationEvent::Text(text)) => {
+                Some((i, GenerationEvent::Text(text))) => {
                     let delta = Delta { content: Some(text), ..Delta::default() };
-                    let mut chunk = meta.chunk(delta, None, include_usage);
-                    chunk.choices[0].logprobs = super::logprobs_wire(&std::mem::take(&mut pending));
+                    let mut chunk = meta.chunk(i, delta, None, include_usage);
+                    chunk.choices[0].logprobs = super::logprobs_wire(&std::mem::take(&mut pending[i as usize]));
                     yield sse::json(&chunk);
                 }
-                Some(GenerationEvent::Detail(Detail::Token(t))) => pending.push(t),
-                Some(GenerationEvent::Detail(Detail::StopWord(_))) => {}
-                Some(GenerationEvent::ToolCalls(calls)) => {
+                Some((i, GenerationEvent::Detail(Detail::Token(t)))) => pending[i as usize].push(t),
+                Some((_, GenerationEvent::Detail(Detail::StopWord(_)))) => {}
+                Some((i, GenerationEvent::ToolCalls(calls))) => {
                     let chunks = tool_calls_wire(&calls)
                         .into_iter()
                         .zip(0..)
@@ -137,31 +175,33 @@ fn stream(state: AppState, meta: ResponseMeta, mut generation: GenerationStream,
                         })
                         .collect();
                     let delta = Delta { tool_calls: Some(chunks), ..Delta::default() };
-                    yield sse::json(&meta.chunk(delta, None, include_usage));
+                    yield sse::json(&meta.chunk(i, delta, None, include_usage));
                 }
-                Some(GenerationEvent::Done { finish_reason, usage }) => {
-                    let timings = Some(super::timings_wire(&usage));
-                    let mut end = meta.chunk(Delta::default(), Some(finish_reason), include_usage);
-                    end.timings = timings;
+                Some((i, GenerationEvent::Done { finish_reason, usage: u })) => {
+                    open -= 1;
+                    add_choice(&mut usage, u);
+                    let mut end = meta.chunk(i, Delta::default(), Some(finish_reason), include_usage);
+                    end.timings = Some(super::timings_wire(&u));
                     yield sse::json(&end);
-                    if include_usage {
-                        let mut last = meta.chunk(Delta::default(), None, include_usage);
-                        last.choices.clear();
-                        last.usage = ChunkUsage::Counts(usage_wire(usage));
-                        last.timings = timings;
-                        yield sse::json(&last);
-                    }
-                    break;
                 }
-                Some(GenerationEvent::Error(e)) => {
+                Some((_, GenerationEvent::Error(e))) => {
                     yield sse::error(&ApiError::from(e));
+                    failed = true;
                     break;
                 }
                 None => {
                     yield sse::error(&ApiError::unavailable());
+                    failed = true;
                     break;
                 }
             }
+        }
+        if include_usage && !failed && let Some(usage) = usage {
+            let mut last = meta.chunk(0, Delta::default(), None, include_usage);
+            last.choices.clear();
+            last.usage = ChunkUsage::Counts(usage_wire(usage));
+            last.timings = Some(super::timings_wire(&usage));
+            yield sse::json(&last);
         }
         yield sse::done();
     };

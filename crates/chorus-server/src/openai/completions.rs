@@ -41,7 +41,7 @@ pub(super) async fn create(
     State(state): State<AppState>,
     AppJson(req): AppJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    convert::check_n(req.n)?;
+    let n = convert::choices(req.n)?;
     let (stream, include_usage) = convert::stream_flags(req.stream, req.stream_options.as_ref())?;
     let prompts = match req.prompt {
         Prompt::One(p) => vec![p],
@@ -64,20 +64,33 @@ pub(super) async fn create(
                 &state.config.sampling,
             )
         })
+        .map(|request| {
+            request.map(|mut r| {
+                if let Some(g) = &req.grammar {
+                    r.response_format = chorus_engine::ResponseFormat::Grammar(g.clone());
+                }
+                r
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     // Several prompts go to one model: the first one's route.
     let (model, route) = state.engine.pick(req.model.as_deref(), &requests[0].prompt, req.category.as_deref()).await?;
     let echo = req.echo.unwrap_or(false);
-    // Schedule every prompt before waiting on any, so they share decode steps.
-    let mut generations = Vec::with_capacity(requests.len());
+    // Schedule every prompt before waiting on any, so they share decode steps. Choice
+    // `p * n + j` is prompt `p`'s `j`th, as OpenAI orders them.
+    let mut generations = Vec::with_capacity(requests.len() * n as usize);
     for request in requests {
-        generations.push(state.engine.generate(Some(&model), request).await?);
+        generations.extend(state.engine.generate_choices(Some(&model), request, n).await?);
     }
-    let echoes = if echo { prompts } else { vec![String::new(); generations.len()] };
+    let echoes: Vec<String> = if echo {
+        prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), n as usize)).collect()
+    } else {
+        vec![String::new(); generations.len()]
+    };
     let meta = ResponseMeta::new("cmpl", model);
     if stream {
         return Ok(crate::route::with_header(
-            streamed(state, meta, generations, echoes, include_usage),
+            streamed(state, meta, generations, echoes, include_usage, n),
             route.as_ref(),
         ));
     }
@@ -89,7 +102,7 @@ pub(super) async fn create(
     let mut choices = Vec::with_capacity(collected.len());
     for (i, (result, echo)) in collected.into_iter().zip(echoes).enumerate() {
         let done = result?;
-        add(&mut usage, done.usage);
+        add(&mut usage, done.usage, i % n as usize == 0);
         choices.push(CompletionChoice {
             text: echo + &done.text,
             index: i as u32,
@@ -115,10 +128,14 @@ impl ResponseMeta {
     }
 }
 
-fn add(total: &mut Usage, u: Usage) {
-    total.prompt_tokens += u.prompt_tokens;
+/// Add choice `u` to `total`; its prompt counts once, for its first choice (`first`), as
+/// OpenAI counts `n` choices of one prompt.
+fn add(total: &mut Usage, u: Usage, first: bool) {
+    if first {
+        total.prompt_tokens += u.prompt_tokens;
+        total.cached_tokens += u.cached_tokens;
+    }
     total.completion_tokens += u.completion_tokens;
-    total.cached_tokens += u.cached_tokens;
     // The prompts are decoded together: their times overlap, so the longest is the time.
     total.prompt_ms = total.prompt_ms.max(u.prompt_ms);
     total.predicted_ms = total.predicted_ms.max(u.predicted_ms);
@@ -130,6 +147,7 @@ fn streamed(
     generations: Vec<GenerationStream>,
     echoes: Vec<String>,
     include_usage: bool,
+    n: u32,
 ) -> Response {
     let abort = state.abort.clone();
     let mut open = generations.len();
@@ -157,7 +175,7 @@ fn streamed(
                 // Text completions take no tools, so no calls are parsed; tokens are not asked for.
                 Some((_, GenerationEvent::ToolCalls(_) | GenerationEvent::Detail(_))) => {}
                 Some((i, GenerationEvent::Done { finish_reason, usage: u })) => {
-                    add(&mut usage, u);
+                    add(&mut usage, u, i % n == 0);
                     open -= 1;
                     yield sse::json(&meta.body(vec![text(i, String::new(), Some(finish(finish_reason)))], None));
                 }

@@ -22,12 +22,14 @@ pub(crate) struct Plan {
     pub(crate) request: GenerateRequest,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
+    /// OpenAI's `n`: how many choices.
+    pub(crate) n: u32,
 }
 
 /// A chat request in the engine's terms; fields it leaves out take `config`'s defaults
 /// (`--temp`, `--seed`, `--n-predict`).
 pub(crate) fn chat(req: ChatCompletionRequest, config: &crate::ServerConfig) -> Result<Plan, ApiError> {
-    check_n(req.n)?;
+    let n = choices(req.n)?;
     let logprobs = match (req.logprobs, req.top_logprobs) {
         (Some(true), n) => Some(top_logprobs(n)?),
         (_, Some(n)) if n > 0 => {
@@ -59,7 +61,7 @@ pub(crate) fn chat(req: ChatCompletionRequest, config: &crate::ServerConfig) -> 
             max_tokens,
             tools,
             tool_choice,
-            response_format: response_format(req.response_format, req.json_schema),
+            response_format: constraint(req.response_format, req.json_schema, req.grammar)?,
             prompt_cache_key: req.prompt_cache_key.map(|k| format!("client/{k}")),
             cache_prompt: req.cache_prompt.unwrap_or(true),
             keep_alive: keep_alive(req.keep_alive.as_ref())?,
@@ -68,6 +70,7 @@ pub(crate) fn chat(req: ChatCompletionRequest, config: &crate::ServerConfig) -> 
         },
         stream,
         include_usage,
+        n,
     })
 }
 
@@ -107,6 +110,24 @@ fn tools(tools: Option<Vec<wire::Tool>>) -> Result<Vec<FunctionDefinition>, ApiE
             strict: t.function.strict.unwrap_or(false),
         })
         .collect())
+}
+
+/// `response_format` or llama-server's `json_schema`, or its `grammar`, which neither may
+/// come with (llama-server's rule).
+pub(crate) fn constraint(
+    format: Option<wire::ResponseFormat>,
+    json_schema: Option<serde_json::Value>,
+    grammar: Option<String>,
+) -> Result<ResponseFormat, ApiError> {
+    let json = response_format(format, json_schema);
+    match grammar {
+        None => Ok(json),
+        Some(g) if json == ResponseFormat::Text => Ok(ResponseFormat::Grammar(g)),
+        Some(_) => Err(ApiError::invalid(
+            Some("grammar".to_owned()),
+            "either json_schema (or a JSON response_format) or grammar can be specified, but not both",
+        )),
+    }
 }
 
 /// `response_format`, else llama-server's top-level `json_schema`.
@@ -153,10 +174,12 @@ pub(crate) fn keep_alive(value: Option<&wire::KeepAlive>) -> Result<Option<choru
     parsed.map(Some).map_err(|m| ApiError::invalid(Some("keep_alive".to_owned()), m))
 }
 
-pub(crate) fn check_n(n: Option<i64>) -> Result<(), ApiError> {
-    match n {
-        None | Some(1) => Ok(()),
-        Some(_) => Err(ApiError::invalid(Some("n".to_owned()), "only n = 1 is supported")),
+/// OpenAI's `n` (absent: 1), 1 to [`chorus_engine::MAX_CHOICES`].
+pub(crate) fn choices(n: Option<i64>) -> Result<u32, ApiError> {
+    let max = i64::from(chorus_engine::MAX_CHOICES);
+    match n.unwrap_or(1) {
+        n @ 1.. if n <= max => Ok(n as u32),
+        _ => Err(ApiError::invalid(Some("n".to_owned()), format!("n must be from 1 to {max}"))),
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod chat;
 mod completions;
-mod convert;
+pub(crate) mod convert;
 mod embeddings;
 mod models;
 
