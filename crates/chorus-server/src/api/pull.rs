@@ -47,7 +47,7 @@ fn outcome(result: Result<Result<String, PullError>, tokio::task::JoinError>) ->
 /// a download that broke off, and registers it as `id` (default: the file's stem), so it is
 /// served at once and after a restart. The answer is a stream of server-sent events, each
 /// `data:` a `PullProgress`: `pulling manifest`, then `downloading` with `completed` of
-/// `total` bytes (about ten a second), `verifying sha256 digest`, and last `success` with
+/// `total` bytes (about ten a second), `verifying sha256 digest` (`verifying size` when the hub names no digest), and last `success` with
 /// `model`, or `error` with `error` (pull again to resume). The pull goes on if the client
 /// disconnects.
 #[utoipa::path(

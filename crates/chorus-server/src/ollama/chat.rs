@@ -14,7 +14,7 @@ use chorus_engine::request::{ChatMessage, Role};
 use chorus_engine::tools::{FunctionDefinition, ResponseFormat, ToolCall, ToolChoice};
 use chorus_engine::{
     Detail, EmbedRequest as EngineEmbed, EmbeddingInput, FinishReason, GenerateRequest as EngineRequest,
-    GenerationEvent, KeepAlive, Prompt, SamplingParams, Usage,
+    GenerationEvent, GenerationStream, KeepAlive, Prompt, SamplingParams, Usage,
 };
 use chorus_proto::ollama::{
     ChatRequest, ChatResponse, Done, EmbedInput, EmbedRequest, EmbedResponse, EmbeddingsRequest, EmbeddingsResponse,
@@ -309,40 +309,58 @@ pub(super) async fn chat(State(state): State<AppState>, body: Bytes) -> Result<R
         let end = done(reason(completion.finish_reason), &completion.usage, started, load);
         return Ok(Json(chunk(assistant(completion.text, calls), Some(end))).into_response());
     }
-    let abort = state.abort.clone();
-    let mut generation = generation;
+    let mut events = Box::pin(events(generation, state.abort.clone()));
     let lines = async_stream::stream! {
-        loop {
-            let event = tokio::select! {
-                event = generation.next() => event,
-                () = abort.cancelled() => {
-                    yield line(&ErrorResponse { error: OllamaError::from(crate::sse::shutting_down()).message() });
-                    break;
-                }
-            };
+        while let Some(event) = events.next().await {
             match event {
-                Some(GenerationEvent::Text(text)) => yield line(&chunk(assistant(text, None), None)),
-                Some(GenerationEvent::ToolCalls(calls)) => {
+                Ok(GenerationEvent::Text(text)) => yield line(&chunk(assistant(text, None), None)),
+                Ok(GenerationEvent::ToolCalls(calls)) => {
                     yield line(&chunk(assistant(String::new(), Some(tool_calls_wire(&calls))), None));
                 }
-                Some(GenerationEvent::Detail(_)) => {}
-                Some(GenerationEvent::Done { finish_reason, usage }) => {
+                Ok(GenerationEvent::Done { finish_reason, usage }) => {
                     let end = done(reason(finish_reason), &usage, started, load);
                     yield line(&chunk(assistant(String::new(), None), Some(end)));
-                    break;
                 }
-                Some(GenerationEvent::Error(e)) => {
-                    yield line(&ErrorResponse { error: OllamaError::from(e).message() });
-                    break;
-                }
-                None => {
-                    yield line(&ErrorResponse { error: OllamaError::from(crate::ApiError::unavailable()).message() });
-                    break;
-                }
+                Ok(GenerationEvent::Detail(_) | GenerationEvent::Error(_)) => {}
+                Err(e) => yield line(&ErrorResponse { error: e.message() }),
             }
         }
     };
     Ok(ndjson(lines))
+}
+
+/// `generation`'s events up to its `Done`; a failure (the server shutting down, the backend's
+/// error, the stream gone) is one last `Err`, the `{"error"}` line of an NDJSON stream.
+fn events(
+    mut generation: GenerationStream,
+    abort: tokio_util::sync::CancellationToken,
+) -> impl futures::Stream<Item = Result<GenerationEvent, OllamaError>> {
+    async_stream::stream! {
+        loop {
+            let event = tokio::select! {
+                event = generation.next() => event,
+                () = abort.cancelled() => {
+                    yield Err(OllamaError::from(crate::sse::shutting_down()));
+                    break;
+                }
+            };
+            match event {
+                Some(GenerationEvent::Error(e)) => {
+                    yield Err(OllamaError::from(e));
+                    break;
+                }
+                None => {
+                    yield Err(OllamaError::from(crate::ApiError::unavailable()));
+                    break;
+                }
+                Some(end @ GenerationEvent::Done { .. }) => {
+                    yield Ok(end);
+                    break;
+                }
+                Some(event) => yield Ok(event),
+            }
+        }
+    }
 }
 
 /// Generate (Ollama)
@@ -440,38 +458,22 @@ pub(super) async fn generate(State(state): State<AppState>, body: Bytes) -> Resu
         let end = done(reason(completion.finish_reason), &completion.usage, started, load);
         return Ok(Json(chunk(completion.text, context, Some(end))).into_response());
     }
-    let abort = state.abort.clone();
-    let mut generation = generation;
+    let mut events = Box::pin(events(generation, state.abort.clone()));
     let lines = async_stream::stream! {
-        loop {
-            let event = tokio::select! {
-                event = generation.next() => event,
-                () = abort.cancelled() => {
-                    yield line(&ErrorResponse { error: OllamaError::from(crate::sse::shutting_down()).message() });
-                    break;
-                }
-            };
+        while let Some(event) = events.next().await {
             match event {
-                Some(GenerationEvent::Text(text)) => yield line(&chunk(text, None, None)),
-                Some(GenerationEvent::Detail(Detail::Token(t))) => {
+                Ok(GenerationEvent::Text(text)) => yield line(&chunk(text, None, None)),
+                Ok(GenerationEvent::Detail(Detail::Token(t))) => {
                     if let Some(ids) = context.as_mut() {
                         ids.push(t.id);
                     }
                 }
-                Some(GenerationEvent::Detail(_) | GenerationEvent::ToolCalls(_)) => {}
-                Some(GenerationEvent::Done { finish_reason, usage }) => {
+                Ok(GenerationEvent::Done { finish_reason, usage }) => {
                     let end = done(reason(finish_reason), &usage, started, load);
                     yield line(&chunk(String::new(), context.take(), Some(end)));
-                    break;
                 }
-                Some(GenerationEvent::Error(e)) => {
-                    yield line(&ErrorResponse { error: OllamaError::from(e).message() });
-                    break;
-                }
-                None => {
-                    yield line(&ErrorResponse { error: OllamaError::from(crate::ApiError::unavailable()).message() });
-                    break;
-                }
+                Ok(GenerationEvent::Detail(_) | GenerationEvent::ToolCalls(_) | GenerationEvent::Error(_)) => {}
+                Err(e) => yield line(&ErrorResponse { error: e.message() }),
             }
         }
     };

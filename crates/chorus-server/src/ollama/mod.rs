@@ -397,7 +397,7 @@ pub(crate) fn ndjson(lines: impl futures::Stream<Item = Bytes> + Send + 'static)
 /// default `Q4_K_M`) or `hf:OWNER/REPO/FILE.gguf`; it is downloaded from the Hugging Face hub
 /// (resuming a download that broke off) and served under that name. Streamed (the default):
 /// NDJSON lines `pulling manifest`, `pulling DIGEST` with `digest`, `total` and `completed`,
-/// `verifying sha256 digest`, `writing manifest`, `success`; a failure is an `{"error"}` line.
+/// `verifying sha256 digest` (`verifying size` when the hub names no digest), `writing manifest`, `success`; a failure is an `{"error"}` line.
 /// With `stream: false`: one `{"status": "success"}`.
 #[utoipa::path(
     post,
