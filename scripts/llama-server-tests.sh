@@ -17,7 +17,9 @@
 # test model (written by CHORUS_TESTKIT, default target/debug/chorus-testkit), with the flags of
 # the tests' `tinyllama2` preset (`--alias tinyllama-2 --ctx-size 512 --parallel 2
 # --batch-size 32 --n-predict 64 --seed 42 --temp 0.8`, each slot a cache of its own as with
-# llama-server's `--parallel 2`) and a --slot-save-path, on a free loopback port, with its own
+# llama-server's `--parallel 2`) and a --slot-save-path; the model also answers to the OpenAI
+# names the tests send (`gpt-3.5-turbo-instruct`, `davinci-002`, `text-embedding-3-small`),
+# as further --alias names, since chorus routes by `model` where llama-server ignores it, on a free loopback port, with its own
 # store in a temporary dir; it is stopped on exit. The report is kept in
 # .cache/llama-server-tests/report.tsv.
 set -euo pipefail
@@ -73,7 +75,7 @@ env -u CHORUS_API_KEY -u CHORUS_CONFIG -u CHORUS_CONTROL_SOCKET -u CHORUS_DATABA
     XDG_CONFIG_HOME="$tmp/config" XDG_DATA_HOME="$tmp/data" XDG_RUNTIME_DIR="$tmp" \
     "$bin" serve --model "$tmp/tiny.gguf" --port 0 --threads 2 --no-control-socket \
     --database-url "sqlite://$tmp/chorus.db?mode=rwc" \
-    --alias tinyllama-2 --ctx-size 512 --parallel 2 --no-kv-unified --batch-size 32 \
+    --alias tinyllama-2,gpt-3.5-turbo-instruct,davinci-002,text-embedding-3-small --ctx-size 512 --parallel 2 --no-kv-unified --batch-size 32 \
     --n-predict 64 --seed 42 --temp 0.8 --slot-save-path "$tmp/slots" \
     >"$tmp/stdout" 2>"$tmp/stderr" &
 server_pid=$!

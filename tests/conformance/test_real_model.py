@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 import anyio
+import httpx
 import openai
 import pytest
 from mcp import Client, StdioServerParameters
@@ -31,6 +32,7 @@ from conftest import (
     chorus_binary,
     exercise_mcp_client,
     mcp_text,
+    native,
     openai_client,
     real_model,
     session_with_an_exchange,
@@ -191,6 +193,30 @@ async def _mcp_client_on_a_real_model(client: Client, model_id: str, session_id:
     assert "Paris" in mcp_text(result), mcp_text(result)
     assert result.structured_content["text"] == mcp_text(result)
     assert result.structured_content["model"] == model_id
+
+
+def test_infill_with_input_extra_completes_the_call_as_llama_vscode_asks(qwen_server: str) -> None:
+    """llama.vscode's `/infill` request (llama.cpp's own server test `test_with_qwen_model`, on
+    the 0.5B model here): the other file's declaration is what the model completes the call
+    with, and the answer is the code at the cursor."""
+    body = {
+        "input_extra": [{"filename": "llama.h", "text": "LLAMA_API int32_t llama_n_threads();\n"}],
+        "input_prefix": '#include <cstdio>\n#include "llama.h"\n\nint main() {\n',
+        "prompt": "    int n_threads = llama_",
+        "input_suffix": "}\n",
+        "n_predict": 12,
+        "temperature": 0,
+        "samplers": ["top_k", "top_p", "infill"],
+        "cache_prompt": True,
+    }
+    answer = native(qwen_server, "POST", "/infill", body)
+    assert answer["content"].startswith("n_threads();"), answer["content"]
+    assert answer["stop"] is True and answer["tokens_predicted"] <= 12
+    without = native(qwen_server, "POST", "/infill", {**body, "input_extra": []})
+    # The file's tokens are in the prompt: the same request without it is shorter.
+    assert answer["tokens_evaluated"] > without["tokens_evaluated"] + 10, (answer, without)
+    bad = httpx.post(qwen_server + "/infill", json={**body, "input_extra": [{"filename": "x"}]}, timeout=60)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "input_extra[0]", bad.text
 
 
 def test_mcp_client_over_http(qwen_server: str, qwen_id: str) -> None:

@@ -116,9 +116,11 @@ pub(crate) struct ModelArgs {
     /// Jinja chat template file that replaces the model's own.
     #[arg(long, value_name = "FILE")]
     pub(crate) chat_template: Option<PathBuf>,
-    /// Model id for the API of the first --model (default: the file stem).
-    #[arg(long)]
-    pub(crate) alias: Option<String>,
+    /// Model id for the API of the first --model (default: the file stem); a comma-separated
+    /// list, as llama-server's, gives the model more names: the first is its id, the others
+    /// its aliases (e.g. `--alias qwen,gpt-4o-mini` for a client that asks for `gpt-4o-mini`).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) alias: Vec<String>,
     /// Layers to offload to a GPU (builds with GPU support only).
     #[arg(long, default_value_t = 0)]
     pub(crate) n_gpu_layers: u32,

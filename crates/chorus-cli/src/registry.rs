@@ -175,7 +175,8 @@ pub(crate) async fn build(
     let mut all: Vec<(String, ModelEntry)> = Vec::new();
     for (i, model) in args.model.iter().enumerate() {
         let entry = ModelEntry {
-            id: if i == 0 { args.alias.clone() } else { None },
+            id: if i == 0 { args.alias.first().cloned() } else { None },
+            aliases: if i == 0 { args.alias.iter().skip(1).cloned().collect() } else { Vec::new() },
             source: Some(model.clone()),
             chat_template: if i == 0 { args.chat_template.clone() } else { None },
             preload: i == 0,
@@ -211,7 +212,8 @@ pub(crate) async fn build(
     if all.is_empty() {
         let entry = ModelEntry {
             source: Some(ModelSource::default_model().to_string()),
-            id: args.alias.clone(),
+            id: args.alias.first().cloned(),
+            aliases: args.alias.iter().skip(1).cloned().collect(),
             preload: true,
             ..ModelEntry::default()
         };

@@ -39,6 +39,9 @@ pub struct PublicError {
     pub code: Option<&'static str>,
     /// Seconds after which a retry may succeed (HTTP `Retry-After`), for some 503s.
     pub retry_after: Option<u64>,
+    /// For a prompt over a slot's context: `(n_prompt_tokens, n_ctx)`, which llama-server's
+    /// `exceed_context_size_error` carries.
+    pub context_size: Option<(u32, u32)>,
 }
 
 /// The message of every server fault.
@@ -46,7 +49,14 @@ pub const INTERNAL_MESSAGE: &str = "the server had an error while processing the
 
 impl PublicError {
     fn new(class: ErrorClass, message: impl Into<String>, param: Option<&str>, code: Option<&'static str>) -> Self {
-        Self { class, message: message.into(), param: param.map(str::to_owned), code, retry_after: None }
+        Self {
+            class,
+            message: message.into(),
+            param: param.map(str::to_owned),
+            code,
+            retry_after: None,
+            context_size: None,
+        }
     }
 
     /// A server fault: the fixed message, code `server_error`.
@@ -54,8 +64,13 @@ impl PublicError {
         Self::new(ErrorClass::Internal, INTERNAL_MESSAGE, None, Some("server_error"))
     }
 
-    /// OpenAI's `type`: `invalid_request_error` or `server_error`.
+    /// OpenAI's `type`: `invalid_request_error` or `server_error`; a prompt over the context
+    /// is llama-server's `exceed_context_size_error` (its code stays OpenAI's
+    /// `context_length_exceeded`, so clients of either find what they look for).
     pub fn kind(&self) -> &'static str {
+        if self.context_size.is_some() {
+            return "exceed_context_size_error";
+        }
         match self.class {
             ErrorClass::InvalidRequest | ErrorClass::NotFound | ErrorClass::Conflict => "invalid_request_error",
             ErrorClass::Unavailable | ErrorClass::Internal => "server_error",
@@ -69,9 +84,10 @@ impl BackendError {
     pub fn public(&self) -> PublicError {
         use ErrorClass::*;
         match self {
-            Self::PromptTooLong { .. } => {
-                PublicError::new(InvalidRequest, self.to_string(), Some("messages"), Some("context_length_exceeded"))
-            }
+            Self::PromptTooLong { n_prompt, n_ctx } => PublicError {
+                context_size: Some((*n_prompt, *n_ctx)),
+                ..PublicError::new(InvalidRequest, self.to_string(), Some("messages"), Some("context_length_exceeded"))
+            },
             Self::Template(_) | Self::InvalidPrompt(_) => {
                 PublicError::new(InvalidRequest, self.to_string(), Some("messages"), None)
             }

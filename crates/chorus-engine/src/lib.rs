@@ -39,7 +39,8 @@ pub use metrics::Metrics;
 pub use pool::{KeepAlive, Lease, ModelLoader, ModelPool, ModelSpec, ModelState, ModelStatus, PoolConfig, PoolError};
 pub use pull::{ModelPuller, PullError, PullStage, PullUpdate};
 pub use request::{
-    ChatMessage, GenerateRequest, MAX_CHOICES, Prompt, Role, SamplingParams, ValidGenerateRequest, ValidationError,
+    ChatEnding, ChatMessage, GenerateRequest, InfillChunk, MAX_CHOICES, Prompt, Role, SamplerKind, SamplingParams,
+    ValidGenerateRequest, ValidationError,
 };
 pub use route::{CategoryConfig, RouteDecision, RouteInput, RouteStage, Router, RouterConfig, RouterError};
 pub use session::{

@@ -78,7 +78,14 @@ impl PullError {
             Self::NotFound(_) => (ErrorClass::NotFound, Some("model"), Some("model_not_found")),
             Self::Failed(_) => (ErrorClass::Unavailable, None, Some("pull_failed")),
         };
-        PublicError { class, message: self.to_string(), param: param.map(str::to_owned), code, retry_after: None }
+        PublicError {
+            class,
+            message: self.to_string(),
+            param: param.map(str::to_owned),
+            code,
+            retry_after: None,
+            context_size: None,
+        }
     }
 }
 

@@ -76,15 +76,30 @@ pub enum Prompt {
     /// array); validated against the vocabulary.
     Tokens(Vec<i32>),
     /// Fill in the middle (llama-server's `/infill`): the model's own tokens around the code
-    /// before and after the gap, `FIM_PRE prefix FIM_SUF suffix FIM_MID`; the prefix and suffix
-    /// are tokenized as plain text (special tokens in them are not parsed). Only for a model
-    /// with those tokens ([`crate::ModelInfo::fim`]).
+    /// before and after the gap, `FIM_PRE prefix FIM_SUF suffix FIM_MID`, after the `extra`
+    /// files (as llama-server lays them out: for a model with repository tokens, Qwen2.5-Coder's
+    /// `<|repo_name|>myproject` then `<|file_sep|>filename` and the text of each). Code is
+    /// tokenized as plain text (special tokens in it are not parsed). Only for a model with
+    /// those tokens ([`crate::ModelInfo::fim`]). What does not fit in a slot's context with
+    /// room for the answer is left out: the earliest extra files first, then the prefix's start
+    /// and the suffix's end (three parts prefix to one of suffix).
     Infill {
         /// The code before the gap.
         prefix: String,
         /// The code after it.
         suffix: String,
+        /// Other files for context (llama-server's `input_extra`), least relevant first.
+        extra: Vec<InfillChunk>,
     },
+}
+
+/// One file of context for [`Prompt::Infill`] (llama-server's `input_extra` item).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfillChunk {
+    /// Its name (llama-server's default: `tmp`).
+    pub filename: String,
+    /// Its text.
+    pub text: String,
 }
 
 /// Sampling parameters of one request. Defaults are llama-server's.
@@ -112,6 +127,40 @@ pub struct SamplingParams {
     pub logit_bias: Vec<(i32, f32)>,
     /// Keep generating past end-of-generation tokens.
     pub ignore_eos: bool,
+    /// llama-server's `samplers`: which of the samplers run, in this order, before the seeded
+    /// draw; `None` is llama.cpp's order (penalties, top-k, top-p, min-p, temperature). A
+    /// sampler left out does not run (without `temperature`, the draw is at temperature 1).
+    pub samplers: Option<Vec<SamplerKind>>,
+}
+
+/// One sampler of [`SamplingParams::samplers`], by llama-server's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplerKind {
+    /// `penalties`: the repeat, frequency and presence penalties.
+    Penalties,
+    /// `top_k`.
+    TopK,
+    /// `top_p`.
+    TopP,
+    /// `min_p`.
+    MinP,
+    /// `temperature`.
+    Temperature,
+}
+
+impl SamplerKind {
+    /// The sampler llama-server calls `name` (its short names too: `k`, `p`, `m`, `t`); `None`
+    /// for a name chorus has no sampler for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "penalties" | "penalty" => Self::Penalties,
+            "top_k" | "top-k" | "k" => Self::TopK,
+            "top_p" | "top-p" | "nucleus" | "p" => Self::TopP,
+            "min_p" | "min-p" | "m" => Self::MinP,
+            "temperature" | "temp" | "t" => Self::Temperature,
+            _ => return None,
+        })
+    }
 }
 
 impl Default for SamplingParams {
@@ -128,6 +177,7 @@ impl Default for SamplingParams {
             penalty_last_n: 64,
             logit_bias: Vec::new(),
             ignore_eos: false,
+            samplers: None,
         }
     }
 }
@@ -166,6 +216,27 @@ pub struct GenerateRequest {
     /// (OpenAI's `logprobs` and `top_logprobs`, 0 to 20; llama-server's `n_probs`), on the
     /// [`crate::GenerationEvent::Detail`] tokens (so [`Self::return_tokens`] is implied).
     pub logprobs: Option<u32>,
+    /// How a chat prompt ends (chat prompts only).
+    pub chat_ending: ChatEnding,
+    /// llama-server's `id_slot`: run in this slot (0 to `n_parallel - 1`), waiting for it
+    /// when it is busy; `None` lets the scheduler choose.
+    pub id_slot: Option<u32>,
+}
+
+/// How the rendering of a chat prompt ends (vLLM's and transformers' `add_generation_prompt`
+/// and `continue_final_message`, which llama-server also reads).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChatEnding {
+    /// The template's generation prompt opens the model's next message (the default).
+    #[default]
+    GenerationPrompt,
+    /// No generation prompt: the rendering stops after the last message
+    /// (`add_generation_prompt: false`).
+    None,
+    /// The last message, the assistant's, is left open and the model continues it (prefill;
+    /// `continue_final_message: true`): the messages before it are rendered with the
+    /// generation prompt and its content is appended, as llama-server does.
+    ContinueFinalMessage,
 }
 
 /// The most alternatives [`GenerateRequest::logprobs`] reports (OpenAI's `top_logprobs` limit).
@@ -198,6 +269,8 @@ impl GenerateRequest {
             keep_alive: None,
             return_tokens: false,
             logprobs: None,
+            chat_ending: ChatEnding::GenerationPrompt,
+            id_slot: None,
         }
     }
 
@@ -249,9 +322,30 @@ impl GenerateRequest {
         if self.max_tokens == Some(0) {
             return Err(ValidationError::new("max_tokens", "max_tokens must be at least 1"));
         }
+        if let Some(id) = self.id_slot
+            && id >= model.n_parallel
+        {
+            return Err(ValidationError::new(
+                "id_slot",
+                format!(
+                    "id_slot must be from 0 to {} (the model has {} slots)",
+                    model.n_parallel.max(1) - 1,
+                    model.n_parallel
+                ),
+            ));
+        }
         match &self.prompt {
             Prompt::Chat(messages) if messages.is_empty() => {
                 return Err(ValidationError::new("messages", "messages must hold at least one message"));
+            }
+            Prompt::Chat(messages)
+                if self.chat_ending == ChatEnding::ContinueFinalMessage
+                    && messages.last().is_none_or(|m| m.role != Role::Assistant) =>
+            {
+                return Err(ValidationError::new(
+                    "continue_final_message",
+                    "continue_final_message continues the last message, which must be the assistant's",
+                ));
             }
             // A base model never learnt a chat format: ChatML would make it babble.
             Prompt::Chat(_) if !model.has_chat_template => {
@@ -423,7 +517,13 @@ mod tests {
 
     #[test]
     fn infill_needs_a_model_with_fim_tokens_and_takes_no_tools() {
-        let infill = || GenerateRequest::new(Prompt::Infill { prefix: "def f():\n    ".into(), suffix: String::new() });
+        let infill = || {
+            GenerateRequest::new(Prompt::Infill {
+                prefix: "def f():\n    ".into(),
+                suffix: String::new(),
+                extra: Vec::new(),
+            })
+        };
         assert_eq!(infill().validate(&model()).unwrap_err().param, "model");
         let coder = ModelInfo { fim: true, ..model() };
         assert!(infill().validate(&coder).is_ok());

@@ -70,6 +70,9 @@ pub struct SampledToken {
     /// distribution (the log-softmax of the logits, before sampling), and the most likely
     /// tokens there, most likely first.
     pub logprobs: Option<TokenLogprobs>,
+    /// The generation's counts and times up to and with this token (llama-server's
+    /// `timings_per_token`).
+    pub usage: Usage,
 }
 
 /// A sampled token's log-probability and the most likely alternatives (OpenAI's `logprobs`

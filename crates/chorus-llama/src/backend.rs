@@ -312,6 +312,7 @@ impl LlamaBackend {
             restore: None,
             disk_checked: false,
             forks: Vec::new(),
+            id_slot: request.id_slot,
         };
         Ok((job, stream))
     }
@@ -666,7 +667,7 @@ impl Backend for LlamaBackend {
         if !self.info.serves.generation {
             return Err(self.unsupported(request.get()));
         }
-        let tokens = crate::prompt::tokenize(&self.model, &self.template, request.get())?;
+        let tokens = crate::prompt::tokenize(&self.model, &self.template, request.get(), self.info.n_ctx_slot)?;
         let n_prompt = tokens.len() as u32;
         if n_prompt >= self.info.n_ctx_slot {
             return Err(BackendError::PromptTooLong { n_prompt, n_ctx: self.info.n_ctx_slot });
@@ -682,7 +683,7 @@ impl Backend for LlamaBackend {
         let Some(mut first) = jobs.next() else { return Ok(streams) };
         // The first choice's key is the conversation's: the others neither take its slot
         // affinity nor write its snapshot.
-        first.forks = jobs.map(|fork| Job { prompt_cache_key: None, ..fork }).collect();
+        first.forks = jobs.map(|fork| Job { prompt_cache_key: None, id_slot: None, ..fork }).collect();
         let sender = self.jobs.as_ref().ok_or(BackendError::Unavailable)?;
         sender.send(Msg::Job(Box::new(first))).map_err(|_| BackendError::Unavailable)?;
         self.metrics.queue_depth.inc_by(i64::from(n));
@@ -693,7 +694,7 @@ impl Backend for LlamaBackend {
         if !self.info.serves.generation {
             return Err(self.unsupported(request.get()));
         }
-        Ok(crate::prompt::tokenize(&self.model, &self.template, request.get())?.len() as u32)
+        Ok(crate::prompt::tokenize(&self.model, &self.template, request.get(), self.info.n_ctx_slot)?.len() as u32)
     }
 
     fn embed(&self, request: EmbedRequest) -> Result<EmbedReply, BackendError> {
@@ -734,7 +735,9 @@ impl Backend for LlamaBackend {
     fn apply_template(&self, request: &ValidGenerateRequest) -> Result<String, BackendError> {
         let request = request.get();
         match &request.prompt {
-            Prompt::Chat(messages) => crate::prompt::render_chat(&self.template, messages, &request.tools),
+            Prompt::Chat(messages) => {
+                crate::prompt::render_chat(&self.template, messages, &request.tools, request.chat_ending)
+            }
             other => Err(BackendError::generation_unsupported(&self.info.id, other)),
         }
     }

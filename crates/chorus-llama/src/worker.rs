@@ -126,6 +126,8 @@ pub(crate) struct Job {
     /// decoded and samples its first token from the same logits; without a free slot it
     /// waits in the queue as a job of its own.
     pub(crate) forks: Vec<Job>,
+    /// llama-server's `id_slot`: only this slot takes the job (the queue waits for it).
+    pub(crate) id_slot: Option<u32>,
 }
 
 /// Scheduler state shared with [`crate::LlamaBackend::stats`].
@@ -565,6 +567,10 @@ impl Worker<'_, '_> {
     /// one that last served the job's `prompt_cache_key`, then the least recently used.
     fn best_free_slot(&self) -> Option<usize> {
         let job = self.queue.front()?;
+        if let Some(id) = job.id_slot {
+            let i = id as usize;
+            return self.slots.get(i).filter(|s| s.active.is_none()).map(|_| i);
+        }
         let key = job.prompt_cache_key.as_deref();
         self.slots
             .iter()
@@ -891,7 +897,7 @@ impl Worker<'_, '_> {
         // The same bytes as the text it makes, so a client that joins the pieces gets the text.
         let piece = vocab.token_to_piece(token, false, None);
         if active.return_tokens {
-            let sampled = SampledToken { id: token.0, piece: piece.clone(), logprobs };
+            let sampled = SampledToken { id: token.0, piece: piece.clone(), logprobs, usage: active.usage() };
             if !active.tx.send(GenerationEvent::Detail(Detail::Token(sampled))) {
                 return Some(FinishReason::Stop);
             }

@@ -266,7 +266,9 @@ impl Timings {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NativeCompletionRequest {
     /// A string; token ids; a sequence mixing both (`[12, 34, "text", 56]`); an object
-    /// `{"prompt_string": …}`; or an array of such prompts, answered as an array.
+    /// `{"prompt_string": …}`; or an array of such prompts, answered as an array. Required
+    /// (for `/infill`: optional, a string, the text before the cursor on its line).
+    #[serde(default)]
     #[schema(value_type = Object)]
     pub prompt: serde_json::Value,
     /// Most tokens to generate; -1 (or absent): until the context is full or `max_tokens`.
@@ -337,6 +339,51 @@ pub struct NativeCompletionRequest {
     /// The model (chorus: default, the server's default model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The slot to run in, 0 to `n_parallel - 1` (`GET /slots`); -1 or absent lets the server
+    /// choose. The request waits for a busy slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_slot: Option<i64>,
+    /// Which samplers run and in what order: names (`["top_k", "top_p", "temperature"]`) or
+    /// one letter each (`"kpt"`). chorus has `penalties`, `top_k` (`k`), `top_p` (`p`),
+    /// `min_p` (`m`) and `temperature` (`t`); llama-server's others (`dry`, `typ_p`, `xtc`,
+    /// `top_n_sigma`, `infill`) are skipped, as llama-server skips names it does not know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub samplers: Option<serde_json::Value>,
+}
+
+/// Body of `POST /infill` (llama-server's fill-in-the-middle, as llama.vscode sends it): the
+/// code around the cursor, files for context, and `/completion`'s fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InfillRequest {
+    /// The code before the cursor's line (the line's start up to the cursor is `prompt`).
+    #[serde(default)]
+    pub input_prefix: String,
+    /// The code after the cursor.
+    #[serde(default)]
+    pub input_suffix: String,
+    /// Other files for context, least relevant first: `[{"filename": …, "text": …}]`.
+    #[serde(default)]
+    pub input_extra: Vec<InfillExtra>,
+    /// `prompt` (a string here), `n_predict`, `stream`, the sampling fields and the rest.
+    #[serde(flatten)]
+    pub completion: NativeCompletionRequest,
+}
+
+/// One item of [`InfillRequest::input_extra`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InfillExtra {
+    /// The file's name (default `tmp`).
+    #[serde(default = "InfillExtra::default_filename")]
+    pub filename: String,
+    /// The file's text (required).
+    pub text: String,
+}
+
+impl InfillExtra {
+    fn default_filename() -> String {
+        "tmp".to_owned()
+    }
 }
 
 /// The answer of `POST /completion`, and each of its streamed events (where only `content`,

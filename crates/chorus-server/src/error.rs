@@ -22,6 +22,8 @@ pub struct ApiError {
     code: Option<&'static str>,
     /// Seconds for a `Retry-After` header (a 503 from a full model pool).
     retry_after: Option<u64>,
+    /// `(n_prompt_tokens, n_ctx)` of an `exceed_context_size_error`.
+    context_size: Option<(u32, u32)>,
 }
 
 impl ApiError {
@@ -34,6 +36,7 @@ impl ApiError {
             param: param.into(),
             code: None,
             retry_after: None,
+            context_size: None,
         }
     }
 
@@ -46,6 +49,7 @@ impl ApiError {
             param: None,
             code: Some("invalid_api_key"),
             retry_after: None,
+            context_size: None,
         }
     }
 
@@ -63,6 +67,7 @@ impl ApiError {
             param: None,
             code: Some("permission_denied"),
             retry_after: None,
+            context_size: None,
         }
     }
 
@@ -80,6 +85,7 @@ impl ApiError {
             param: None,
             code: Some(code),
             retry_after: None,
+            context_size: None,
         }
     }
 
@@ -92,6 +98,7 @@ impl ApiError {
             param: None,
             code: Some("cancelled"),
             retry_after: None,
+            context_size: None,
         }
     }
 
@@ -104,6 +111,7 @@ impl ApiError {
             param: None,
             code: Some("request_too_large"),
             retry_after: None,
+            context_size: None,
         }
     }
 
@@ -121,6 +129,7 @@ impl ApiError {
             param: None,
             code: Some("not_supported"),
             retry_after: None,
+            context_size: None,
         }
     }
 
@@ -147,6 +156,8 @@ impl ApiError {
                 kind: self.kind.to_owned(),
                 param: self.param.clone(),
                 code: self.code.map(str::to_owned),
+                n_prompt_tokens: self.context_size.map(|c| c.0),
+                n_ctx: self.context_size.map(|c| c.1),
             },
         }
     }
@@ -174,6 +185,7 @@ impl ApiError {
             param: public.param,
             code: public.code,
             retry_after: public.retry_after,
+            context_size: public.context_size,
         }
     }
 }
@@ -233,6 +245,7 @@ pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
         param: None,
         code: Some("not_found"),
         retry_after: None,
+        context_size: None,
     }
 }
 
@@ -245,6 +258,7 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         param: None,
         code: Some("method_not_allowed"),
         retry_after: None,
+        context_size: None,
     }
 }
 

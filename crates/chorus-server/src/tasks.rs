@@ -293,7 +293,7 @@ pub(crate) async fn code_completion(
     let prefix = required(req.prefix, "prefix")?;
     let suffix = req.suffix.unwrap_or_default();
     let input = RouteInput { text: &prefix, endpoint: Some("code"), category: None };
-    let request = request(Prompt::Infill { prefix: prefix.clone(), suffix }, &req.options, None)?;
+    let request = request(Prompt::Infill { prefix: prefix.clone(), suffix, extra: Vec::new() }, &req.options, None)?;
     Task::new(&state, input, &req.options, request, Shape::Text).await?.run(state).await
 }
 

@@ -248,7 +248,10 @@ pub(crate) fn estimate_prompt_tokens(request: &GenerateRequest) -> u32 {
     let (text, markers) = match &request.prompt {
         Prompt::Text(text) => (chars(text), 0),
         Prompt::Tokens(tokens) => (tokens.len() * CHARS_PER_TOKEN, 0),
-        Prompt::Infill { prefix, suffix } => (chars(prefix) + chars(suffix), 3),
+        Prompt::Infill { prefix, suffix, extra } => {
+            let extra: usize = extra.iter().map(|c| chars(&c.filename) + chars(&c.text) + 1).sum();
+            (chars(prefix) + chars(suffix) + extra, 3 + 2 * extra.min(1))
+        }
         Prompt::Chat(messages) => {
             let text: usize = messages
                 .iter()

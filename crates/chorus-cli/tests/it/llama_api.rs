@@ -232,3 +232,107 @@ async fn slots_are_listed_unless_no_slots() {
     assert_eq!(status, 501, "{err}");
     assert_eq!(err["error"]["type"], "not_supported_error");
 }
+
+/// The SSE `data:` objects of a streamed response, without `[DONE]`.
+async fn stream_chunks(url: &str, path: &str, body: Value) -> Vec<Value> {
+    let text =
+        reqwest::Client::new().post(format!("{url}{path}")).json(&body).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn llama_server_fields_of_chat_infill_slots_samplers_and_aliases() {
+    let slots = tempfile::tempdir().unwrap();
+    let srv = server(&[
+        "--ctx-size",
+        "512",
+        "--parallel",
+        "2",
+        "--no-kv-unified",
+        "--alias",
+        "gpt-4o-mini,davinci-002",
+        "--slot-save-path",
+        slots.path().to_str().unwrap(),
+    ]);
+    let url = &srv.url;
+    let hi = json!([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hel"}]);
+
+    // --alias with several names: the first is the id, the others answer too.
+    let (_, models) = get(url, "/v1/models").await;
+    assert_eq!(models["data"][0]["id"], "tiny", "{models}");
+    assert_eq!(models["data"][0]["aliases"], json!(["gpt-4o-mini", "davinci-002"]), "{models}");
+    let (status, chat) =
+        post(url, "/v1/chat/completions", json!({"model": "gpt-4o-mini", "messages": hi, "max_tokens": 2})).await;
+    assert_eq!(status, 200, "{chat}");
+    assert_eq!(chat["model"], "tiny");
+
+    // vLLM's continue_final_message leaves the assistant's message open; add_generation_prompt
+    // false ends after the last message; both true is refused.
+    let (_, open) = post(url, "/apply-template", json!({"messages": hi, "continue_final_message": true})).await;
+    assert!(open["prompt"].as_str().unwrap().ends_with("<|im_start|>assistant\nHel"), "{open}");
+    let (_, closed) = post(url, "/apply-template", json!({"messages": hi, "add_generation_prompt": false})).await;
+    assert!(closed["prompt"].as_str().unwrap().ends_with("Hel<|im_end|>\n"), "{closed}");
+    let both = json!({"messages": hi, "continue_final_message": true, "add_generation_prompt": true});
+    let (status, err) = post(url, "/chat/completions", both).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("continue_final_message")), "{err}");
+    let user_last = json!({"messages": [{"role": "user", "content": "Hi"}], "continue_final_message": true});
+    let (status, err) = post(url, "/chat/completions", user_last).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("continue_final_message")), "{err}");
+
+    // timings_per_token: every chunk with text has its timings so far; the first chunk is the
+    // role with content null, as llama-server sends it.
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "stream": true,
+        "timings_per_token": true, "ignore_eos": true});
+    let chunks = stream_chunks(url, "/v1/chat/completions", body).await;
+    assert_eq!(chunks[0]["choices"][0]["delta"], json!({"role": "assistant", "content": null}), "{chunks:?}");
+    let texts: Vec<&Value> = chunks.iter().filter(|c| c["choices"][0]["delta"]["content"].is_string()).collect();
+    assert!(!texts.is_empty(), "{chunks:?}");
+    let predicted: Vec<u64> = texts.iter().map(|c| c["timings"]["predicted_n"].as_u64().unwrap()).collect();
+    assert!(predicted.windows(2).all(|w| w[0] < w[1]) && predicted[0] >= 1, "{predicted:?}");
+
+    // A prompt over a slot's context: OpenAI's code, llama-server's type and counts.
+    let long = "word ".repeat(600);
+    let (status, err) =
+        post(url, "/v1/chat/completions", json!({"messages": [{"role": "user", "content": long}]})).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["type"], "exceed_context_size_error");
+    assert_eq!(err["error"]["code"], "context_length_exceeded");
+    assert_eq!(err["error"]["n_ctx"], 256);
+    assert!(err["error"]["n_prompt_tokens"].as_u64().unwrap() > 256, "{err}");
+
+    // /completion's id_slot (the cells are in that slot, which is all a save writes) and samplers.
+    for id in [0, 1] {
+        post(url, &format!("/slots/{id}?action=erase"), json!({})).await;
+    }
+    let (status, done) =
+        post(url, "/completion", json!({"prompt": "Once upon", "n_predict": 3, "id_slot": 1, "samplers": "kt"})).await;
+    assert_eq!(status, 200, "{done}");
+    let (_, saved0) = post(url, "/slots/0?action=save", json!({"filename": "zero.bin"})).await;
+    let (_, saved1) = post(url, "/slots/1?action=save", json!({"filename": "one.bin"})).await;
+    assert_eq!(saved0["n_saved"], 0, "{saved0}");
+    assert!(saved1["n_saved"].as_u64().unwrap() > 0, "{saved1}");
+    // The same prompt again would go to slot 1, which holds it; id_slot 0 sends it to slot 0.
+    let (status, _) = post(url, "/completion", json!({"prompt": "Once upon", "n_predict": 3, "id_slot": 0})).await;
+    assert_eq!(status, 200);
+    let (_, saved0) = post(url, "/slots/0?action=save", json!({"filename": "zero.bin"})).await;
+    assert!(saved0["n_saved"].as_u64().unwrap() > 0, "{saved0}");
+    let (status, err) = post(url, "/completion", json!({"prompt": "x", "id_slot": 2})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("id_slot")), "{err}");
+    let (status, err) = post(url, "/completion", json!({"prompt": "x", "samplers": 3})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("samplers")), "{err}");
+    let (status, err) = post(url, "/completion", json!({"n_predict": 3})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("prompt")), "{err}");
+
+    // /infill: a malformed input_extra item, then a model without fill-in-the-middle tokens.
+    let infill = json!({"input_prefix": "def f():\n", "prompt": "    return ", "input_suffix": "\n"});
+    let (status, err) =
+        post(url, "/infill", json!({"input_extra": [{"filename": 1, "text": "a"}], "input_prefix": "x"})).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("input_extra[0].filename")), "{err}");
+    let (status, err) = post(url, "/infill", infill).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("model")), "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("fill-in-the-middle"), "{err}");
+}

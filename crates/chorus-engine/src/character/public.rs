@@ -10,7 +10,7 @@ use super::vitals::VitalError;
 use crate::{ErrorClass, PublicError};
 
 fn public(class: ErrorClass, message: String, param: Option<&str>, code: Option<&'static str>) -> PublicError {
-    PublicError { class, message, param: param.map(str::to_owned), code, retry_after: None }
+    PublicError { class, message, param: param.map(str::to_owned), code, retry_after: None, context_size: None }
 }
 
 impl CharacterError {

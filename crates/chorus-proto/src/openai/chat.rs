@@ -88,6 +88,26 @@ pub struct ChatCompletionRequest {
     /// `code_generation`), instead of the one its classifier would choose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// vLLM's and transformers' `add_generation_prompt` (default true): `false` renders the
+    /// messages without the template's generation prompt. Not `true` together with
+    /// `continue_final_message` (a 400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_generation_prompt: Option<bool>,
+    /// vLLM's `continue_final_message` (default false): the model continues the last message,
+    /// which must be the assistant's (prefill), instead of answering it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_final_message: Option<bool>,
+    /// llama-server's `timings_per_token` (default false): with `stream: true`, every chunk
+    /// that adds text also carries `timings` so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings_per_token: Option<bool>,
+    /// OpenAI's `service_tier`: accepted and ignored (chorus has one tier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<String>,
+    /// OpenAI's `store` (stored completions for evals and distillation): accepted; chorus
+    /// stores no completions (sessions are its stored conversations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<bool>,
 }
 
 /// `"function"`, the only tool type.
@@ -500,15 +520,33 @@ pub struct ChunkChoice {
 }
 
 /// `delta` of a [`ChunkChoice`] (OpenAI: `ChatCompletionStreamResponseDelta`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 pub struct Delta {
     /// `assistant` on the first chunk only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub role: Option<Role>,
-    /// Text added by this chunk; never splits a UTF-8 character.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Text added by this chunk; never splits a UTF-8 character. `null` on the first chunk
+    /// (the one with `role`), as llama-server sends it; absent on others without text.
+    #[serde(default)]
     pub content: Option<String>,
     /// Tool calls added by this chunk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tool_calls: Option<Vec<ToolCallChunk>>,
+}
+
+impl Serialize for Delta {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(role) = &self.role {
+            map.serialize_entry("role", role)?;
+        }
+        if self.content.is_some() || self.role.is_some() {
+            map.serialize_entry("content", &self.content)?;
+        }
+        if let Some(calls) = &self.tool_calls {
+            map.serialize_entry("tool_calls", calls)?;
+        }
+        map.end()
+    }
 }

@@ -23,4 +23,10 @@ pub struct ErrorBody {
     pub param: Option<String>,
     /// Stable code for programs, such as `model_not_found`.
     pub code: Option<String>,
+    /// With type `exceed_context_size_error` (llama-server's): the prompt's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_prompt_tokens: Option<u32>,
+    /// With type `exceed_context_size_error`: the context of one slot, in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_ctx: Option<u32>,
 }

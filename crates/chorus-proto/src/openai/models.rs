@@ -16,6 +16,10 @@ pub struct Model {
     pub created: u64,
     /// Always `"chorus"`.
     pub owned_by: String,
+    /// The model's other names, each also accepted as `model` (not OpenAI's: llama-server
+    /// lists its `--alias` names here); omitted when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// Body of `GET /v1/models`.

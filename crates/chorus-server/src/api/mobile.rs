@@ -89,6 +89,8 @@ pub(crate) async fn chat(
                         kind: error.kind.clone(),
                         param: None,
                         code: error.code.clone(),
+                        n_prompt_tokens: None,
+                        n_ctx: None,
                     };
                     Some(sse::json(&ErrorResponse { error: body }))
                 }

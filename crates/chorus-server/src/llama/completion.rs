@@ -1,6 +1,7 @@
-//! llama-server's native `POST /completion` (llama.cpp `tools/server/README.md`, "POST
-//! /completion"): a prompt given as text, token ids, both mixed, or several of those; its
-//! sampling fields; the answer with `tokens`, `stop_type`, `stopping_word`, `truncated`,
+//! llama-server's native `POST /completion` and `POST /infill` (llama.cpp
+//! `tools/server/README.md`, "POST /completion", "POST /infill"): a prompt given as text,
+//! token ids, both mixed, or several of those, or the code around a cursor; its sampling
+//! fields (`samplers`, `id_slot` too); the answer with `tokens`, `stop_type`, `stopping_word`, `truncated`,
 //! `generation_settings` and `timings`, or as server-sent events, one per piece of text
 //! with the token ids that made it, the last one with `stop: true` and the rest.
 
@@ -8,11 +9,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use chorus_engine::{
-    Completion, Detail, Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Prompt, SampledToken,
-    SamplingParams,
+    Completion, Detail, Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, InfillChunk, Prompt,
+    SampledToken, SamplerKind, SamplingParams,
 };
 use chorus_proto::llama::{
-    NativeCompletion, NativeCompletionEnd, NativeCompletionRequest, TokenProbability, TopProbability,
+    InfillRequest, NativeCompletion, NativeCompletionEnd, NativeCompletionRequest, TokenProbability, TopProbability,
 };
 use chorus_proto::openai::ErrorResponse;
 use futures::StreamExt;
@@ -51,9 +52,63 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     AppJson(req): AppJson<NativeCompletionRequest>,
 ) -> Result<Response, ApiError> {
+    let model = state.engine.resolve(req.model.as_deref())?;
+    if req.prompt.is_null() {
+        return Err(invalid("prompt", "prompt is required"));
+    }
+    let prompts = prompts(&state.engine, &model, &req.prompt).await?;
+    complete(state, model, req, prompts).await
+}
+
+/// Fill in the middle (llama-server)
+///
+/// The code that goes at the cursor, between `input_prefix` + `prompt` and `input_suffix`,
+/// with the files of `input_extra` for context, prompted with the model's own
+/// fill-in-the-middle tokens (Qwen2.5-Coder's repository format when it has those tokens), as
+/// llama.vscode asks for it. Answers as `/completion` does (one object, or server-sent events
+/// with `stream: true`). What does not fit in a slot's context with room for `n_predict`
+/// tokens is left out: the earliest files first, then the code farthest from the cursor.
+#[utoipa::path(
+    post,
+    path = "/infill",
+    operation_id = "infill",
+    tag = "llama",
+    request_body = InfillRequest,
+    responses(
+        (status = 200, description = "The code to insert, or its pieces as server-sent events \
+            (`text/event-stream`, with `stream: true`)", body = NativeCompletion),
+        (status = 400, description = "A bad field (named in `param`; an `input_extra` item needs a string `text`), \
+            or a model without fill-in-the-middle tokens (`model`)", body = ErrorResponse),
+        (status = 404, description = "No such model (`model_not_found`)", body = ErrorResponse),
+        (status = 503, description = "The model cannot take work", body = ErrorResponse),
+    )
+)]
+pub(crate) async fn infill(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<InfillRequest>,
+) -> Result<Response, ApiError> {
+    let model = state.engine.resolve(req.completion.model.as_deref())?;
+    let line = match &req.completion.prompt {
+        Value::Null => "",
+        Value::String(text) => text.as_str(),
+        _ => return Err(invalid("prompt", "prompt of /infill is a string: the cursor's line up to the cursor")),
+    };
+    let prompt = Prompt::Infill {
+        prefix: format!("{}{line}", req.input_prefix),
+        suffix: req.input_suffix,
+        extra: req.input_extra.into_iter().map(|e| InfillChunk { filename: e.filename, text: e.text }).collect(),
+    };
+    complete(state, model, req.completion, vec![prompt]).await
+}
+
+/// `/completion` and `/infill` once the prompts are read.
+async fn complete(
+    state: AppState,
+    model: String,
+    req: NativeCompletionRequest,
+    prompts: Vec<Prompt>,
+) -> Result<Response, ApiError> {
     let engine = &state.engine;
-    let model = engine.resolve(req.model.as_deref())?;
-    let prompts = prompts(engine, &model, &req.prompt).await?;
     let max_tokens = match req.n_predict.or(req.max_tokens) {
         None => state.config.n_predict,
         Some(n) if n < 0 => None,
@@ -61,6 +116,10 @@ pub(crate) async fn create(
         Some(n) => Some(u32::try_from(n).map_err(|_| invalid("n_predict", "n_predict is too large"))?),
     };
     let sampling = sampling(engine, &model, &req, &state.config.sampling).await?;
+    let id_slot = match req.id_slot {
+        None | Some(-1) => None,
+        Some(id) => Some(u32::try_from(id).map_err(|_| invalid("id_slot", "id_slot must be -1 or a slot's id"))?),
+    };
     let max_probs = chorus_engine::request::MAX_TOP_LOGPROBS;
     if req.n_probs.is_some_and(|n| n > max_probs) {
         return Err(invalid("n_probs", format!("n_probs must be from 0 to {max_probs}")));
@@ -74,8 +133,15 @@ pub(crate) async fn create(
                 texts.push(text.clone());
                 None
             }
+            Prompt::Infill { prefix, .. } => {
+                texts.push(prefix.clone());
+                None
+            }
             Prompt::Tokens(tokens) => Some(tokens.clone()),
-            _ => None,
+            Prompt::Chat(_) => {
+                texts.push(String::new());
+                None
+            }
         };
         let mut request = GenerateRequest::new(prompt);
         request.sampling = sampling.clone();
@@ -86,6 +152,7 @@ pub(crate) async fn create(
             crate::openai::convert::constraint(None, req.json_schema.clone(), req.grammar.clone())?;
         request.return_tokens = true;
         request.logprobs = req.n_probs.filter(|&n| n > 0);
+        request.id_slot = id_slot;
         generations.push(engine.generate(Some(&model), request).await?);
         if let Some(ids) = ids {
             texts.push(engine.detokenize(Some(&model), &ids).await?);
@@ -351,7 +418,28 @@ async fn sampling(
     if let Some(bias) = &req.logit_bias {
         p.logit_bias = logit_bias(engine, model, bias).await?;
     }
+    if let Some(names) = &req.samplers {
+        p.samplers = Some(samplers(names)?);
+    }
     Ok(p)
+}
+
+/// llama-server's `samplers`: an array of names, or a string of one letter each; names chorus
+/// has no sampler for are skipped, as llama-server skips names it does not know.
+fn samplers(value: &Value) -> Result<Vec<SamplerKind>, ApiError> {
+    const SHAPE: &str = "samplers must be an array of sampler names (\"top_k\", \"top_p\", \"min_p\", \
+        \"temperature\", \"penalties\") or a string of their letters (\"kpmt\")";
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().ok_or_else(|| invalid("samplers", SHAPE)))
+            .filter_map(|name| name.map(SamplerKind::from_name).transpose())
+            .collect(),
+        Value::String(letters) => {
+            Ok(letters.chars().filter_map(|c| SamplerKind::from_name(c.encode_utf8(&mut [0; 4]))).collect())
+        }
+        _ => Err(invalid("samplers", SHAPE)),
+    }
 }
 
 /// llama-server's `logit_bias` shapes: `[[id or "text", bias or false], …]` or

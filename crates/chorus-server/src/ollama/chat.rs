@@ -413,7 +413,7 @@ pub(super) async fn generate(State(state): State<AppState>, body: Bytes) -> Resu
     let options = req.options.unwrap_or_default();
     // The prompt as tokens, so the answer's `context` can hold them (not for infill).
     let (prompt, mut context) = if !suffix.is_empty() {
-        (Prompt::Infill { prefix: text, suffix }, None)
+        (Prompt::Infill { prefix: text, suffix, extra: Vec::new() }, None)
     } else {
         let rendered = if req.raw == Some(true) {
             text

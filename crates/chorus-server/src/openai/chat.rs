@@ -50,7 +50,8 @@ pub(super) async fn create(
     let generations = state.engine.generate_choices(Some(&model), plan.request, plan.n).await?;
     let meta = ResponseMeta::new("chatcmpl", model);
     if plan.stream {
-        return Ok(crate::route::with_header(stream(state, meta, generations, plan.include_usage), route.as_ref()));
+        let response = stream(state, meta, generations, plan.include_usage, plan.timings_per_token);
+        return Ok(crate::route::with_header(response, route.as_ref()));
     }
     let collected = tokio::select! {
         all = futures::future::join_all(generations.into_iter().map(GenerationStream::collect)) => all,
@@ -127,9 +128,16 @@ impl ResponseMeta {
 }
 
 /// The chunks of every choice as they come (each names its `index`), each choice's last
-/// with its `finish_reason` and `timings`; with `include_usage`, one chunk of the usage of all
-/// of them after the last.
-fn stream(state: AppState, meta: ResponseMeta, generations: Vec<GenerationStream>, include_usage: bool) -> Response {
+/// with its `finish_reason` and `timings` (with `timings_per_token`, every chunk with text
+/// has its choice's `timings` so far); with `include_usage`, one chunk of the usage of all of
+/// them after the last.
+fn stream(
+    state: AppState,
+    meta: ResponseMeta,
+    generations: Vec<GenerationStream>,
+    include_usage: bool,
+    timings_per_token: bool,
+) -> Response {
     let abort = state.abort.clone();
     let mut open = generations.len();
     // Tokens (with logprobs, when asked) since each choice's last content chunk.
@@ -137,7 +145,8 @@ fn stream(state: AppState, meta: ResponseMeta, generations: Vec<GenerationStream
     let mut merged = select_all((0..).zip(generations).map(|(i, g)| g.map(move |e| (i, e))));
     let events = async_stream::stream! {
         for index in (0..).take(open) {
-            let first = Delta { role: Some(Role::Assistant), content: Some(String::new()), tool_calls: None };
+            // As llama-server's first chunk: the role, `content: null`.
+            let first = Delta { role: Some(Role::Assistant), content: None, tool_calls: None };
             yield sse::json(&meta.chunk(index, first, None, include_usage));
         }
         let mut usage = None;
@@ -155,7 +164,11 @@ fn stream(state: AppState, meta: ResponseMeta, generations: Vec<GenerationStream
                 Some((i, GenerationEvent::Text(text))) => {
                     let delta = Delta { content: Some(text), ..Delta::default() };
                     let mut chunk = meta.chunk(i, delta, None, include_usage);
-                    chunk.choices[0].logprobs = super::logprobs_wire(&std::mem::take(&mut pending[i as usize]));
+                    let tokens = std::mem::take(&mut pending[i as usize]);
+                    if timings_per_token && let Some(t) = tokens.last() {
+                        chunk.timings = Some(super::timings_wire(&t.usage));
+                    }
+                    chunk.choices[0].logprobs = super::logprobs_wire(&tokens);
                     yield sse::json(&chunk);
                 }
                 Some((i, GenerationEvent::Detail(Detail::Token(t)))) => pending[i as usize].push(t),

@@ -5,7 +5,7 @@
 
 use chorus_engine::request::{ChatMessage, Role};
 use chorus_engine::tools::{FunctionDefinition, ResponseFormat, ToolCall, ToolChoice};
-use chorus_engine::{GenerateRequest, Prompt, SamplingParams};
+use chorus_engine::{ChatEnding, GenerateRequest, Prompt, SamplingParams};
 use chorus_proto::openai::{
     self as wire, ChatCompletionRequest, ContentPart, MessageContent, Role as WireRole, SamplingFields, Stop,
     StreamOptions, ToolChoiceMode,
@@ -24,6 +24,8 @@ pub(crate) struct Plan {
     pub(crate) include_usage: bool,
     /// OpenAI's `n`: how many choices.
     pub(crate) n: u32,
+    /// llama-server's `timings_per_token`: `timings` on every streamed chunk with text.
+    pub(crate) timings_per_token: bool,
 }
 
 /// A chat request in the engine's terms; fields it leaves out take `config`'s defaults
@@ -46,6 +48,18 @@ pub(crate) fn chat(req: ChatCompletionRequest, config: &crate::ServerConfig) -> 
         Some(n) => Some(max_tokens("max_completion_tokens", n)?),
         None => req.max_tokens.map(|n| max_tokens("max_tokens", n)).transpose()?.or(config.n_predict),
     };
+    let chat_ending = match (req.add_generation_prompt, req.continue_final_message.unwrap_or(false)) {
+        (Some(true), true) => {
+            return Err(ApiError::invalid(
+                Some("continue_final_message".to_owned()),
+                "add_generation_prompt and continue_final_message cannot both be true: one opens a new \
+                 assistant message, the other continues the last one",
+            ));
+        }
+        (_, true) => ChatEnding::ContinueFinalMessage,
+        (Some(false), false) => ChatEnding::None,
+        (_, false) => ChatEnding::GenerationPrompt,
+    };
     let tools = tools(req.tools)?;
     let tool_choice = match req.tool_choice {
         None if tools.is_empty() => ToolChoice::None,
@@ -65,12 +79,15 @@ pub(crate) fn chat(req: ChatCompletionRequest, config: &crate::ServerConfig) -> 
             prompt_cache_key: req.prompt_cache_key.map(|k| format!("client/{k}")),
             cache_prompt: req.cache_prompt.unwrap_or(true),
             keep_alive: keep_alive(req.keep_alive.as_ref())?,
-            return_tokens: false,
+            return_tokens: req.timings_per_token == Some(true),
             logprobs,
+            chat_ending,
+            id_slot: None,
         },
         stream,
         include_usage,
         n,
+        timings_per_token: req.timings_per_token == Some(true),
     })
 }
 

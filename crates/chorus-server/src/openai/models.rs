@@ -9,7 +9,13 @@ use crate::{ApiError, AppState};
 
 fn wire(m: &ModelState) -> Model {
     let created = m.info.as_ref().map_or(0, |i| i.created);
-    Model { id: m.id.clone(), object: ObjectType::Model, created, owned_by: "chorus".into() }
+    Model {
+        id: m.id.clone(),
+        object: ObjectType::Model,
+        created,
+        owned_by: "chorus".into(),
+        aliases: m.aliases.clone(),
+    }
 }
 
 /// List the models
