@@ -221,6 +221,39 @@ def test_completion_n_choices_of_two_prompts(client: openai.OpenAI, model_id: st
     assert resp.usage.completion_tokens == 2 * one.usage.completion_tokens
 
 
+def test_completion_logprobs_plain_and_streamed(client: openai.OpenAI, model_id: str) -> None:
+    """Legacy `logprobs`: per generated token its text, log-probability, the `logprobs` most
+    likely tokens and its character offset from the prompt's start; streamed, per event."""
+    prompt = "Once upon a time"
+    resp = client.completions.create(model=model_id, prompt=prompt, max_tokens=5, logprobs=3, temperature=0)
+    lp = resp.choices[0].logprobs
+    assert lp is not None and lp.tokens and lp.token_logprobs and lp.top_logprobs and lp.text_offset
+    # The tiny model's byte tokens are not text on their own (each becomes U+FFFD).
+    if "\ufffd" not in "".join(lp.tokens):
+        assert "".join(lp.tokens) == resp.choices[0].text
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset)
+    assert lp.text_offset[0] == len(prompt)
+    assert all(x <= 0 for x in lp.token_logprobs)
+    for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert 1 <= len(top) <= 3
+        # Greedy: the sampled token is the most likely one.
+        assert max(top.values()) == pytest.approx(logprob, abs=1e-4)
+    stream = client.post(
+        "/completions",
+        body={"model": model_id, "prompt": prompt, "max_tokens": 5, "logprobs": 3, "temperature": 0, "stream": True},
+        cast_to=StreamedCompletion,
+        stream=True,
+        stream_cls=openai.Stream[StreamedCompletion],
+    )
+    streamed = [t for chunk in stream for c in chunk.choices if c.logprobs for t in c.logprobs.tokens]
+    assert streamed == lp.tokens
+    plain = client.completions.create(model=model_id, prompt=prompt, max_tokens=2)
+    assert plain.choices[0].logprobs is None
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=model_id, prompt=prompt, max_tokens=2, logprobs=2, echo=True)
+    assert e.value.body["param"] == "echo"
+
+
 def test_completion_two_prompts(client: openai.OpenAI, model_id: str) -> None:
     resp = client.completions.create(
         model=model_id, prompt=["Once upon a time", "The answer is"], max_tokens=8, seed=1

@@ -195,6 +195,22 @@ async def _mcp_client_on_a_real_model(client: Client, model_id: str, session_id:
     assert result.structured_content["model"] == model_id
 
 
+def test_completion_suffix_fills_the_gap(qwen: openai.OpenAI, qwen_id: str) -> None:
+    """OpenAI's `suffix` on the code model: the completion is what goes between prompt and
+    suffix (prompted with its fill-in-the-middle tokens)."""
+    resp = qwen.completions.create(
+        model=qwen_id,
+        prompt="def add(a, b):\n    return ",
+        suffix="\n\nprint(add(1, 2))\n",
+        max_tokens=8,
+        temperature=0,
+        logprobs=1,
+    )
+    assert resp.choices[0].text.startswith("a + b"), resp.choices[0].text
+    lp = resp.choices[0].logprobs
+    assert lp is not None and "".join(lp.tokens) == resp.choices[0].text
+
+
 def test_infill_with_input_extra_completes_the_call_as_llama_vscode_asks(qwen_server: str) -> None:
     """llama.vscode's `/infill` request (llama.cpp's own server test `test_with_qwen_model`, on
     the 0.5B model here): the other file's declaration is what the model completes the call

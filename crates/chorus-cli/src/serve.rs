@@ -1,5 +1,6 @@
-//! `chorus serve`: check the bind address and the control socket, load the
-//! model, listen, and serve until SIGINT, SIGTERM or `chorus ctl shutdown`.
+//! `chorus serve`: check the bind address and the control socket, bind, load the models
+//! (answering `503 Loading model` meanwhile, as llama-server), and serve until SIGINT,
+//! SIGTERM or `chorus ctl shutdown`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,7 +52,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}; is another server using it? choose another --port"))?;
-    let engine = crate::model::load_engine(&args.model).await?;
+    // While the models load, requests get llama-server's 503 "Loading model".
+    let (listener, engine) = chorus_server::while_loading(listener, crate::model::load_engine(&args.model)).await?;
+    let engine = engine?;
     for name in &args.characters {
         let (character, session) = engine
             .character_session(name, None, chorus_engine::character::DEFAULT_USER)

@@ -206,6 +206,23 @@ impl Engine {
         }
     }
 
+    /// The model an embedding request without `model` means: the first that serves
+    /// embeddings (capability `embedding`), else the default model (which then refuses with
+    /// [`BackendError::Unsupported`]); a named one as [`Self::resolve`].
+    ///
+    /// # Errors
+    /// [`EngineError::ModelNotFound`].
+    pub fn resolve_embedding(&self, model: Option<&str>) -> Result<String, EngineError> {
+        if model.is_some() {
+            return self.resolve(model);
+        }
+        let states = self.inner.pool.states();
+        match states.into_iter().find(|m| m.capabilities.iter().any(|c| c == "embedding")) {
+            Some(m) => Ok(m.id),
+            None => self.resolve(None),
+        }
+    }
+
     /// A lease on the model a request names, loading it first if needed.
     ///
     /// # Errors

@@ -495,3 +495,35 @@ pub struct InputTokens {
     /// Tokens the request's prompt takes, rendered by the chat template with its tools.
     pub input_tokens: u32,
 }
+
+/// Body of `POST /embedding` and `POST /embeddings` (llama-server's native embeddings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NativeEmbeddingRequest {
+    /// What to embed: a string, strings, token ids or arrays of token ids (`input` is read
+    /// when it is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<crate::openai::EmbeddingInput>,
+    /// OpenAI's name for `content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<crate::openai::EmbeddingInput>,
+    /// How each vector is scaled: 2 (default) Euclidean unit length, 1 taxicab, p > 2 the
+    /// p-norm, 0 the largest value at 32760 (llama-server's int16 scale). -1 (none) is a 400:
+    /// chorus's backends pool and normalise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embd_normalize: Option<i32>,
+    /// Cut inputs longer than the model reads instead of refusing them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
+    /// The model (chorus: default, the first that serves embeddings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// One item of the answer of `POST /embedding`: an array of these, in input order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NativeEmbedding {
+    /// Which input this is.
+    pub index: u32,
+    /// The pooled vector, as llama-server nests it: one array of `n_embd` floats inside.
+    pub embedding: Vec<Vec<f32>>,
+}

@@ -20,7 +20,12 @@ use crate::AppState;
     operation_id = "getHealth",
     tag = "health",
     security(()),
-    responses((status = 200, description = "The server is up", body = Health))
+    responses(
+        (status = 200, description = "The server is up", body = Health),
+        (status = 503, description = "The models are still loading at startup: llama-server's \
+            `{\"error\": {\"code\": 503, \"message\": \"Loading model\", \"type\": \"unavailable_error\"}}` \
+            (every route answers it then)"),
+    )
 )]
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     let engine = &state.engine;

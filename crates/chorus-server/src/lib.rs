@@ -7,8 +7,9 @@
 //! against DNS rebinding), API-key authentication, request logging, and graceful shutdown; and
 //! the control socket (`GET /status`, `POST /shutdown` on a Unix socket, for `chorus ctl`).
 //!
-//! [`app`] builds the `Router` (tested in-process); [`run`] serves it on a
-//! listener the caller bound, until a shutdown future resolves;
+//! [`app`] builds the `Router` (tested in-process); [`while_loading`] answers llama-server's
+//! `503 Loading model` on the bound listener while the models load; [`run`] serves the app on
+//! that listener, until a shutdown future resolves;
 //! [`run_with_control`] also serves a [`ControlSocket`] the caller bound,
 //! whose `POST /shutdown` stops the server as the shutdown future would.
 
@@ -20,6 +21,7 @@ mod error;
 mod extract;
 mod health;
 mod llama;
+mod loading;
 pub mod mcp;
 mod ollama;
 mod openai;
@@ -31,6 +33,8 @@ mod sse;
 mod tasks;
 mod webui;
 mod ws;
+
+pub use loading::while_loading;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -29,12 +29,22 @@ pub struct CompletionRequest {
     /// Options of the stream; only with `stream: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
-    /// Echo the prompt before the completion.
+    /// Echo the prompt before the completion (not with `logprobs`: the prompt's own
+    /// log-probabilities are not computed, a 400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo: Option<bool>,
-    /// Choices per prompt; only 1 is supported.
+    /// Choices per prompt, 1 (default) to 128; the choices of one prompt share its KV cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<i64>,
+    /// The log-probability of each generated token and of this many most likely tokens at its
+    /// place, 0 to 20 (OpenAI allows 5), in each choice's `logprobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<i64>,
+    /// The text after the completion: the model fills the gap between `prompt` and `suffix`
+    /// with its fill-in-the-middle tokens (a 400 for a model without them, such as a chat
+    /// model that is not a code model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
     /// An end-user id; recorded in logs only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -97,10 +107,25 @@ pub struct Completion {
 pub struct CompletionChoice {
     /// The generated text (streamed: the text this event adds).
     pub text: String,
-    /// Which prompt this choice answers.
+    /// Which choice this is (prompt `p`'s `j`th of `n` is `p * n + j`).
     pub index: u32,
-    /// Always `null`.
-    pub logprobs: Option<serde_json::Value>,
+    /// With `logprobs`: the generated tokens and their log-probabilities (streamed: this
+    /// event's tokens); otherwise `null`.
+    pub logprobs: Option<CompletionLogprobs>,
     /// Why generation ended; `null` on streamed events before the last.
     pub finish_reason: Option<FinishReason>,
+}
+
+/// `logprobs` of a [`CompletionChoice`] (OpenAI: `CreateCompletionResponse.choices[].logprobs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CompletionLogprobs {
+    /// Each generated token's text (bytes that are not UTF-8 on their own are replaced).
+    pub tokens: Vec<String>,
+    /// Each token's log-probability (natural log).
+    pub token_logprobs: Vec<f64>,
+    /// At each token, the `logprobs` most likely tokens and their log-probabilities.
+    pub top_logprobs: Vec<std::collections::BTreeMap<String, f64>>,
+    /// Each token's offset in characters from the start of the prompt (so the first
+    /// generated token's is the prompt's length).
+    pub text_offset: Vec<u32>,
 }

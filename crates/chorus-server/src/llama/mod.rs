@@ -1,6 +1,6 @@
 //! llama-server's native endpoints that its clients use besides the OpenAI ones, with its
 //! field names (llama.cpp `tools/server/README.md`, "API Endpoints"): `POST /completion`
-//! and `POST /infill` ([`completion`]), `POST /tokenize`, `POST /detokenize`, `POST /apply-template`,
+//! and `POST /infill` ([`completion`]), `POST /embedding` and `/embeddings` ([`embedding`]), `POST /tokenize`, `POST /detokenize`, `POST /apply-template`,
 //! `POST /v1/chat/completions/input_tokens` and `GET /props`. They answer for the server's
 //! default model unless the body names another (`model`, a chorus addition). The slot
 //! actions are in `crate::slots`.
@@ -18,6 +18,7 @@ use chorus_proto::openai::{ChatCompletionRequest, ErrorResponse};
 use utoipa::OpenApi;
 
 mod completion;
+mod embedding;
 
 use crate::extract::AppJson;
 use crate::openai::chat_plan;
@@ -25,13 +26,24 @@ use crate::{ApiError, AppState};
 
 /// The OpenAPI description of [`routes`].
 #[derive(OpenApi)]
-#[openapi(paths(completion::create, completion::infill, tokenize, detokenize, apply_template, input_tokens, props))]
+#[openapi(paths(
+    completion::create,
+    completion::infill,
+    embedding::create,
+    tokenize,
+    detokenize,
+    apply_template,
+    input_tokens,
+    props
+))]
 pub(crate) struct ApiDoc;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/completion", post(completion::create))
         .route("/infill", post(completion::infill))
+        .route("/embedding", post(embedding::create))
+        .route("/embeddings", post(embedding::create))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/apply-template", post(apply_template))

@@ -4,8 +4,10 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use chorus_engine::{GenerationEvent, GenerationStream, Usage};
-use chorus_proto::openai::{Completion, CompletionChoice, CompletionRequest, ErrorResponse, ObjectType, Prompt};
+use chorus_engine::{Detail, GenerationEvent, GenerationStream, Usage};
+use chorus_proto::openai::{
+    Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, ErrorResponse, ObjectType, Prompt,
+};
 use futures::StreamExt;
 use futures::stream::select_all;
 
@@ -16,7 +18,8 @@ use crate::{ApiError, AppState, sse};
 
 /// Create a text completion
 ///
-/// Continues `prompt` (one string, or several answered as `choices[i]` and decoded together),
+/// Continues `prompt` (one string, or several answered as `choices[i]` and decoded together;
+/// with `suffix`, fills the gap before it), `n` choices each, with `logprobs` when asked,
 /// as one JSON body or, with `stream: true`, as server-sent events: each `data:` line is a
 /// `Completion` holding the text it adds, and the last is `data: [DONE]`.
 #[utoipa::path(
@@ -51,6 +54,19 @@ pub(super) async fn create(
         Prompt::Many(ps) => ps,
     };
     let keep_alive = convert::keep_alive(req.keep_alive.as_ref())?;
+    let echo = req.echo.unwrap_or(false);
+    let logprobs = match req.logprobs {
+        None => None,
+        Some(_) if echo => {
+            return Err(ApiError::invalid(
+                Some("echo".to_owned()),
+                "echo with logprobs would need the prompt's log-probabilities, which chorus does not compute; \
+                 drop one of them",
+            ));
+        }
+        Some(n) => Some(convert::top_logprobs_in("logprobs", Some(n))?),
+    };
+    let suffix = req.suffix.filter(|s| !s.is_empty());
     let requests = prompts
         .iter()
         .map(|p| {
@@ -69,13 +85,20 @@ pub(super) async fn create(
                 if let Some(g) = &req.grammar {
                     r.response_format = chorus_engine::ResponseFormat::Grammar(g.clone());
                 }
+                r.logprobs = logprobs;
+                if let (Some(suffix), chorus_engine::Prompt::Text(prefix)) = (&suffix, &r.prompt) {
+                    r.prompt = chorus_engine::Prompt::Infill {
+                        prefix: prefix.clone(),
+                        suffix: suffix.clone(),
+                        extra: Vec::new(),
+                    };
+                }
                 r
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
     // Several prompts go to one model: the first one's route.
     let (model, route) = state.engine.pick(req.model.as_deref(), &requests[0].prompt, req.category.as_deref()).await?;
-    let echo = req.echo.unwrap_or(false);
     // Schedule every prompt before waiting on any, so they share decode steps. Choice
     // `p * n + j` is prompt `p`'s `j`th, as OpenAI orders them.
     let mut generations = Vec::with_capacity(requests.len() * n as usize);
@@ -87,10 +110,13 @@ pub(super) async fn create(
     } else {
         vec![String::new(); generations.len()]
     };
+    // Where each choice's tokens start, in characters: after its prompt.
+    let offsets: Vec<u32> =
+        prompts.iter().flat_map(|p| std::iter::repeat_n(p.chars().count() as u32, n as usize)).collect();
     let meta = ResponseMeta::new("cmpl", model);
     if stream {
         return Ok(crate::route::with_header(
-            streamed(state, meta, generations, echoes, include_usage, n),
+            streamed(state, meta, generations, echoes, offsets, include_usage, n),
             route.as_ref(),
         ));
     }
@@ -106,7 +132,7 @@ pub(super) async fn create(
         choices.push(CompletionChoice {
             text: echo + &done.text,
             index: i as u32,
-            logprobs: None,
+            logprobs: logprobs.map(|_| logprobs_wire(&done.tokens, &mut offsets[i].clone())),
             finish_reason: Some(finish(done.finish_reason)),
         });
     }
@@ -141,11 +167,34 @@ fn add(total: &mut Usage, u: Usage, first: bool) {
     total.predicted_ms = total.predicted_ms.max(u.predicted_ms);
 }
 
+/// OpenAI's legacy `logprobs` of these tokens, the first at character offset `offset`
+/// (advanced past them, for the next streamed event).
+fn logprobs_wire(tokens: &[chorus_engine::SampledToken], offset: &mut u32) -> CompletionLogprobs {
+    let text = |piece: &[u8]| String::from_utf8_lossy(piece).into_owned();
+    let mut out = CompletionLogprobs::default();
+    for t in tokens {
+        let Some(lp) = &t.logprobs else { continue };
+        let token = text(&t.piece);
+        out.text_offset.push(*offset);
+        *offset += token.chars().count() as u32;
+        out.tokens.push(token);
+        out.token_logprobs.push(f64::from(lp.logprob));
+        // Tokens whose texts are the same (bytes that are not UTF-8 alone) keep the likeliest.
+        let mut top = std::collections::BTreeMap::new();
+        for a in &lp.top {
+            top.entry(text(&a.piece)).or_insert(f64::from(a.logprob));
+        }
+        out.top_logprobs.push(top);
+    }
+    out
+}
+
 fn streamed(
     state: AppState,
     meta: ResponseMeta,
     generations: Vec<GenerationStream>,
     echoes: Vec<String>,
+    mut offsets: Vec<u32>,
     include_usage: bool,
     n: u32,
 ) -> Response {
@@ -161,6 +210,8 @@ fn streamed(
         }
         let mut usage = Usage::default();
         let mut failed = false;
+        // Per choice, the tokens (with logprobs, when asked) since its last event.
+        let mut pending: Vec<Vec<chorus_engine::SampledToken>> = vec![Vec::new(); offsets.len()];
         while open > 0 {
             let event = tokio::select! {
                 event = merged.next() => event,
@@ -171,8 +222,16 @@ fn streamed(
                 }
             };
             match event {
-                Some((i, GenerationEvent::Text(t))) => yield sse::json(&meta.body(vec![text(i, t, None)], None)),
-                // Text completions take no tools, so no calls are parsed; tokens are not asked for.
+                Some((i, GenerationEvent::Text(t))) => {
+                    let mut choice = text(i, t, None);
+                    let tokens = std::mem::take(&mut pending[i as usize]);
+                    if !tokens.is_empty() {
+                        choice.logprobs = Some(logprobs_wire(&tokens, &mut offsets[i as usize]));
+                    }
+                    yield sse::json(&meta.body(vec![choice], None));
+                }
+                Some((i, GenerationEvent::Detail(Detail::Token(t)))) => pending[i as usize].push(t),
+                // Text completions take no tools, so no calls are parsed.
                 Some((_, GenerationEvent::ToolCalls(_) | GenerationEvent::Detail(_))) => {}
                 Some((i, GenerationEvent::Done { finish_reason, usage: u })) => {
                     add(&mut usage, u, i % n == 0);

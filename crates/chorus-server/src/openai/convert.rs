@@ -93,10 +93,16 @@ pub(crate) fn chat(req: ChatCompletionRequest, config: &crate::ServerConfig) -> 
 
 /// `top_logprobs` (absent: 0), 0 to 20.
 fn top_logprobs(n: Option<i64>) -> Result<u32, ApiError> {
+    top_logprobs_in("top_logprobs", n)
+}
+
+/// A count of most likely tokens (`param`: `top_logprobs`, or completions' `logprobs`),
+/// 0 (absent) to [`chorus_engine::request::MAX_TOP_LOGPROBS`].
+pub(crate) fn top_logprobs_in(param: &str, n: Option<i64>) -> Result<u32, ApiError> {
     let max = i64::from(chorus_engine::request::MAX_TOP_LOGPROBS);
     match n.unwrap_or(0) {
         n @ 0.. if n <= max => Ok(n as u32),
-        _ => Err(ApiError::invalid(Some("top_logprobs".to_owned()), format!("top_logprobs must be from 0 to {max}"))),
+        _ => Err(ApiError::invalid(Some(param.to_owned()), format!("{param} must be from 0 to {max}"))),
     }
 }
 

@@ -28,12 +28,12 @@ pub(crate) struct ApiDoc;
 /// `/completions`, `/embeddings`, `/models`): llama.cpp's own server tests and some clients call
 /// them so.
 pub(crate) fn routes() -> Router<AppState> {
-    let mut router = Router::new();
+    // `/embeddings` without `/v1` is llama-server's native one (`crate::llama`), as there.
+    let mut router = Router::new().route("/v1/embeddings", post(embeddings::create));
     for prefix in ["/v1", ""] {
         router = router
             .route(&format!("{prefix}/chat/completions"), post(chat::create))
             .route(&format!("{prefix}/completions"), post(completions::create))
-            .route(&format!("{prefix}/embeddings"), post(embeddings::create))
             .route(&format!("{prefix}/models"), get(models::list))
             .route(&format!("{prefix}/models/{{id}}"), get(models::retrieve));
     }
