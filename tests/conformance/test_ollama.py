@@ -7,8 +7,8 @@ minilm embedding model (``CHORUS_MINILM``), served by one `chorus serve` whose
   template, model_info, capabilities) and of the loaded models.
 - chat plain and streamed, generate (and a follow-up on its `context`), `format` as a JSON
   schema, `tools`: real answers of the real model, the final chunk's counters and durations.
-- embed and the legacy embeddings on minilm; embed on qwen-coder is refused with a 400 that
-  names the fix (chorus serves embeddings from embedding models).
+- embed and the legacy embeddings on minilm, and embed on qwen-coder itself (a side context
+  with last-token pooling, as Ollama embeds with any model).
 - pull `hf.co/test/tiny:Q8_0` from an imitation of the Hugging Face hub on 127.0.0.1 (the
   real hub cannot be reached here; chorus's hub client is the real one), its progress lines,
   then chat with it, copy it, and delete both.
@@ -304,11 +304,20 @@ def test_embed_gives_normalized_vectors_that_rank_meaning(client: ollama.Client,
     assert dot([x / norm for x in legacy.embedding], vectors[0]) > 0.999
 
 
-def test_embed_on_a_generative_model_names_the_fix(client: ollama.Client, qwen: str) -> None:
-    with pytest.raises(ollama.ResponseError) as raised:
-        client.embed(model=qwen, input="hello")
-    assert raised.value.status_code == 400, raised.value
-    assert "embedding" in raised.value.error, raised.value.error
+def test_embed_on_qwen_coder_itself(client: ollama.Client, qwen: str) -> None:
+    """As in Ollama, the chat model embeds too (its side context, last-token pooling): unit
+    vectors of its hidden size, the same text twice the same vector, and chat still works."""
+    texts = ["def add(a, b): return a + b", "def add(a, b): return a + b", "The weather in Paris is mild."]
+    response = client.embed(model=qwen, input=texts)
+    vectors = response.embeddings
+    assert len(vectors) == 3 and all(len(v) == 896 for v in vectors), [len(v) for v in vectors]
+    for v in vectors:
+        assert math.isclose(math.fsum(x * x for x in v), 1.0, rel_tol=1e-3)
+    dot = lambda a, b: math.fsum(x * y for x, y in zip(a, b))  # noqa: E731
+    assert dot(vectors[0], vectors[1]) > 0.999
+    assert dot(vectors[0], vectors[2]) < 0.99
+    answer = client.generate(model=qwen, prompt="Say hi.", options={"num_predict": 3, "temperature": 0})
+    assert answer.response
 
 
 # --- pull, copy, delete ----------------------------------------------------------------------

@@ -395,7 +395,7 @@ pub enum BackendError {
     },
     /// An embedding input holds more tokens than the model reads.
     #[error(
-        "input {index} has {n_tokens} tokens but the model reads at most {limit}; shorten it, or pass \"truncate\": true to cut it"
+        "input {index} is too large: it has {n_tokens} tokens, and the model reads at most {limit}; shorten it, or pass \"truncate\": true to cut it"
     )]
     InputTooLong {
         /// Which input (0-based).

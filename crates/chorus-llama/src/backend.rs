@@ -94,6 +94,9 @@ pub struct LlamaBackend {
     embed_jobs: Option<mpsc::Sender<Box<EmbedJob>>>,
     /// The most tokens one embedding input may have (0 for a generative model).
     embed_limit: usize,
+    /// A generative model's embeddings (as Ollama serves them from any model): a second,
+    /// small context with last-token pooling and its own thread, made on the first request.
+    side_embedder: Option<SideEmbedder>,
     stats: Arc<Mutex<SharedStats>>,
     /// `--cache-ram` and `--cache-disk` as resolved at load, in bytes.
     budgets: (u64, u64),
@@ -231,7 +234,8 @@ impl LlamaBackend {
             has_chat_template,
             chat_template: has_chat_template.then(|| template.source().to_owned()),
             n_embd: n_embd.max(0) as u32,
-            serves: if pooling.is_some() { Serves::EMBEDDINGS } else { Serves::GENERATION },
+            // A generative model embeds too, through its side context (`SideEmbedder`).
+            serves: if pooling.is_some() { Serves::EMBEDDINGS } else { Serves { generation: true, embeddings: true } },
             fim: crate::prompt::has_fim(&model),
         };
         match pooling {
@@ -248,6 +252,11 @@ impl LlamaBackend {
             ),
         }
         let embedding = pooling.is_some();
+        let side_embedder = (!embedding).then(|| SideEmbedder {
+            n_batch: config.n_batch.max(1),
+            n_threads: (config.n_threads.max(1) as i32, config.n_threads_batch.max(1) as i32),
+            started: Mutex::new(None),
+        });
         Ok(Self {
             info,
             model,
@@ -255,6 +264,7 @@ impl LlamaBackend {
             jobs: (!embedding).then_some(jobs_tx),
             embed_jobs: embedding.then_some(embed_tx),
             embed_limit,
+            side_embedder,
             stats,
             metrics,
             budgets,
@@ -698,10 +708,14 @@ impl Backend for LlamaBackend {
     }
 
     fn embed(&self, request: EmbedRequest) -> Result<EmbedReply, BackendError> {
-        let Some(jobs) = &self.embed_jobs else {
-            return Err(BackendError::Unsupported { model: self.info.id.clone(), what: "embeddings" });
+        let (jobs, limit) = match (&self.embed_jobs, &self.side_embedder) {
+            (Some(jobs), _) => (jobs.clone(), self.embed_limit),
+            (None, Some(side)) => side.start(&self.model, self.info.n_ctx_train, &self.metrics)?,
+            (None, None) => {
+                return Err(BackendError::Unsupported { model: self.info.id.clone(), what: "embeddings" });
+            }
         };
-        let inputs = crate::embed::prepare(&self.model, &request, self.embed_limit)?;
+        let inputs = crate::embed::prepare(&self.model, &request, limit)?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         jobs.send(Box::new(EmbedJob { inputs, reply })).map_err(|_| BackendError::Unavailable)?;
         Ok(answer)
@@ -783,6 +797,88 @@ impl Backend for LlamaBackend {
     }
 }
 
+/// The embedding context of a generative model, started by its first embedding request.
+struct SideEmbedder {
+    n_batch: u32,
+    /// `--threads` and `--threads-batch`.
+    n_threads: (i32, i32),
+    /// The running loop, or why it could not start (kept: a later request gets the same error).
+    started: Mutex<Option<Result<SideStarted, String>>>,
+}
+
+struct SideStarted {
+    jobs: mpsc::Sender<Box<EmbedJob>>,
+    /// The most tokens one input may have: the micro-batch, within the training context.
+    limit: usize,
+    thread: JoinHandle<()>,
+}
+
+/// Inputs one side decode holds at most.
+const SIDE_SEQUENCES: u32 = 4;
+
+impl SideEmbedder {
+    /// The loop's channel and input limit, starting it on the first call: a context of one
+    /// batch (`--batch-size` tokens, in one micro-batch) with last-token pooling, the usual
+    /// pooling of decoder embedders, running `embed::run` on a thread of its own.
+    fn start(
+        &self,
+        model: &Arc<LlamaModel>,
+        n_ctx_train: u32,
+        metrics: &Arc<Metrics>,
+    ) -> Result<(mpsc::Sender<Box<EmbedJob>>, usize), BackendError> {
+        let mut started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if started.is_none() {
+            *started = Some(self.spawn(model, n_ctx_train, Arc::clone(metrics)));
+        }
+        match started.as_ref() {
+            Some(Ok(s)) => Ok((s.jobs.clone(), s.limit)),
+            Some(Err(reason)) => Err(BackendError::Decode(format!("cannot make the embedding context: {reason}"))),
+            None => Err(BackendError::Unavailable),
+        }
+    }
+
+    fn spawn(&self, model: &Arc<LlamaModel>, n_ctx_train: u32, metrics: Arc<Metrics>) -> Result<SideStarted, String> {
+        let runtime = runtime().map_err(|e| e.to_string())?;
+        let n_batch = self.n_batch.min(n_ctx_train.max(1));
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_batch))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch)
+            .with_n_seq_max(SIDE_SEQUENCES)
+            .with_kv_unified(true)
+            .with_n_threads(self.n_threads.0)
+            .with_n_threads_batch(self.n_threads.1)
+            .with_embeddings(true)
+            .with_pooling_type(Pooling::Last.to_llama());
+        let (jobs, jobs_rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let model = Arc::clone(model);
+        let thread = std::thread::Builder::new()
+            .name("chorus-llama-embed".into())
+            .spawn(move || {
+                let ctx = match model.new_context(runtime, params) {
+                    Ok(ctx) => ctx,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(ctx.n_ubatch() as usize));
+                // Its own counters: the generation slots' stay the generation's.
+                let stats = Mutex::new(SharedStats::new(SIDE_SEQUENCES));
+                crate::embed::run(ctx, SIDE_SEQUENCES as usize, jobs_rx, &stats, &metrics);
+            })
+            .map_err(|e| e.to_string())?;
+        let limit = ready_rx.recv().map_err(|_| "the embedding thread ended while starting".to_owned())??;
+        tracing::info!(
+            n_ctx = n_batch,
+            input_limit = limit,
+            "embedding context made for a generative model (last-token pooling)"
+        );
+        Ok(SideStarted { jobs, limit, thread })
+    }
+}
+
 impl Drop for LlamaBackend {
     fn drop(&mut self) {
         // The model thread ends after its current step, and its disk thread after the
@@ -794,6 +890,13 @@ impl Drop for LlamaBackend {
         self.embed_jobs = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Some(side) = self.side_embedder.take() {
+            let started = side.started.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(Ok(started)) = started {
+                drop(started.jobs);
+                let _ = started.thread.join();
+            }
         }
     }
 }

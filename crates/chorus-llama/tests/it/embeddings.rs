@@ -68,13 +68,27 @@ fn an_embedding_model_serves_embeddings_only() {
 }
 
 #[test]
-fn a_generative_model_serves_no_embeddings() {
-    let mut config = config(Some(Pooling::Mean), 2048);
+fn a_generative_model_embeds_through_its_side_context_and_still_generates() {
+    let mut config = config(None, 2048);
     config.embeddings = false;
     let backend = LlamaBackend::load(&config, Arc::new(Metrics::new())).unwrap();
-    assert_eq!(backend.info().serves, Serves::GENERATION);
-    let e = backend.embed(EmbedRequest { inputs: vec![text("hello")], truncate: false }).unwrap_err();
-    assert!(matches!(e, BackendError::Unsupported { what: "embeddings", .. }), "{e:?}");
+    assert_eq!(backend.info().serves, Serves { generation: true, embeddings: true });
+    let out = embed(&backend, vec![text("hello"), text("hello"), text("goodbye, moon")], false).unwrap();
+    assert_eq!(out.vectors.len(), 3);
+    assert!(out.vectors.iter().all(|v| v.len() == backend.info().n_embd as usize));
+    let norm: f32 = out.vectors[0].iter().map(|x| x * x).sum();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    assert_eq!(out.vectors[0], out.vectors[1], "the same text, the same vector");
+    assert_ne!(out.vectors[0], out.vectors[2]);
+    // Over the side context's one batch: refused unless truncated.
+    let long = EmbeddingInput::Text("word ".repeat(3000));
+    assert!(matches!(embed(&backend, vec![long.clone()], false), Err(BackendError::InputTooLong { .. })));
+    assert_eq!(embed(&backend, vec![long], true).unwrap().prompt_tokens, 2048);
+    let request = GenerateRequest::new(Prompt::Text("hello".into()));
+    let request = GenerateRequest { max_tokens: Some(2), ..request }.validate(backend.info()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let done = runtime.block_on(backend.generate(request).unwrap().collect()).unwrap();
+    assert_eq!(done.usage.completion_tokens, 2);
 }
 
 #[test]

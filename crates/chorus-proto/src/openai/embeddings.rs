@@ -13,8 +13,10 @@ pub struct EmbeddingRequest {
     /// What to embed: a string, an array of strings, an array of token ids, or an array of
     /// token-id arrays; at most 2048 inputs, none empty.
     pub input: EmbeddingInput,
-    /// An embedding model's id from `GET /v1/models`.
-    pub model: String,
+    /// A model's id from `GET /v1/models` (OpenAI requires it; chorus, as llama-server, takes
+    /// its absence to mean the first model that serves embeddings, else the default model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// `float` (the default) or `base64`: the floats as little-endian f32 bytes, base64-encoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding_format: Option<EncodingFormat>,

@@ -46,7 +46,7 @@ pub(super) async fn create(
         wire::EmbeddingInput::TokenArrays(arrays) => arrays.into_iter().map(EmbeddingInput::Tokens).collect(),
     };
     let keep_alive = convert::keep_alive(req.keep_alive.as_ref())?;
-    let model = state.engine.resolve(Some(&req.model))?;
+    let model = state.engine.resolve_embedding(req.model.as_deref())?;
     let request = EmbedRequest { inputs, truncate: req.truncate.unwrap_or(false) };
     let embeddings = state.engine.embed(Some(&model), request, req.dimensions, keep_alive).await?;
     let format = req.encoding_format.unwrap_or_default();
