@@ -8,8 +8,10 @@ counts, never on words.
 
 from __future__ import annotations
 
+import json
 from typing import List, Optional
 
+import httpx
 import openai
 import pytest
 from openai.types import Completion, CompletionChoice, Model
@@ -249,9 +251,39 @@ def test_completion_logprobs_plain_and_streamed(client: openai.OpenAI, model_id:
     assert streamed == lp.tokens
     plain = client.completions.create(model=model_id, prompt=prompt, max_tokens=2)
     assert plain.choices[0].logprobs is None
-    with pytest.raises(openai.BadRequestError) as e:
-        client.completions.create(model=model_id, prompt=prompt, max_tokens=2, logprobs=2, echo=True)
-    assert e.value.body["param"] == "echo"
+
+
+
+def test_completion_echo_with_logprobs_scores_the_prompt(chorus_server: str, model_id: str) -> None:
+    """`echo` with `logprobs` scores the prompt too, as lm-evaluation-harness asks for it
+    (`max_tokens: 0`: the prompt alone). Read as JSON: OpenAI's `null` for the first prompt
+    token does not fit the SDK's own `List[float]`, so its strict mode would refuse
+    api.openai.com's answer as well."""
+    prompt = "Once upon a time there was"
+    body = {"model": model_id, "prompt": prompt, "echo": True, "logprobs": 2, "temperature": 0}
+    scored = httpx.post(chorus_server + "/v1/completions", json={**body, "max_tokens": 0}, timeout=60).json()
+    choice = scored["choices"][0]
+    lp = choice["logprobs"]
+    assert choice["text"] == prompt and choice["finish_reason"] == "length", choice
+    assert scored["usage"]["completion_tokens"] == 0
+    n = scored["usage"]["prompt_tokens"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == n, (n, lp)
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert all(x is not None and x <= 0 for x in lp["token_logprobs"][1:])
+    assert lp["text_offset"][0] == 0
+    # Then generated tokens follow, from the prompt's length on; the prompt's scores are the same.
+    both = httpx.post(chorus_server + "/v1/completions", json={**body, "max_tokens": 3}, timeout=60).json()
+    lp2 = both["choices"][0]["logprobs"]
+    assert both["choices"][0]["text"].startswith(prompt)
+    assert len(lp2["tokens"]) == n + both["usage"]["completion_tokens"]
+    assert lp2["token_logprobs"][1:n] == pytest.approx(lp["token_logprobs"][1:], abs=1e-3)
+    assert lp2["text_offset"][n] == len(prompt)
+    # Streamed: the echo and its scores first.
+    with httpx.stream("POST", chorus_server + "/v1/completions", json={**body, "max_tokens": 2, "stream": True},
+                      timeout=60) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    first = events[0]["choices"][0]
+    assert first["text"] == prompt and len(first["logprobs"]["tokens"]) == n, first
 
 
 def test_completion_two_prompts(client: openai.OpenAI, model_id: str) -> None:

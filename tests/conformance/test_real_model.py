@@ -211,6 +211,21 @@ def test_completion_suffix_fills_the_gap(qwen: openai.OpenAI, qwen_id: str) -> N
     assert lp is not None and "".join(lp.tokens) == resp.choices[0].text
 
 
+def test_echo_with_logprobs_scores_a_true_sentence_above_a_false_one(qwen_server: str) -> None:
+    """Scoring as lm-evaluation-harness does (`echo`, `logprobs`, `max_tokens: 0`): the real
+    model finds " Paris" likely after "The capital of France is", and " Berlin" not."""
+
+    def last_logprob(text: str) -> float:
+        body = {"prompt": text, "echo": True, "logprobs": 1, "max_tokens": 0}
+        answer = httpx.post(qwen_server + "/v1/completions", json=body, timeout=120).json()
+        lp = answer["choices"][0]["logprobs"]
+        assert "".join(lp["tokens"]) == text and answer["choices"][0]["text"] == text, answer
+        return lp["token_logprobs"][-1]
+
+    paris, berlin = last_logprob("The capital of France is Paris"), last_logprob("The capital of France is Berlin")
+    assert paris > -1.0 and berlin < paris - 3.0, (paris, berlin)
+
+
 def test_infill_with_input_extra_completes_the_call_as_llama_vscode_asks(qwen_server: str) -> None:
     """llama.vscode's `/infill` request (llama.cpp's own server test `test_with_qwen_model`, on
     the 0.5B model here): the other file's declaration is what the model completes the call

@@ -221,6 +221,10 @@ pub struct GenerateRequest {
     /// llama-server's `id_slot`: run in this slot (0 to `n_parallel - 1`), waiting for it
     /// when it is busy; `None` lets the scheduler choose.
     pub id_slot: Option<u32>,
+    /// Report every prompt token's log-probability after the tokens before it, with this
+    /// many most likely alternatives, as [`crate::Detail::PromptToken`]s (OpenAI completions'
+    /// `echo` with `logprobs`). The prompt is then computed whole, no cached prefix reused.
+    pub prompt_logprobs: Option<u32>,
 }
 
 /// How the rendering of a chat prompt ends (vLLM's and transformers' `add_generation_prompt`
@@ -271,6 +275,7 @@ impl GenerateRequest {
             logprobs: None,
             chat_ending: ChatEnding::GenerationPrompt,
             id_slot: None,
+            prompt_logprobs: None,
         }
     }
 

@@ -106,6 +106,11 @@ pub enum Detail {
     /// The stop sequence that ended the generation (llama-server's `stopping_word`), before
     /// `Done`.
     StopWord(String),
+    /// A prompt token with its log-probability after the tokens before it (`logprobs`
+    /// `None` for the first), in order, before any generated token; only for requests with
+    /// [`crate::GenerateRequest::prompt_logprobs`] (OpenAI completions' `echo` with
+    /// `logprobs`).
+    PromptToken(SampledToken),
 }
 
 /// One event of a generation.
@@ -185,6 +190,8 @@ pub struct Completion {
     pub tokens: Vec<SampledToken>,
     /// The stop sequence that ended it, when the request asked for details.
     pub stop_word: Option<String>,
+    /// The prompt's tokens with their log-probabilities, when the request asked for them.
+    pub prompt_tokens: Vec<SampledToken>,
 }
 
 impl GenerationStream {
@@ -244,15 +251,16 @@ impl GenerationStream {
         use futures::StreamExt;
         let mut text = String::new();
         let mut tool_calls = Vec::new();
-        let (mut tokens, mut stop_word) = (Vec::new(), None);
+        let (mut tokens, mut stop_word, mut prompt_tokens) = (Vec::new(), None, Vec::new());
         while let Some(event) = self.next().await {
             match event {
                 GenerationEvent::Text(t) => text.push_str(&t),
                 GenerationEvent::Detail(Detail::Token(t)) => tokens.push(t),
                 GenerationEvent::Detail(Detail::StopWord(w)) => stop_word = Some(w),
+                GenerationEvent::Detail(Detail::PromptToken(t)) => prompt_tokens.push(t),
                 GenerationEvent::ToolCalls(calls) => tool_calls = calls,
                 GenerationEvent::Done { finish_reason, usage } => {
-                    return Ok(Completion { text, tool_calls, finish_reason, usage, tokens, stop_word });
+                    return Ok(Completion { text, tool_calls, finish_reason, usage, tokens, stop_word, prompt_tokens });
                 }
                 GenerationEvent::Error(e) => return Err(e),
             }

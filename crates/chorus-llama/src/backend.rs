@@ -323,7 +323,10 @@ impl LlamaBackend {
             disk_checked: false,
             forks: Vec::new(),
             id_slot: request.id_slot,
+            prompt_logprobs: request.prompt_logprobs,
         };
+        // Prompt log-probabilities need logits at every position: nothing cached is reused.
+        let job = Job { cache_prompt: job.cache_prompt && job.prompt_logprobs.is_none(), ..job };
         Ok((job, stream))
     }
 }

@@ -128,6 +128,9 @@ pub(crate) struct Job {
     pub(crate) forks: Vec<Job>,
     /// llama-server's `id_slot`: only this slot takes the job (the queue waits for it).
     pub(crate) id_slot: Option<u32>,
+    /// Every prompt token's log-probability and this many alternatives (the prompt is then
+    /// computed whole, with logits at every position).
+    pub(crate) prompt_logprobs: Option<u32>,
 }
 
 /// Scheduler state shared with [`crate::LlamaBackend::stats`].
@@ -203,6 +206,7 @@ struct Active {
     ignore_eos: bool,
     return_tokens: bool,
     logprobs: Option<u32>,
+    prompt_logprobs: Option<u32>,
     utf8: Utf8Decoder,
     stop: StopMatcher,
     tx: GenerationSender,
@@ -239,6 +243,9 @@ struct Planned {
     /// Batch index whose logits to sample, when the step ends with one.
     logits_at: Option<i32>,
     prefill: bool,
+    /// Batch index of the first token when every token of this prompt chunk has logits
+    /// (prompt log-probabilities).
+    all_logits_from: Option<i32>,
 }
 
 struct Worker<'m, 'c> {
@@ -681,6 +688,7 @@ impl Worker<'_, '_> {
             ignore_eos,
             return_tokens: job.return_tokens || job.logprobs.is_some(),
             logprobs: job.logprobs,
+            prompt_logprobs: job.prompt_logprobs,
             utf8: Utf8Decoder::new(),
             stop: StopMatcher::new(job.stop),
             tx: job.tx,
@@ -734,7 +742,13 @@ impl Worker<'_, '_> {
                 if self.batch.add(token, slot.cache.len() as i32, &[slot.seq], true).is_err() {
                     break;
                 }
-                plan.push(Planned { slot: i, tokens: vec![token], logits_at: Some(at), prefill: false });
+                plan.push(Planned {
+                    slot: i,
+                    tokens: vec![token],
+                    logits_at: Some(at),
+                    prefill: false,
+                    all_logits_from: None,
+                });
             }
         }
         for (i, slot) in self.slots.iter().enumerate() {
@@ -753,9 +767,11 @@ impl Worker<'_, '_> {
             let chunk = &active.prompt[active.prompt_done..active.prompt_done + take];
             let last = take == remaining;
             let mut logits_at = None;
+            let all = active.prompt_logprobs.is_some();
+            let all_logits_from = all.then(|| self.batch.n_tokens());
             for (k, &token) in chunk.iter().enumerate() {
-                let want = last && k + 1 == take;
-                if want {
+                let want = all || last && k + 1 == take;
+                if last && k + 1 == take {
                     logits_at = Some(self.batch.n_tokens());
                 }
                 let pos = (slot.cache.len() + k) as i32;
@@ -763,7 +779,7 @@ impl Worker<'_, '_> {
                     return plan;
                 }
             }
-            plan.push(Planned { slot: i, tokens: chunk.to_vec(), logits_at, prefill: true });
+            plan.push(Planned { slot: i, tokens: chunk.to_vec(), logits_at, prefill: true, all_logits_from });
         }
         plan
     }
@@ -828,6 +844,10 @@ impl Worker<'_, '_> {
             slot.cache.extend_from_slice(&p.tokens);
             let Some(active) = slot.active.as_mut() else { continue };
             if p.prefill {
+                if let (Some(from), Some(top)) = (p.all_logits_from, active.prompt_logprobs) {
+                    let before = active.prompt_done;
+                    send_prompt_logprobs(self.model, &self.ctx, active, before, n, from, top);
+                }
                 active.prompt_done += n;
                 self.metrics.prompt_tokens.inc_by(n as u64);
             } else {
@@ -1072,6 +1092,35 @@ mod tests {
 
 /// The log-softmax of `logits` at `token`, and the `n` most likely tokens (a bounded heap over
 /// the vocabulary, not a sort of it: Qwen's has 151,936 entries).
+/// The prompt tokens a chunk's logits score: the chunk holds prompt positions `before ..
+/// before + n`, with logits from batch index `from`; the logits at position `p` score token
+/// `p + 1`. The first prompt token (no logits score it) goes first, without logprobs.
+fn send_prompt_logprobs(
+    model: &LlamaModel,
+    ctx: &LlamaContext<'_>,
+    active: &Active,
+    before: usize,
+    n: usize,
+    from: i32,
+    top: u32,
+) {
+    let vocab = model.vocab();
+    let token = |id: LlamaToken, logprobs| SampledToken {
+        id: id.0,
+        piece: vocab.token_to_piece(id, false, None),
+        logprobs,
+        usage: active.usage(),
+    };
+    if before == 0 && !active.prompt.is_empty() {
+        active.tx.send(GenerationEvent::Detail(Detail::PromptToken(token(active.prompt[0], None))));
+    }
+    for k in 0..n {
+        let Some(&next) = active.prompt.get(before + k + 1) else { break };
+        let lp = token_logprobs(model, ctx.get_logits_ith(from + k as i32), next, top);
+        active.tx.send(GenerationEvent::Detail(Detail::PromptToken(token(next, Some(lp)))));
+    }
+}
+
 fn token_logprobs(model: &LlamaModel, logits: &[f32], token: LlamaToken, n: u32) -> TokenLogprobs {
     use std::cmp::Reverse;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -207,7 +207,7 @@ impl Task {
                     Some(GenerationEvent::Detail(_)) => {}
                     Some(GenerationEvent::ToolCalls(_)) => {}
                     Some(GenerationEvent::Done { finish_reason, usage }) => {
-                        let done = chorus_engine::Completion { text: std::mem::take(&mut text), tool_calls: Vec::new(), finish_reason, usage, tokens: Vec::new(), stop_word: None };
+                        let done = chorus_engine::Completion { text: std::mem::take(&mut text), tool_calls: Vec::new(), finish_reason, usage, tokens: Vec::new(), stop_word: None, prompt_tokens: Vec::new() };
                         let mut last = serde_json::to_value(self.answer(done, started)).unwrap_or_default();
                         last["done"] = json!(true);
                         yield sse::json(&last);

@@ -29,8 +29,10 @@ pub struct CompletionRequest {
     /// Options of the stream; only with `stream: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
-    /// Echo the prompt before the completion (not with `logprobs`: the prompt's own
-    /// log-probabilities are not computed, a 400).
+    /// Echo the prompt before the completion; with `logprobs`, its tokens come first in
+    /// `logprobs` too, each scored after the ones before it (the first has `null`), and with
+    /// `max_tokens: 0` only the prompt is answered (scoring a text, as lm-evaluation-harness
+    /// does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo: Option<bool>,
     /// Choices per prompt, 1 (default) to 128; the choices of one prompt share its KV cache.
@@ -121,10 +123,12 @@ pub struct CompletionChoice {
 pub struct CompletionLogprobs {
     /// Each generated token's text (bytes that are not UTF-8 on their own are replaced).
     pub tokens: Vec<String>,
-    /// Each token's log-probability (natural log).
-    pub token_logprobs: Vec<f64>,
-    /// At each token, the `logprobs` most likely tokens and their log-probabilities.
-    pub top_logprobs: Vec<std::collections::BTreeMap<String, f64>>,
+    /// Each token's log-probability (natural log); `null` for an echoed prompt's first token,
+    /// which nothing before it scores.
+    pub token_logprobs: Vec<Option<f64>>,
+    /// At each token, the `logprobs` most likely tokens and their log-probabilities (`null`
+    /// where `token_logprobs` is).
+    pub top_logprobs: Vec<Option<std::collections::BTreeMap<String, f64>>>,
     /// Each token's offset in characters from the start of the prompt (so the first
     /// generated token's is the prompt's length).
     pub text_offset: Vec<u32>,

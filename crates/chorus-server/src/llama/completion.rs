@@ -256,7 +256,7 @@ fn streamed(state: AppState, generations: Vec<GenerationStream>, prompts: Vec<St
                 }
                 Some((i, GenerationEvent::Detail(Detail::Token(t)))) => pending[i].push(t),
                 Some((i, GenerationEvent::Detail(Detail::StopWord(w)))) => words[i] = Some(w),
-                Some((_, GenerationEvent::ToolCalls(_))) => {}
+                Some((_, GenerationEvent::ToolCalls(_) | GenerationEvent::Detail(Detail::PromptToken(_)))) => {}
                 Some((i, GenerationEvent::Done { finish_reason, usage })) => {
                     open -= 1;
                     let done = Completion {
@@ -266,6 +266,7 @@ fn streamed(state: AppState, generations: Vec<GenerationStream>, prompts: Vec<St
                         usage,
                         tokens: Vec::new(),
                         stop_word: words[i].take(),
+                        prompt_tokens: Vec::new(),
                     };
                     yield sse::json(&end.answer(i as u32, String::new(), &done, prompts[i].clone()));
                 }

@@ -172,7 +172,7 @@ fn stream(
                     yield sse::json(&chunk);
                 }
                 Some((i, GenerationEvent::Detail(Detail::Token(t)))) => pending[i as usize].push(t),
-                Some((_, GenerationEvent::Detail(Detail::StopWord(_)))) => {}
+                Some((_, GenerationEvent::Detail(Detail::StopWord(_) | Detail::PromptToken(_)))) => {}
                 Some((i, GenerationEvent::ToolCalls(calls))) => {
                     let chunks = tool_calls_wire(&calls)
                         .into_iter()

@@ -55,24 +55,17 @@ pub(super) async fn create(
     };
     let keep_alive = convert::keep_alive(req.keep_alive.as_ref())?;
     let echo = req.echo.unwrap_or(false);
-    let logprobs = match req.logprobs {
-        None => None,
-        Some(_) if echo => {
-            return Err(ApiError::invalid(
-                Some("echo".to_owned()),
-                "echo with logprobs would need the prompt's log-probabilities, which chorus does not compute; \
-                 drop one of them",
-            ));
-        }
-        Some(n) => Some(convert::top_logprobs_in("logprobs", Some(n))?),
-    };
+    let logprobs = req.logprobs.map(|n| convert::top_logprobs_in("logprobs", Some(n))).transpose()?;
+    // `echo` with `max_tokens: 0` scores the prompt alone: one token is generated and dropped.
+    let prompt_only = echo && req.max_tokens == Some(0);
+    let max_tokens = if prompt_only { Some(1) } else { req.max_tokens };
     let suffix = req.suffix.filter(|s| !s.is_empty());
     let requests = prompts
         .iter()
         .map(|p| {
             convert::completion(
                 p.clone(),
-                req.max_tokens,
+                max_tokens,
                 &req.sampling,
                 req.stop.as_ref(),
                 req.cache_prompt,
@@ -86,6 +79,7 @@ pub(super) async fn create(
                     r.response_format = chorus_engine::ResponseFormat::Grammar(g.clone());
                 }
                 r.logprobs = logprobs;
+                r.prompt_logprobs = logprobs.filter(|_| echo);
                 if let (Some(suffix), chorus_engine::Prompt::Text(prefix)) = (&suffix, &r.prompt) {
                     r.prompt = chorus_engine::Prompt::Infill {
                         prefix: prefix.clone(),
@@ -116,7 +110,7 @@ pub(super) async fn create(
     let meta = ResponseMeta::new("cmpl", model);
     if stream {
         return Ok(crate::route::with_header(
-            streamed(state, meta, generations, echoes, offsets, include_usage, n),
+            streamed(state, meta, generations, echoes, Scoring { offsets, prompt_only }, include_usage, n),
             route.as_ref(),
         ));
     }
@@ -127,12 +121,26 @@ pub(super) async fn create(
     let mut usage = Usage::default();
     let mut choices = Vec::with_capacity(collected.len());
     for (i, (result, echo)) in collected.into_iter().zip(echoes).enumerate() {
-        let done = result?;
+        let mut done = result?;
+        if prompt_only {
+            drop_generated(&mut done);
+        }
         add(&mut usage, done.usage, i % n as usize == 0);
+        let logprobs = logprobs.map(|_| {
+            let mut offset = 0;
+            let mut lp = logprobs_wire(&done.prompt_tokens, &mut offset);
+            let mut offset = offsets[i];
+            let generated = logprobs_wire(&done.tokens, &mut offset);
+            lp.tokens.extend(generated.tokens);
+            lp.token_logprobs.extend(generated.token_logprobs);
+            lp.top_logprobs.extend(generated.top_logprobs);
+            lp.text_offset.extend(generated.text_offset);
+            lp
+        });
         choices.push(CompletionChoice {
             text: echo + &done.text,
             index: i as u32,
-            logprobs: logprobs.map(|_| logprobs_wire(&done.tokens, &mut offsets[i].clone())),
+            logprobs,
             finish_reason: Some(finish(done.finish_reason)),
         });
     }
@@ -167,24 +175,40 @@ fn add(total: &mut Usage, u: Usage, first: bool) {
     total.predicted_ms = total.predicted_ms.max(u.predicted_ms);
 }
 
-/// OpenAI's legacy `logprobs` of these tokens, the first at character offset `offset`
-/// (advanced past them, for the next streamed event).
+/// `max_tokens: 0` with `echo`: the one token generated to score the prompt is not answered.
+fn drop_generated(done: &mut chorus_engine::Completion) {
+    done.text.clear();
+    done.tokens.clear();
+    done.usage.completion_tokens = 0;
+    done.finish_reason = chorus_engine::FinishReason::Length;
+}
+
+/// What the stream needs for `logprobs` and `max_tokens: 0`: each choice's character offset
+/// after its prompt, and whether generated tokens are dropped.
+struct Scoring {
+    offsets: Vec<u32>,
+    prompt_only: bool,
+}
+
+/// OpenAI's legacy `logprobs` of these tokens (generated, or an echoed prompt's: its first
+/// has none), the first at character offset `offset` (advanced past them).
 fn logprobs_wire(tokens: &[chorus_engine::SampledToken], offset: &mut u32) -> CompletionLogprobs {
     let text = |piece: &[u8]| String::from_utf8_lossy(piece).into_owned();
     let mut out = CompletionLogprobs::default();
     for t in tokens {
-        let Some(lp) = &t.logprobs else { continue };
         let token = text(&t.piece);
         out.text_offset.push(*offset);
         *offset += token.chars().count() as u32;
         out.tokens.push(token);
-        out.token_logprobs.push(f64::from(lp.logprob));
-        // Tokens whose texts are the same (bytes that are not UTF-8 alone) keep the likeliest.
-        let mut top = std::collections::BTreeMap::new();
-        for a in &lp.top {
-            top.entry(text(&a.piece)).or_insert(f64::from(a.logprob));
-        }
-        out.top_logprobs.push(top);
+        out.token_logprobs.push(t.logprobs.as_ref().map(|lp| f64::from(lp.logprob)));
+        out.top_logprobs.push(t.logprobs.as_ref().map(|lp| {
+            // Tokens whose texts are the same (bytes that are not UTF-8 alone) keep the likeliest.
+            let mut top = std::collections::BTreeMap::new();
+            for a in &lp.top {
+                top.entry(text(&a.piece)).or_insert(f64::from(a.logprob));
+            }
+            top
+        }));
     }
     out
 }
@@ -194,34 +218,49 @@ fn streamed(
     meta: ResponseMeta,
     generations: Vec<GenerationStream>,
     echoes: Vec<String>,
-    mut offsets: Vec<u32>,
+    scoring: Scoring,
     include_usage: bool,
     n: u32,
 ) -> Response {
+    let Scoring { mut offsets, prompt_only } = scoring;
     let abort = state.abort.clone();
     let mut open = generations.len();
     let mut merged = select_all(generations.into_iter().enumerate().map(|(i, g)| g.map(move |e| (i as u32, e))));
     let events = async_stream::stream! {
         let text = |index: u32, text: String, finish_reason| CompletionChoice { text, index, logprobs: None, finish_reason };
-        for (i, echo) in echoes.into_iter().enumerate() {
-            if !echo.is_empty() {
-                yield sse::json(&meta.body(vec![text(i as u32, echo, None)], None));
-            }
-        }
         let mut usage = Usage::default();
         let mut failed = false;
-        // Per choice, the tokens (with logprobs, when asked) since its last event.
+        // Per choice, the tokens (with logprobs, when asked) since its last event, and its
+        // echo, sent once its prompt's log-probabilities are in (when asked for).
         let mut pending: Vec<Vec<chorus_engine::SampledToken>> = vec![Vec::new(); offsets.len()];
+        let mut prompts: Vec<Vec<chorus_engine::SampledToken>> = vec![Vec::new(); offsets.len()];
+        let mut echoes: Vec<Option<String>> = echoes.into_iter().map(|e| (!e.is_empty()).then_some(e)).collect();
+        let mut pushback = None;
         while open > 0 {
-            let event = tokio::select! {
-                event = merged.next() => event,
-                () = abort.cancelled() => {
-                    yield sse::error(&sse::shutting_down());
-                    failed = true;
-                    break;
-                }
+            let event = match pushback.take() {
+                Some(event) => Some(event),
+                None => tokio::select! {
+                    event = merged.next() => event,
+                    () = abort.cancelled() => {
+                        yield sse::error(&sse::shutting_down());
+                        failed = true;
+                        break;
+                    }
+                },
             };
             match event {
+                Some((i, GenerationEvent::Detail(Detail::PromptToken(t)))) => prompts[i as usize].push(t),
+                Some((i, event)) if echoes[i as usize].is_some() => {
+                    // The echo first, with the prompt's tokens when they were asked for.
+                    let mut choice = text(i, echoes[i as usize].take().unwrap_or_default(), None);
+                    let scored = std::mem::take(&mut prompts[i as usize]);
+                    if !scored.is_empty() {
+                        choice.logprobs = Some(logprobs_wire(&scored, &mut 0));
+                    }
+                    yield sse::json(&meta.body(vec![choice], None));
+                    pushback = Some((i, event));
+                }
+                Some((_, GenerationEvent::Text(_) | GenerationEvent::Detail(Detail::Token(_)))) if prompt_only => {}
                 Some((i, GenerationEvent::Text(t))) => {
                     let mut choice = text(i, t, None);
                     let tokens = std::mem::take(&mut pending[i as usize]);
@@ -233,7 +272,10 @@ fn streamed(
                 Some((i, GenerationEvent::Detail(Detail::Token(t)))) => pending[i as usize].push(t),
                 // Text completions take no tools, so no calls are parsed.
                 Some((_, GenerationEvent::ToolCalls(_) | GenerationEvent::Detail(_))) => {}
-                Some((i, GenerationEvent::Done { finish_reason, usage: u })) => {
+                Some((i, GenerationEvent::Done { mut finish_reason, usage: mut u })) => {
+                    if prompt_only {
+                        (finish_reason, u.completion_tokens) = (chorus_engine::FinishReason::Length, 0);
+                    }
                     add(&mut usage, u, i % n == 0);
                     open -= 1;
                     yield sse::json(&meta.body(vec![text(i, String::new(), Some(finish(finish_reason)))], None));

@@ -83,6 +83,7 @@ pub(crate) fn chat(req: ChatCompletionRequest, config: &crate::ServerConfig) -> 
             logprobs,
             chat_ending,
             id_slot: None,
+            prompt_logprobs: None,
         },
         stream,
         include_usage,
