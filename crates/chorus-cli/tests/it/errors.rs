@@ -42,11 +42,6 @@ fn bad_input_gets_openai_errors() {
             json!({"messages": [{"role": "wizard", "content": "hi"}]}).to_string(),
             Some("messages[0].role"),
         ),
-        (
-            "prompt longer than the context",
-            json!({"messages": [{"role": "user", "content": "word ".repeat(2000)}]}).to_string(),
-            Some("messages"),
-        ),
     ];
     for (what, body, param) in cases {
         let (status, body) = post(&http, &chat, &body);
@@ -55,6 +50,15 @@ fn bad_input_gets_openai_errors() {
             assert_eq!(body["error"]["param"], param, "{what}: {body}");
         }
     }
+    // A prompt over the context: llama-server's type (with its counts), OpenAI's code.
+    let long = json!({"messages": [{"role": "user", "content": "word ".repeat(2000)}]}).to_string();
+    let (status, body) = post(&http, &chat, &long);
+    assert_error(status, &body, 400, "exceed_context_size_error", "prompt longer than the context");
+    assert_eq!(
+        (body["error"]["param"].as_str(), body["error"]["code"].as_str()),
+        (Some("messages"), Some("context_length_exceeded"))
+    );
+    assert_eq!(body["error"]["n_ctx"], 256, "{body}");
     let (status, body) = post(&http, &chat, &json!({"messages": user, "model": "no-such-model"}).to_string());
     assert_error(status, &body, 404, "invalid_request_error", "unknown model");
     assert_eq!(body["error"]["code"], "model_not_found");
