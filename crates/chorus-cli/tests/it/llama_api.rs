@@ -327,6 +327,17 @@ async fn llama_server_fields_of_chat_infill_slots_samplers_and_aliases() {
     let (status, err) = post(url, "/completion", json!({"n_predict": 3})).await;
     assert_eq!((status, err["error"]["param"].as_str()), (400, Some("prompt")), "{err}");
 
+    // llama-server's embedding input shapes: strings mixed with token ids are one input.
+    let (status, mixed) = post(url, "/v1/embeddings", json!({"input": [12, "text", 34]})).await;
+    assert_eq!((status, mixed["data"].as_array().map(Vec::len)), (200, Some(1)), "{mixed}");
+    let shapes = json!({"input": ["a", {"prompt_string": "b"}, {"content": [{"type": "text", "text": "c"}]}]});
+    let (status, three) = post(url, "/v1/embeddings", shapes).await;
+    assert_eq!((status, three["data"].as_array().map(Vec::len)), (200, Some(3)), "{three}");
+    for bad in [json!(5), json!([{}]), json!([[1, {}]])] {
+        let (status, err) = post(url, "/v1/embeddings", json!({"input": bad})).await;
+        assert_eq!((status, err["error"]["param"].as_str()), (400, Some("input")), "{bad}: {err}");
+    }
+
     // /infill: a malformed input_extra item, then a model without fill-in-the-middle tokens.
     let infill = json!({"input_prefix": "def f():\n", "prompt": "    return ", "input_suffix": "\n"});
     let (status, err) =

@@ -48,6 +48,11 @@ pub enum EmbeddingInput {
     Tokens(Vec<u32>),
     /// Several inputs as token ids.
     TokenArrays(Vec<Vec<u32>>),
+    /// llama-server's other prompt shapes: strings mixed with token ids (`[12, "text", 34]`
+    /// is one input), `{"prompt_string": …}`, `{"content": [{"type": "text", "text": …}]}`,
+    /// or an array of those.
+    #[schema(value_type = Object)]
+    Mixed(serde_json::Value),
 }
 
 /// `encoding_format` of an [`EmbeddingRequest`].

@@ -4,9 +4,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use chorus_engine::{EmbedRequest, EmbeddingInput};
+use chorus_engine::{EmbedRequest, EmbeddingInput, Engine};
 use chorus_proto::llama::{NativeEmbedding, NativeEmbeddingRequest};
 use chorus_proto::openai::{self as wire, ErrorResponse};
+use serde_json::Value;
 
 use crate::extract::AppJson;
 use crate::{ApiError, AppState};
@@ -44,13 +45,8 @@ pub(crate) async fn create(
              chorus does not serve unnormalised vectors (-1)",
         ));
     }
-    let inputs = match input {
-        wire::EmbeddingInput::Text(t) => vec![EmbeddingInput::Text(t)],
-        wire::EmbeddingInput::Texts(ts) => ts.into_iter().map(EmbeddingInput::Text).collect(),
-        wire::EmbeddingInput::Tokens(ids) => vec![EmbeddingInput::Tokens(ids)],
-        wire::EmbeddingInput::TokenArrays(arrays) => arrays.into_iter().map(EmbeddingInput::Tokens).collect(),
-    };
     let model = state.engine.resolve_embedding(req.model.as_deref())?;
+    let inputs = inputs(&state.engine, &model, input, "content").await?;
     let request = EmbedRequest { inputs, truncate: req.truncate.unwrap_or(false) };
     let embeddings = state.engine.embed(Some(&model), request, None, None).await?;
     Ok(Json(
@@ -62,6 +58,80 @@ pub(crate) async fn create(
             })
             .collect(),
     ))
+}
+
+/// The engine's inputs of an embedding request's `input` (or `content`, named `param` in
+/// errors): OpenAI's shapes, and llama-server's others, read as llama-server reads them (an
+/// array holding a number is one input, its strings tokenized into it, the first with the
+/// model's special tokens).
+pub(crate) async fn inputs(
+    engine: &Engine,
+    model: &str,
+    input: wire::EmbeddingInput,
+    param: &str,
+) -> Result<Vec<EmbeddingInput>, ApiError> {
+    Ok(match input {
+        wire::EmbeddingInput::Text(t) => vec![EmbeddingInput::Text(t)],
+        wire::EmbeddingInput::Texts(ts) => ts.into_iter().map(EmbeddingInput::Text).collect(),
+        wire::EmbeddingInput::Tokens(ids) => vec![EmbeddingInput::Tokens(ids)],
+        wire::EmbeddingInput::TokenArrays(arrays) => arrays.into_iter().map(EmbeddingInput::Tokens).collect(),
+        wire::EmbeddingInput::Mixed(value) => {
+            let parts: Vec<&Value> = match &value {
+                Value::Array(items) if !items.iter().any(Value::is_number) => items.iter().collect(),
+                other => vec![other],
+            };
+            let mut out = Vec::with_capacity(parts.len());
+            for part in parts {
+                out.push(mixed(engine, model, part, param).await?);
+            }
+            out
+        }
+    })
+}
+
+/// One input in llama-server's shapes.
+async fn mixed(engine: &Engine, model: &str, part: &Value, param: &str) -> Result<EmbeddingInput, ApiError> {
+    let shapes = || {
+        ApiError::invalid(
+            Some(param.to_owned()),
+            format!(
+                "{param} must be a string, token ids, strings mixed with token ids, an object with `prompt_string` \
+                 or text `content` parts, or an array of those"
+            ),
+        )
+    };
+    match part {
+        Value::String(text) => Ok(EmbeddingInput::Text(text.clone())),
+        Value::Object(map) => match (map.get("prompt_string"), map.get("content")) {
+            (Some(Value::String(text)), _) => Ok(EmbeddingInput::Text(text.clone())),
+            (_, Some(Value::Array(content))) => {
+                let mut text = String::new();
+                for item in content {
+                    match (item.get("type").and_then(Value::as_str), item.get("text").and_then(Value::as_str)) {
+                        (Some("text"), Some(t)) => text.push_str(t),
+                        _ => return Err(shapes()),
+                    }
+                }
+                Ok(EmbeddingInput::Text(text))
+            }
+            _ => Err(shapes()),
+        },
+        Value::Array(items) => {
+            let mut tokens = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::Number(n) => tokens.push(n.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(shapes)?),
+                    Value::String(text) => {
+                        let pieces = engine.tokenize(Some(model), text, i == 0, true).await?;
+                        tokens.extend(pieces.iter().map(|t| t.id as u32));
+                    }
+                    _ => return Err(shapes()),
+                }
+            }
+            Ok(EmbeddingInput::Tokens(tokens))
+        }
+        _ => Err(shapes()),
+    }
 }
 
 /// Scale a unit-length vector as llama.cpp's `common_embd_normalize` with `embd_norm` `p`

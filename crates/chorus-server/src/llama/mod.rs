@@ -18,7 +18,7 @@ use chorus_proto::openai::{ChatCompletionRequest, ErrorResponse};
 use utoipa::OpenApi;
 
 mod completion;
-mod embedding;
+pub(crate) mod embedding;
 
 use crate::extract::AppJson;
 use crate::openai::chat_plan;

@@ -5,10 +5,10 @@
 use axum::Json;
 use axum::extract::State;
 use base64::Engine as _;
-use chorus_engine::{EmbedRequest, EmbeddingInput};
+use chorus_engine::EmbedRequest;
 use chorus_proto::openai::{
-    self as wire, Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage, EmbeddingVector, EncodingFormat,
-    ErrorResponse, ObjectType,
+    Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage, EmbeddingVector, EncodingFormat, ErrorResponse,
+    ObjectType,
 };
 
 use super::convert;
@@ -39,14 +39,9 @@ pub(super) async fn create(
     State(state): State<AppState>,
     AppJson(req): AppJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingList>, ApiError> {
-    let inputs = match req.input {
-        wire::EmbeddingInput::Text(t) => vec![EmbeddingInput::Text(t)],
-        wire::EmbeddingInput::Texts(ts) => ts.into_iter().map(EmbeddingInput::Text).collect(),
-        wire::EmbeddingInput::Tokens(ids) => vec![EmbeddingInput::Tokens(ids)],
-        wire::EmbeddingInput::TokenArrays(arrays) => arrays.into_iter().map(EmbeddingInput::Tokens).collect(),
-    };
     let keep_alive = convert::keep_alive(req.keep_alive.as_ref())?;
     let model = state.engine.resolve_embedding(req.model.as_deref())?;
+    let inputs = crate::llama::embedding::inputs(&state.engine, &model, req.input, "input").await?;
     let request = EmbedRequest { inputs, truncate: req.truncate.unwrap_or(false) };
     let embeddings = state.engine.embed(Some(&model), request, req.dimensions, keep_alive).await?;
     let format = req.encoding_format.unwrap_or_default();
